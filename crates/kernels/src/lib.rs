@@ -1,0 +1,18 @@
+//! Tensor element types, (de)quantization, SIMD dot products and matrix kernels for CPU inference.
+//!
+//! Every SIMD path has a scalar reference in [`reference`] that tests compare it against.
+
+pub mod blocks;
+mod dtype;
+mod error;
+mod matmul;
+pub mod quant;
+pub mod reference;
+mod simd;
+pub mod vec;
+
+pub use blocks::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K};
+pub use dtype::GgmlType;
+pub use error::KernelError;
+pub use matmul::{matmul, matmul_threads, QuantizedActs, WeightView};
+pub use simd::{cpu_features, CpuFeatures, Kernels, SimdLevel};

@@ -1,0 +1,206 @@
+//! Quantized matrix products `Y = X · Wᵀ` with activations quantized on the fly, rows split across threads.
+use crate::blocks::{cast, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K};
+use crate::quant::{quantize_q8_0_block, quantize_q8k_block};
+use crate::simd::Kernels;
+use crate::{GgmlType, KernelError};
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// A 2-D weight matrix in its stored type: `rows` rows of `cols` elements, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightView<'a> {
+    pub ty: GgmlType,
+    pub data: &'a [u8],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> WeightView<'a> {
+    pub fn new(ty: GgmlType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        let row_bytes = ty.row_bytes(cols)?;
+        if data.len() != row_bytes * rows {
+            return Err(KernelError::Shape {
+                op: "WeightView::new",
+                detail: format!("{} bytes for {rows}x{cols} {}", data.len(), ty.name()),
+            });
+        }
+        Ok(WeightView { ty, data, rows, cols })
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.data.len() / self.rows.max(1)
+    }
+
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Rows `start..end` as a weight of their own (a slice of the matrix).
+    pub fn rows_range(&self, start: usize, end: usize) -> WeightView<'a> {
+        let rb = self.row_bytes();
+        WeightView {
+            ty: self.ty,
+            data: &self.data[start * rb..end * rb],
+            rows: end - start,
+            cols: self.cols,
+        }
+    }
+}
+
+/// Activations `(n, k)` in f32 plus their Q8_0 and Q8_K encodings, each made once on demand and
+/// reused by every weight that multiplies the same input (Q, K and V; gate and up).
+#[derive(Default)]
+pub struct QuantizedActs {
+    pub n: usize,
+    pub k: usize,
+    pub f32: Vec<f32>,
+    q8_0: Vec<BlockQ8_0>,
+    q8k: Vec<BlockQ8K>,
+    have_q8_0: bool,
+    have_q8k: bool,
+}
+
+impl QuantizedActs {
+    /// Replaces the content with `x` of shape `(n, k)`, keeping allocations.
+    pub fn set(&mut self, x: &[f32], n: usize, k: usize) {
+        debug_assert_eq!(x.len(), n * k);
+        self.n = n;
+        self.k = k;
+        self.f32.clear();
+        self.f32.extend_from_slice(x);
+        self.have_q8_0 = false;
+        self.have_q8k = false;
+    }
+
+    pub fn from_f32(x: &[f32], n: usize, k: usize) -> Self {
+        let mut a = QuantizedActs::default();
+        a.set(x, n, k);
+        a
+    }
+
+    fn ensure(&mut self, ty: GgmlType) {
+        match ty {
+            GgmlType::Q8_0 if !self.have_q8_0 => {
+                let zero = BlockQ8_0 { d: f16::ZERO, qs: [0; 32] };
+                self.q8_0.resize(self.n * self.k / 32, zero);
+                self.q8_0
+                    .par_chunks_mut((self.k / 32).max(1))
+                    .zip(self.f32.par_chunks(self.k.max(1)))
+                    .for_each(|(blocks, row)| {
+                        for (b, x) in blocks.iter_mut().zip(row.chunks_exact(32)) {
+                            quantize_q8_0_block(x, b);
+                        }
+                    });
+                self.have_q8_0 = true;
+            }
+            GgmlType::Q8K if !self.have_q8k => {
+                let zero = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; 16] };
+                self.q8k.resize(self.n * self.k / QK_K, zero);
+                self.q8k
+                    .par_chunks_mut((self.k / QK_K).max(1))
+                    .zip(self.f32.par_chunks(self.k.max(1)))
+                    .for_each(|(blocks, row)| {
+                        for (b, x) in blocks.iter_mut().zip(row.chunks_exact(QK_K)) {
+                            quantize_q8k_block(x, b);
+                        }
+                    });
+                self.have_q8k = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One activation row in the encoding a weight type needs.
+#[derive(Clone, Copy)]
+enum ActRow<'a> {
+    F32(&'a [f32]),
+    Q8_0(&'a [BlockQ8_0]),
+    Q8K(&'a [BlockQ8K]),
+}
+
+#[inline]
+fn dot_row(k: &Kernels, ty: GgmlType, w: &[u8], a: ActRow) -> f32 {
+    match (ty, a) {
+        (GgmlType::Q4_0, ActRow::Q8_0(a)) => (k.q4_0)(cast::<BlockQ4_0>(w), a),
+        (GgmlType::Q5_0, ActRow::Q8_0(a)) => (k.q5_0)(cast::<BlockQ5_0>(w), a),
+        (GgmlType::Q8_0, ActRow::Q8_0(a)) => (k.q8_0)(cast::<BlockQ8_0>(w), a),
+        (GgmlType::Q4K, ActRow::Q8K(a)) => (k.q4k)(cast::<BlockQ4K>(w), a),
+        (GgmlType::Q5K, ActRow::Q8K(a)) => (k.q5k)(cast::<BlockQ5K>(w), a),
+        (GgmlType::Q6K, ActRow::Q8K(a)) => (k.q6k)(cast::<BlockQ6K>(w), a),
+        (GgmlType::F32, ActRow::F32(a)) => (k.f32)(cast::<f32>(w), a),
+        (GgmlType::F16, ActRow::F32(a)) => (k.f16)(cast::<f16>(w), a),
+        (GgmlType::BF16, ActRow::F32(a)) => (k.bf16)(cast::<bf16>(w), a),
+        _ => unreachable!("activation encoding chosen from the weight type"),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: each task writes a disjoint set of output elements.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `out (n, w.rows) = acts (n, k) · wᵀ`, using the process-wide kernels and thread pool.
+pub fn matmul(w: &WeightView, acts: &mut QuantizedActs, out: &mut [f32]) -> Result<(), KernelError> {
+    matmul_threads(Kernels::get(), w, acts, out)
+}
+
+/// As [`matmul`] with an explicit kernel table (tests compare levels with it).
+pub fn matmul_threads(
+    kernels: &Kernels,
+    w: &WeightView,
+    acts: &mut QuantizedActs,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    if acts.k != w.cols || out.len() != acts.n * w.rows {
+        return Err(KernelError::Shape {
+            op: "matmul",
+            detail: format!(
+                "weight {}x{}, activations {}x{}, output {}",
+                w.rows, w.cols, acts.n, acts.k, out.len()
+            ),
+        });
+    }
+    if w.ty == GgmlType::Q8K {
+        return Err(KernelError::Unsupported { ty: w.ty, op: "matmul" });
+    }
+    let act_ty = w.ty.act_type();
+    acts.ensure(act_ty);
+    let acts = &*acts;
+    let n = acts.n;
+    let rows = w.rows;
+    let row_bytes = w.row_bytes();
+    let act_row = |t: usize| -> ActRow {
+        match act_ty {
+            GgmlType::Q8_0 => {
+                let per = acts.k / 32;
+                ActRow::Q8_0(&acts.q8_0[t * per..(t + 1) * per])
+            }
+            GgmlType::Q8K => {
+                let per = acts.k / QK_K;
+                ActRow::Q8K(&acts.q8k[t * per..(t + 1) * per])
+            }
+            _ => ActRow::F32(&acts.f32[t * acts.k..(t + 1) * acts.k]),
+        }
+    };
+    let threads = rayon::current_num_threads().max(1);
+    // Enough chunks to balance load, few enough that scheduling stays cheap.
+    let chunk = rows.div_ceil(threads * 4).max(16).min(rows.max(1));
+    let ptr = SendPtr(out.as_mut_ptr());
+    (0..rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let p = ptr;
+        let r0 = c * chunk;
+        let r1 = (r0 + chunk).min(rows);
+        for r in r0..r1 {
+            let wrow = &w.data[r * row_bytes..(r + 1) * row_bytes];
+            for t in 0..n {
+                let v = dot_row(kernels, w.ty, wrow, act_row(t));
+                // SAFETY: (t, r) pairs are disjoint across chunks and inside out's bounds.
+                unsafe { *p.0.add(t * rows + r) = v };
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Kernel tests: quantization round trips, reference dots against dequantized products, and every
+//! SIMD level against the scalar reference.
+use autodidact_kernels::quant::{dequantize_to_vec, quantize_to_vec};
+use autodidact_kernels::{matmul_threads, GgmlType, Kernels, QuantizedActs, SimdLevel, WeightView};
+
+/// Deterministic pseudo-random values in [-1, 1) with occasional outliers, like real weights.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|i| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let v = ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+            if i % 97 == 0 { v * 6.0 } else { v }
+        })
+        .collect()
+}
+
+const WEIGHT_TYPES: [GgmlType; 9] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
+#[test]
+fn quantization_round_trip_error_is_bounded() {
+    let x = values(1024, 1);
+    for ty in WEIGHT_TYPES.into_iter().chain([GgmlType::Q8K]) {
+        let q = quantize_to_vec(ty, &x).unwrap();
+        assert_eq!(q.len(), ty.row_bytes(x.len()).unwrap());
+        let y = dequantize_to_vec(ty, &q, x.len()).unwrap();
+        let rmse = (x.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / x.len() as f32).sqrt();
+        // Bits per weight bound the error: 4-bit ≈ 0.1 of the range, 8-bit ≈ 0.01.
+        let bound = match ty {
+            GgmlType::F32 => 0.0,
+            GgmlType::F16 | GgmlType::BF16 => 0.005,
+            GgmlType::Q8_0 | GgmlType::Q8K => 0.02,
+            GgmlType::Q6K | GgmlType::Q5_0 | GgmlType::Q5K => 0.08,
+            _ => 0.16,
+        };
+        assert!(rmse <= bound, "{ty:?}: rmse {rmse} > {bound}");
+    }
+}
+
+#[test]
+fn wrong_sizes_are_errors_not_panics() {
+    assert!(quantize_to_vec(GgmlType::Q4K, &[0.0; 100]).is_err());
+    assert!(dequantize_to_vec(GgmlType::Q8_0, &[0u8; 33], 32).is_err());
+    assert!(GgmlType::from_id(999).is_err());
+}
+
+/// The reference quantized dot equals the f32 dot of the dequantized weight and activation rows.
+#[test]
+fn reference_dot_matches_dequantized_product() {
+    let k = 512;
+    let w = values(k, 7);
+    let x = values(k, 8);
+    let scalar = Kernels::for_level(SimdLevel::Scalar).unwrap();
+    for ty in WEIGHT_TYPES {
+        let wq = quantize_to_vec(ty, &w).unwrap();
+        let wd = dequantize_to_vec(ty, &wq, k).unwrap();
+        let act = ty.act_type();
+        let xd = if act == GgmlType::F32 {
+            x.clone()
+        } else {
+            dequantize_to_vec(act, &quantize_to_vec(act, &x).unwrap(), k).unwrap()
+        };
+        let expect: f32 = wd.iter().zip(&xd).map(|(a, b)| a * b).sum();
+        let view = WeightView::new(ty, &wq, 1, k).unwrap();
+        let mut acts = QuantizedActs::from_f32(&x, 1, k);
+        let mut out = [0f32];
+        matmul_threads(&scalar, &view, &mut acts, &mut out).unwrap();
+        let tol = 1e-4 * expect.abs().max(1.0) * 10.0;
+        assert!((out[0] - expect).abs() <= tol, "{ty:?}: {} vs {expect}", out[0]);
+    }
+}
+
+/// Each SIMD level this CPU has agrees with the scalar reference on a whole matrix product.
+#[test]
+fn simd_levels_match_scalar_reference() {
+    let (rows, k, n) = (37, 768, 5);
+    let x = values(n * k, 3);
+    let scalar = Kernels::for_level(SimdLevel::Scalar).unwrap();
+    for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+        let Some(kern) = Kernels::for_level(level) else {
+            eprintln!("skipping {level:?}: not supported by this CPU");
+            continue;
+        };
+        for ty in WEIGHT_TYPES {
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|r| quantize_to_vec(ty, &values(k, 100 + r as u64)).unwrap())
+                .collect();
+            let view = WeightView::new(ty, &w, rows, k).unwrap();
+            let mut a1 = QuantizedActs::from_f32(&x, n, k);
+            let mut a2 = QuantizedActs::from_f32(&x, n, k);
+            let mut o1 = vec![0f32; n * rows];
+            let mut o2 = vec![0f32; n * rows];
+            matmul_threads(&scalar, &view, &mut a1, &mut o1).unwrap();
+            matmul_threads(&kern, &view, &mut a2, &mut o2).unwrap();
+            for (i, (a, b)) in o1.iter().zip(&o2).enumerate() {
+                // Integer parts are exact; only the order of f32 accumulation differs.
+                let tol = 2e-5 * a.abs().max(1.0) * (k as f32).sqrt();
+                assert!((a - b).abs() <= tol, "{level:?} {ty:?} [{i}]: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_rejects_mismatched_shapes() {
+    let w = quantize_to_vec(GgmlType::Q8_0, &values(64, 1)).unwrap();
+    let view = WeightView::new(GgmlType::Q8_0, &w, 1, 64).unwrap();
+    let mut acts = QuantizedActs::from_f32(&values(32, 2), 1, 32);
+    let mut out = [0f32];
+    assert!(matmul_threads(Kernels::get(), &view, &mut acts, &mut out).is_err());
+    assert!(WeightView::new(GgmlType::Q8_0, &w, 2, 64).is_err());
+}
