@@ -98,7 +98,11 @@ unsafe impl Pod for half::bf16 {}
 /// sizes and alignment first) when the length or alignment does not fit.
 pub fn cast<T: Pod>(bytes: &[u8]) -> &[T] {
     let size = std::mem::size_of::<T>();
-    assert_eq!(bytes.len() % size, 0, "byte length not a whole number of blocks");
+    assert_eq!(
+        bytes.len() % size,
+        0,
+        "byte length not a whole number of blocks"
+    );
     assert_eq!(
         bytes.as_ptr() as usize % std::mem::align_of::<T>(),
         0,
@@ -111,13 +115,18 @@ pub fn cast<T: Pod>(bytes: &[u8]) -> &[T] {
 /// The bytes of a block slice (for writing files and building test data).
 pub fn as_bytes<T: Pod>(blocks: &[T]) -> &[u8] {
     // SAFETY: T is Pod, so every byte is initialised.
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const u8, std::mem::size_of_val(blocks)) }
+    unsafe {
+        std::slice::from_raw_parts(blocks.as_ptr() as *const u8, std::mem::size_of_val(blocks))
+    }
 }
 
 /// Mutable byte view of a block slice.
 pub fn as_bytes_mut<T: Pod>(blocks: &mut [T]) -> &mut [u8] {
     // SAFETY: T is Pod, so any bytes written are a valid T.
     unsafe {
-        std::slice::from_raw_parts_mut(blocks.as_mut_ptr() as *mut u8, std::mem::size_of_val(blocks))
+        std::slice::from_raw_parts_mut(
+            blocks.as_mut_ptr() as *mut u8,
+            std::mem::size_of_val(blocks),
+        )
     }
 }

@@ -4,7 +4,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum KernelError {
     #[error("unsupported tensor type {ty:?} for {op}")]
-    Unsupported { ty: crate::GgmlType, op: &'static str },
+    Unsupported {
+        ty: crate::GgmlType,
+        op: &'static str,
+    },
     #[error("unknown ggml type id {0}")]
     UnknownType(u32),
     #[error("row length {len} is not a multiple of the block size {block} of {ty:?}")]

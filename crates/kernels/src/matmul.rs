@@ -1,5 +1,7 @@
 //! Quantized matrix products `Y = X · Wᵀ` with activations quantized on the fly, rows split across threads.
-use crate::blocks::{cast, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K};
+use crate::blocks::{
+    cast, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K,
+};
 use crate::quant::{quantize_q8_0_block, quantize_q8k_block};
 use crate::simd::Kernels;
 use crate::{GgmlType, KernelError};
@@ -16,7 +18,12 @@ pub struct WeightView<'a> {
 }
 
 impl<'a> WeightView<'a> {
-    pub fn new(ty: GgmlType, data: &'a [u8], rows: usize, cols: usize) -> Result<Self, KernelError> {
+    pub fn new(
+        ty: GgmlType,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, KernelError> {
         let row_bytes = ty.row_bytes(cols)?;
         if data.len() != row_bytes * rows {
             return Err(KernelError::Shape {
@@ -24,7 +31,12 @@ impl<'a> WeightView<'a> {
                 detail: format!("{} bytes for {rows}x{cols} {}", data.len(), ty.name()),
             });
         }
-        Ok(WeightView { ty, data, rows, cols })
+        Ok(WeightView {
+            ty,
+            data,
+            rows,
+            cols,
+        })
     }
 
     pub fn row_bytes(&self) -> usize {
@@ -82,7 +94,10 @@ impl QuantizedActs {
     fn ensure(&mut self, ty: GgmlType) {
         match ty {
             GgmlType::Q8_0 if !self.have_q8_0 => {
-                let zero = BlockQ8_0 { d: f16::ZERO, qs: [0; 32] };
+                let zero = BlockQ8_0 {
+                    d: f16::ZERO,
+                    qs: [0; 32],
+                };
                 self.q8_0.resize(self.n * self.k / 32, zero);
                 self.q8_0
                     .par_chunks_mut((self.k / 32).max(1))
@@ -95,7 +110,11 @@ impl QuantizedActs {
                 self.have_q8_0 = true;
             }
             GgmlType::Q8K if !self.have_q8k => {
-                let zero = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; 16] };
+                let zero = BlockQ8K {
+                    d: 0.0,
+                    qs: [0; QK_K],
+                    bsums: [0; 16],
+                };
                 self.q8k.resize(self.n * self.k / QK_K, zero);
                 self.q8k
                     .par_chunks_mut((self.k / QK_K).max(1))
@@ -143,7 +162,11 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// `out (n, w.rows) = acts (n, k) · wᵀ`, using the process-wide kernels and thread pool.
-pub fn matmul(w: &WeightView, acts: &mut QuantizedActs, out: &mut [f32]) -> Result<(), KernelError> {
+pub fn matmul(
+    w: &WeightView,
+    acts: &mut QuantizedActs,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
     matmul_threads(Kernels::get(), w, acts, out)
 }
 
@@ -159,12 +182,19 @@ pub fn matmul_threads(
             op: "matmul",
             detail: format!(
                 "weight {}x{}, activations {}x{}, output {}",
-                w.rows, w.cols, acts.n, acts.k, out.len()
+                w.rows,
+                w.cols,
+                acts.n,
+                acts.k,
+                out.len()
             ),
         });
     }
     if w.ty == GgmlType::Q8K {
-        return Err(KernelError::Unsupported { ty: w.ty, op: "matmul" });
+        return Err(KernelError::Unsupported {
+            ty: w.ty,
+            op: "matmul",
+        });
     }
     let act_ty = w.ty.act_type();
     acts.ensure(act_ty);

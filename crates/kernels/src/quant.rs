@@ -30,7 +30,12 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
     if src.len() != need {
         return Err(KernelError::Shape {
             op: "dequantize_row",
-            detail: format!("{} bytes for {} elements of {}", src.len(), dst.len(), ty.name()),
+            detail: format!(
+                "{} bytes for {} elements of {}",
+                src.len(),
+                dst.len(),
+                ty.name()
+            ),
         });
     }
     match ty {
@@ -176,7 +181,12 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
     if dst.len() != need {
         return Err(KernelError::Shape {
             op: "quantize_row",
-            detail: format!("{} bytes for {} elements of {}", dst.len(), src.len(), ty.name()),
+            detail: format!(
+                "{} bytes for {} elements of {}",
+                dst.len(),
+                src.len(),
+                ty.name()
+            ),
         });
     }
     match ty {
@@ -239,7 +249,10 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
             let five = ty == GgmlType::Q5K;
             let levels = if five { 31.0 } else { 15.0 };
             let block_bytes = ty.block_bytes();
-            for (x, out) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(block_bytes)) {
+            for (x, out) in src
+                .chunks_exact(QK_K)
+                .zip(dst.chunks_exact_mut(block_bytes))
+            {
                 // Per sub-block of 32: w ≈ scale*q - mn with q in 0..=levels.
                 let mut scales = [0f32; 8];
                 let mut mins = [0f32; 8];
@@ -258,8 +271,16 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
                 let mut ls = [0u8; 8];
                 let mut lm = [0u8; 8];
                 for j in 0..8 {
-                    ls[j] = if d > 0.0 { nearest_int(scales[j] / d).clamp(0, 63) as u8 } else { 0 };
-                    lm[j] = if dmin > 0.0 { nearest_int(mins[j] / dmin).clamp(0, 63) as u8 } else { 0 };
+                    ls[j] = if d > 0.0 {
+                        nearest_int(scales[j] / d).clamp(0, 63) as u8
+                    } else {
+                        0
+                    };
+                    lm[j] = if dmin > 0.0 {
+                        nearest_int(mins[j] / dmin).clamp(0, 63) as u8
+                    } else {
+                        0
+                    };
                     set_scale_min_k4(j, &mut sc_q, ls[j], lm[j]);
                 }
                 let d16 = f16::from_f32(d);
@@ -269,7 +290,11 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
                     let dl = d16.to_f32() * ls[j] as f32;
                     let ml = dmin16.to_f32() * lm[j] as f32;
                     for l in 0..32 {
-                        let v = if dl > 0.0 { nearest_int((x[32 * j + l] + ml) / dl) } else { 0 };
+                        let v = if dl > 0.0 {
+                            nearest_int((x[32 * j + l] + ml) / dl)
+                        } else {
+                            0
+                        };
                         q[32 * j + l] = v.clamp(0, levels as i32) as u8;
                     }
                 }
@@ -321,7 +346,11 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
                     b.scales[j] = sc;
                     let dl = d * sc as f32;
                     for l in 0..16 {
-                        let v = if dl != 0.0 { nearest_int(x[16 * j + l] / dl) } else { 0 };
+                        let v = if dl != 0.0 {
+                            nearest_int(x[16 * j + l] / dl)
+                        } else {
+                            0
+                        };
                         q[16 * j + l] = (v.clamp(-32, 31) + 32) as u8;
                     }
                 }
@@ -333,7 +362,8 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
                         let q4 = q[128 * n + l + 96];
                         b.ql[64 * n + l] = (q1 & 0x0f) | ((q3 & 0x0f) << 4);
                         b.ql[64 * n + l + 32] = (q2 & 0x0f) | ((q4 & 0x0f) << 4);
-                        b.qh[32 * n + l] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+                        b.qh[32 * n + l] =
+                            (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
                     }
                 }
             }

@@ -112,15 +112,33 @@ macro_rules! x86_table {
             use crate::blocks::*;
             use half::{bf16, f16};
             // SAFETY (all): only installed in a table after feature detection succeeded.
-            pub fn q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 { unsafe { k::dot_q4_0_q8_0(w, a) } }
-            pub fn q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 { unsafe { k::dot_q5_0_q8_0(w, a) } }
-            pub fn q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 { unsafe { k::dot_q8_0_q8_0(w, a) } }
-            pub fn q4k(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 { unsafe { k::dot_q4k_q8k(w, a) } }
-            pub fn q5k(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 { unsafe { k::dot_q5k_q8k(w, a) } }
-            pub fn q6k(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 { unsafe { k::dot_q6k_q8k(w, a) } }
-            pub fn f32(w: &[f32], a: &[f32]) -> f32 { unsafe { k::dot_f32(w, a) } }
-            pub fn f16(w: &[f16], a: &[f32]) -> f32 { unsafe { k::dot_f16_f32(w, a) } }
-            pub fn bf16(w: &[bf16], a: &[f32]) -> f32 { unsafe { k::dot_bf16_f32(w, a) } }
+            pub fn q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+                unsafe { k::dot_q4_0_q8_0(w, a) }
+            }
+            pub fn q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+                unsafe { k::dot_q5_0_q8_0(w, a) }
+            }
+            pub fn q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+                unsafe { k::dot_q8_0_q8_0(w, a) }
+            }
+            pub fn q4k(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+                unsafe { k::dot_q4k_q8k(w, a) }
+            }
+            pub fn q5k(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
+                unsafe { k::dot_q5k_q8k(w, a) }
+            }
+            pub fn q6k(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+                unsafe { k::dot_q6k_q8k(w, a) }
+            }
+            pub fn f32(w: &[f32], a: &[f32]) -> f32 {
+                unsafe { k::dot_f32(w, a) }
+            }
+            pub fn f16(w: &[f16], a: &[f32]) -> f32 {
+                unsafe { k::dot_f16_f32(w, a) }
+            }
+            pub fn bf16(w: &[bf16], a: &[f32]) -> f32 {
+                unsafe { k::dot_bf16_f32(w, a) }
+            }
         }
         Kernels {
             level: $level,

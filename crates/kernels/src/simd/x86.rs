@@ -5,7 +5,9 @@
 macro_rules! x86_kernels {
     ($modname:ident, $features:literal, $vnni:literal) => {
         pub mod $modname {
-            use crate::blocks::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+            use crate::blocks::{
+                BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0,
+            };
             use core::arch::x86_64::*;
             use half::{bf16, f16};
 
@@ -139,7 +141,8 @@ macro_rules! x86_kernels {
                         let lo = _mm256_and_si256(q, m4);
                         let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
                         let y0 = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j) as *const __m256i);
-                        let y1 = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j + 32) as *const __m256i);
+                        let y1 =
+                            _mm256_loadu_si256(y.qs.as_ptr().add(64 * j + 32) as *const __m256i);
                         let p0 = _mm256_maddubs_epi16(lo, y0);
                         let p1 = _mm256_maddubs_epi16(hi, y1);
                         let p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * j]));
@@ -169,14 +172,30 @@ macro_rules! x86_kernels {
                     let mut sumi = _mm256_setzero_si256();
                     for j in 0..4 {
                         let q = _mm256_loadu_si256(x.qs.as_ptr().add(32 * j) as *const __m256i);
-                        let h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), one);
-                        let h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), one);
+                        let h0 = _mm256_and_si256(
+                            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)),
+                            one,
+                        );
+                        let h1 = _mm256_and_si256(
+                            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)),
+                            one,
+                        );
                         let lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(h0, 4));
-                        let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(h1, 4));
+                        let hi = _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                            _mm256_slli_epi16(h1, 4),
+                        );
                         let y0 = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j) as *const __m256i);
-                        let y1 = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j + 32) as *const __m256i);
-                        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * j]));
-                        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * j + 1]));
+                        let y1 =
+                            _mm256_loadu_si256(y.qs.as_ptr().add(64 * j + 32) as *const __m256i);
+                        let p0 = _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(lo, y0),
+                            _mm256_set1_epi16(sc[2 * j]),
+                        );
+                        let p1 = _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(hi, y1),
+                            _mm256_set1_epi16(sc[2 * j + 1]),
+                        );
                         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
                     }
                     let d = _mm256_set1_ps(y.d * h2f(x.d));
@@ -199,26 +218,51 @@ macro_rules! x86_kernels {
                     let mut sumi = _mm256_setzero_si256();
                     for n in 0..2 {
                         let ql0 = _mm256_loadu_si256(x.ql.as_ptr().add(64 * n) as *const __m256i);
-                        let ql1 = _mm256_loadu_si256(x.ql.as_ptr().add(64 * n + 32) as *const __m256i);
+                        let ql1 =
+                            _mm256_loadu_si256(x.ql.as_ptr().add(64 * n + 32) as *const __m256i);
                         let qh = _mm256_loadu_si256(x.qh.as_ptr().add(32 * n) as *const __m256i);
                         let parts = [
-                            _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
-                            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
+                            _mm256_or_si256(
+                                _mm256_and_si256(ql0, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(ql1, m4),
+                                _mm256_slli_epi16(
+                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m3),
+                                    4,
+                                ),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                _mm256_slli_epi16(
+                                    _mm256_and_si256(_mm256_srli_epi16(qh, 4), m3),
+                                    4,
+                                ),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                _mm256_slli_epi16(
+                                    _mm256_and_si256(_mm256_srli_epi16(qh, 6), m3),
+                                    4,
+                                ),
+                            ),
                         ];
                         for (p, q) in parts.iter().enumerate() {
                             let base = 128 * n + 32 * p;
                             let yv = _mm256_loadu_si256(y.qs.as_ptr().add(base) as *const __m256i);
                             let s0 = x.scales[base / 16] as i16;
                             let s1 = x.scales[base / 16 + 1] as i16;
-                            let scv = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+                            let scv = _mm256_setr_epi16(
+                                s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1,
+                            );
                             let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(*q, yv), scv);
                             sumi = _mm256_add_epi32(sumi, prod);
                         }
                     }
                     let d = y.d * h2f(x.d);
-                    let total = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * bias, 0, 0, 0, 0, 0, 0, 0));
+                    let total =
+                        _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * bias, 0, 0, 0, 0, 0, 0, 0));
                     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(total), acc);
                 }
                 hsum(acc)
@@ -231,8 +275,16 @@ macro_rules! x86_kernels {
                 let mut acc1 = _mm256_setzero_ps();
                 let mut i = 0;
                 while i + 16 <= n {
-                    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(i)), _mm256_loadu_ps(a.as_ptr().add(i)), acc0);
-                    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.as_ptr().add(i + 8)), _mm256_loadu_ps(a.as_ptr().add(i + 8)), acc1);
+                    acc0 = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(w.as_ptr().add(i)),
+                        _mm256_loadu_ps(a.as_ptr().add(i)),
+                        acc0,
+                    );
+                    acc1 = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(w.as_ptr().add(i + 8)),
+                        _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                        acc1,
+                    );
                     i += 16;
                 }
                 let mut s = hsum(_mm256_add_ps(acc0, acc1));
@@ -250,7 +302,11 @@ macro_rules! x86_kernels {
                 let mut i = 0;
                 while i + 8 <= n {
                     let h = _mm_loadu_si128(w.as_ptr().add(i) as *const __m128i);
-                    acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(a.as_ptr().add(i)), acc);
+                    acc = _mm256_fmadd_ps(
+                        _mm256_cvtph_ps(h),
+                        _mm256_loadu_ps(a.as_ptr().add(i)),
+                        acc,
+                    );
                     i += 8;
                 }
                 let mut s = hsum(acc);

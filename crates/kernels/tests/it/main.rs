@@ -5,12 +5,20 @@ use autodidact_kernels::{matmul_threads, GgmlType, Kernels, QuantizedActs, SimdL
 
 /// Deterministic pseudo-random values in [-1, 1) with occasional outliers, like real weights.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|i| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
-            if i % 97 == 0 { v * 6.0 } else { v }
+            if i % 97 == 0 {
+                v * 6.0
+            } else {
+                v
+            }
         })
         .collect()
 }
@@ -34,7 +42,13 @@ fn quantization_round_trip_error_is_bounded() {
         let q = quantize_to_vec(ty, &x).unwrap();
         assert_eq!(q.len(), ty.row_bytes(x.len()).unwrap());
         let y = dequantize_to_vec(ty, &q, x.len()).unwrap();
-        let rmse = (x.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / x.len() as f32).sqrt();
+        let rmse = (x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+            / x.len() as f32)
+            .sqrt();
         // Bits per weight bound the error: 4-bit ≈ 0.1 of the range, 8-bit ≈ 0.01.
         let bound = match ty {
             GgmlType::F32 => 0.0,
@@ -76,7 +90,11 @@ fn reference_dot_matches_dequantized_product() {
         let mut out = [0f32];
         matmul_threads(&scalar, &view, &mut acts, &mut out).unwrap();
         let tol = 1e-4 * expect.abs().max(1.0) * 10.0;
-        assert!((out[0] - expect).abs() <= tol, "{ty:?}: {} vs {expect}", out[0]);
+        assert!(
+            (out[0] - expect).abs() <= tol,
+            "{ty:?}: {} vs {expect}",
+            out[0]
+        );
     }
 }
 

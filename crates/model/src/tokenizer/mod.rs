@@ -1,0 +1,368 @@
+//! Tokenizers built from GGUF metadata: SentencePiece-style (`llama`) and byte-level BPE (`gpt2`).
+//!
+//! Special tokens are split out of the text before the model's algorithm runs, longest first, as
+//! llama.cpp does: control tokens only when `parse_special` is on, user-defined tokens always.
+mod bpe;
+mod spm;
+mod stream;
+
+pub use stream::StreamDecoder;
+
+use crate::gguf::{Array, GgufFile};
+use crate::ModelError;
+use std::collections::HashMap;
+
+pub const KEY_MODEL: &str = "tokenizer.ggml.model";
+pub const KEY_PRE: &str = "tokenizer.ggml.pre";
+pub const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
+pub const KEY_SCORES: &str = "tokenizer.ggml.scores";
+pub const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
+pub const KEY_MERGES: &str = "tokenizer.ggml.merges";
+pub const KEY_BOS: &str = "tokenizer.ggml.bos_token_id";
+pub const KEY_EOS: &str = "tokenizer.ggml.eos_token_id";
+pub const KEY_EOT: &str = "tokenizer.ggml.eot_token_id";
+pub const KEY_UNK: &str = "tokenizer.ggml.unknown_token_id";
+pub const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
+pub const KEY_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
+pub const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
+pub const KEY_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
+
+/// Token kinds as GGUF numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    Normal,
+    Unknown,
+    Control,
+    UserDefined,
+    Unused,
+    Byte,
+}
+
+impl TokenType {
+    fn from_id(v: i64) -> Self {
+        match v {
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            _ => TokenType::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// SentencePiece-style: scores, `▁` for spaces, byte fallback.
+    Spm,
+    /// GPT-2-style byte-level BPE with merges and a pre-tokenizer regex.
+    Bpe,
+}
+
+/// Texts of end-of-generation tokens across model families (besides the eos/eot ids in metadata).
+const EOG_TEXTS: [&str; 6] = [
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|end|>",
+    "<|eom_id|>",
+];
+
+pub struct Tokenizer {
+    pub kind: TokenizerKind,
+    tokens: Vec<String>,
+    scores: Vec<f32>,
+    types: Vec<TokenType>,
+    token_to_id: HashMap<String, u32>,
+    /// Control, user-defined and unknown tokens, longest text first.
+    specials: Vec<u32>,
+    byte_tokens: [Option<u32>; 256],
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub eot: Option<u32>,
+    pub add_bos: bool,
+    pub add_eos: bool,
+    add_space_prefix: bool,
+    eog: Vec<u32>,
+    bpe: Option<bpe::Bpe>,
+    pub chat_template: Option<String>,
+}
+
+fn id_key(gguf: &GgufFile, key: &str, n: usize) -> Result<Option<u32>, ModelError> {
+    Ok(gguf
+        .get_u64(key)?
+        .filter(|&v| (v as usize) < n)
+        .map(|v| v as u32))
+}
+
+impl Tokenizer {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, ModelError> {
+        let model = gguf.get_str(KEY_MODEL)?.unwrap_or("llama").to_string();
+        let kind = match model.as_str() {
+            "llama" => TokenizerKind::Spm,
+            "gpt2" => TokenizerKind::Bpe,
+            other => return Err(ModelError::UnsupportedTokenizer(other.to_string())),
+        };
+        let tokens = match gguf.get_array(KEY_TOKENS)? {
+            Some(Array::String(v)) => v.clone(),
+            Some(_) => {
+                return Err(ModelError::Tokenizer(format!(
+                    "{KEY_TOKENS} is not a string array"
+                )))
+            }
+            None => return Err(ModelError::MissingKey(KEY_TOKENS.into())),
+        };
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::Tokenizer("empty vocabulary".into()));
+        }
+        let scores = match gguf.get_array(KEY_SCORES)? {
+            Some(Array::F32(v)) if v.len() == n => v.clone(),
+            Some(_) => {
+                return Err(ModelError::Tokenizer(format!(
+                    "{KEY_SCORES} must be {n} floats"
+                )))
+            }
+            None => vec![0.0; n],
+        };
+        let types = match gguf.get_array(KEY_TOKEN_TYPE)? {
+            Some(a) => {
+                let v = a.to_i64_vec().filter(|v| v.len() == n).ok_or_else(|| {
+                    ModelError::Tokenizer(format!("{KEY_TOKEN_TYPE} must be {n} integers"))
+                })?;
+                v.into_iter().map(TokenType::from_id).collect()
+            }
+            None => vec![TokenType::Normal; n],
+        };
+        let mut token_to_id = HashMap::with_capacity(n);
+        for (i, t) in tokens.iter().enumerate() {
+            token_to_id.entry(t.clone()).or_insert(i as u32);
+        }
+        let mut byte_tokens = [None; 256];
+        if kind == TokenizerKind::Spm {
+            for (b, slot) in byte_tokens.iter_mut().enumerate() {
+                *slot = token_to_id.get(&format!("<0x{b:02X}>")).copied();
+            }
+        }
+        let mut specials: Vec<u32> = (0..n as u32)
+            .filter(|&i| {
+                matches!(
+                    types[i as usize],
+                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+                ) && !tokens[i as usize].is_empty()
+            })
+            .collect();
+        specials.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].len()));
+        let bos = id_key(gguf, KEY_BOS, n)?;
+        let eos = id_key(gguf, KEY_EOS, n)?;
+        let mut eot = id_key(gguf, KEY_EOT, n)?;
+        if eot.is_none() {
+            eot = ["<end_of_turn>", "<|eot_id|>", "<|im_end|>"]
+                .iter()
+                .find_map(|t| token_to_id.get(*t).copied());
+        }
+        let mut eog: Vec<u32> = eos.into_iter().chain(eot).collect();
+        for t in EOG_TEXTS {
+            if let Some(&id) = token_to_id.get(t) {
+                if !eog.contains(&id) {
+                    eog.push(id);
+                }
+            }
+        }
+        let bpe = if kind == TokenizerKind::Bpe {
+            let pre = gguf.get_str(KEY_PRE)?.unwrap_or("default");
+            let merges = match gguf.get_array(KEY_MERGES)? {
+                Some(Array::String(v)) => v.as_slice(),
+                Some(_) => {
+                    return Err(ModelError::Tokenizer(format!(
+                        "{KEY_MERGES} is not a string array"
+                    )))
+                }
+                None => return Err(ModelError::MissingKey(KEY_MERGES.into())),
+            };
+            Some(bpe::Bpe::new(pre, merges, &token_to_id)?)
+        } else {
+            None
+        };
+        Ok(Tokenizer {
+            kind,
+            tokens,
+            scores,
+            types,
+            token_to_id,
+            specials,
+            byte_tokens,
+            bos,
+            eos,
+            eot,
+            add_bos: gguf
+                .get_bool(KEY_ADD_BOS)?
+                .unwrap_or(kind == TokenizerKind::Spm),
+            add_eos: gguf.get_bool(KEY_ADD_EOS)?.unwrap_or(false),
+            add_space_prefix: gguf
+                .get_bool(KEY_ADD_SPACE_PREFIX)?
+                .unwrap_or(kind == TokenizerKind::Spm),
+            eog,
+            bpe,
+            chat_template: gguf.get_str(KEY_CHAT_TEMPLATE)?.map(str::to_string),
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.token_to_id.get(text).copied()
+    }
+
+    pub fn token_type(&self, id: u32) -> Option<TokenType> {
+        self.types.get(id as usize).copied()
+    }
+
+    /// Whether generation should stop at `id` (eos, end-of-turn and their kin).
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog.contains(&id)
+    }
+
+    pub fn eog_tokens(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// Token ids of `text`. `add_special` adds BOS/EOS as the model's metadata asks;
+    /// `parse_special` turns control-token texts such as `<start_of_turn>` into their ids.
+    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        let mut out = Vec::new();
+        if add_special && self.add_bos {
+            if let Some(b) = self.bos {
+                out.push(b);
+            }
+        }
+        let mut prev_special = true;
+        for frag in self.partition(text, parse_special) {
+            match frag {
+                Fragment::Token(id) => {
+                    out.push(id);
+                    prev_special = true;
+                }
+                Fragment::Text(s) => {
+                    match self.kind {
+                        TokenizerKind::Spm => {
+                            let mut t = String::with_capacity(s.len() + 3);
+                            if self.add_space_prefix && prev_special {
+                                t.push(' ');
+                            }
+                            t.push_str(s);
+                            let escaped = t.replace(' ', "\u{2581}");
+                            spm::encode(self, &escaped, &mut out);
+                        }
+                        TokenizerKind::Bpe => {
+                            if let Some(b) = &self.bpe {
+                                b.encode(s, &self.token_to_id, &mut out);
+                            }
+                        }
+                    }
+                    prev_special = false;
+                }
+            }
+        }
+        if add_special && self.add_eos {
+            if let Some(e) = self.eos {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn partition<'a>(&self, text: &'a str, parse_special: bool) -> Vec<Fragment<'a>> {
+        let mut frags = vec![Fragment::Text(text)];
+        if text.is_empty() {
+            return Vec::new();
+        }
+        for &id in &self.specials {
+            let ty = self.types[id as usize];
+            if !parse_special && matches!(ty, TokenType::Control | TokenType::Unknown) {
+                continue;
+            }
+            let tok = self.tokens[id as usize].as_str();
+            // Cheap whole-text check first: most of the thousands of specials never occur.
+            if !text.contains(tok) {
+                continue;
+            }
+            let mut next = Vec::with_capacity(frags.len() + 2);
+            for f in frags {
+                match f {
+                    Fragment::Text(mut s) => {
+                        while let Some(pos) = s.find(tok) {
+                            if pos > 0 {
+                                next.push(Fragment::Text(&s[..pos]));
+                            }
+                            next.push(Fragment::Token(id));
+                            s = &s[pos + tok.len()..];
+                        }
+                        if !s.is_empty() {
+                            next.push(Fragment::Text(s));
+                        }
+                    }
+                    tok @ Fragment::Token(_) => next.push(tok),
+                }
+            }
+            frags = next;
+        }
+        frags
+    }
+
+    /// The bytes one token stands for. Control tokens give nothing unless `special` is set.
+    pub fn token_bytes(&self, id: u32, special: bool) -> Vec<u8> {
+        let Some(text) = self.tokens.get(id as usize) else {
+            return Vec::new();
+        };
+        match self.types[id as usize] {
+            TokenType::Control => {
+                if special {
+                    text.as_bytes().to_vec()
+                } else {
+                    Vec::new()
+                }
+            }
+            TokenType::Unused => Vec::new(),
+            TokenType::Unknown => "\u{2585}".as_bytes().to_vec(),
+            TokenType::Byte if self.kind == TokenizerKind::Spm => {
+                parse_byte_token(text).map(|b| vec![b]).unwrap_or_default()
+            }
+            _ => match self.kind {
+                TokenizerKind::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                TokenizerKind::Bpe => bpe::decode_token(text),
+            },
+        }
+    }
+
+    /// Decodes ids to text; invalid UTF-8 (a sequence cut by `max_tokens`) becomes U+FFFD.
+    pub fn decode(&self, ids: &[u32], special: bool) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            bytes.extend(self.token_bytes(id, special));
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn score(&self, id: u32) -> f32 {
+        self.scores[id as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fragment<'a> {
+    Text(&'a str),
+    Token(u32),
+}
+
+fn parse_byte_token(t: &str) -> Option<u8> {
+    let hex = t.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
+}
