@@ -131,3 +131,10 @@ pub fn dot_f16_f32(w: &[f16], a: &[f32]) -> f32 {
 pub fn dot_bf16_f32(w: &[bf16], a: &[f32]) -> f32 {
     w.iter().zip(a).map(|(x, y)| x.to_f32() * y).sum()
 }
+
+/// `y += a * x` with `x` in f16.
+pub fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
+    for (v, h) in y.iter_mut().zip(x) {
+        *v += a * h.to_f32();
+    }
+}

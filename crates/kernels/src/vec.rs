@@ -1,9 +1,15 @@
 //! Element-wise and row operations on f32 slices (norms, activations, softmax).
 
+/// `1 / rms(x)`, the sum of squares accumulated in f64 as ggml does.
+#[inline]
+pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let ss: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    1.0 / ((ss / x.len() as f64) as f32 + eps).sqrt()
+}
+
 /// `out = x / rms(x) * w` with ggml's formula: mean of squares plus `eps`, summed in f32.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let ss: f32 = x.iter().map(|v| v * v).sum();
-    let scale = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    let scale = rms_scale(x, eps);
     for ((o, v), g) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * g;
     }
@@ -11,8 +17,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 
 /// In-place RMS norm.
 pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
-    let ss: f32 = x.iter().map(|v| v * v).sum();
-    let scale = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    let scale = rms_scale(x, eps);
     for (v, g) in x.iter_mut().zip(w) {
         *v = *v * scale * g;
     }
@@ -73,4 +78,24 @@ pub fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
     logits[i] - max - sum.ln() as f32
+}
+
+/// GELU as ggml computes it on CPU: the input rounded to f16, the result looked up in a table of f16
+/// values. Matching this rounding keeps logits within llama.cpp's by a margin this model needs.
+pub fn gelu_f16_table(x: f32) -> f32 {
+    use half::f16;
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<Vec<f16>> = OnceLock::new();
+    if x <= -10.0 {
+        return 0.0;
+    }
+    if x >= 10.0 {
+        return x;
+    }
+    let t = TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| f16::from_f32(gelu(f16::from_bits(bits).to_f32())))
+            .collect()
+    });
+    t[f16::from_f32(x).to_bits() as usize].to_f32()
 }

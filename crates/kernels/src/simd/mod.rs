@@ -87,6 +87,7 @@ pub struct Kernels {
     pub f32: fn(&[f32], &[f32]) -> f32,
     pub f16: fn(&[f16], &[f32]) -> f32,
     pub bf16: fn(&[bf16], &[f32]) -> f32,
+    pub axpy_f16: fn(&mut [f32], f32, &[f16]),
 }
 
 const SCALAR: Kernels = Kernels {
@@ -100,6 +101,7 @@ const SCALAR: Kernels = Kernels {
     f32: reference::dot_f32,
     f16: reference::dot_f16_f32,
     bf16: reference::dot_bf16_f32,
+    axpy_f16: reference::axpy_f16,
 };
 
 /// Safe wrappers over one x86 module's `unsafe` target-feature functions. They are only reachable
@@ -139,6 +141,9 @@ macro_rules! x86_table {
             pub fn bf16(w: &[bf16], a: &[f32]) -> f32 {
                 unsafe { k::dot_bf16_f32(w, a) }
             }
+            pub fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
+                unsafe { k::axpy_f16(y, a, x) }
+            }
         }
         Kernels {
             level: $level,
@@ -151,6 +156,7 @@ macro_rules! x86_table {
             f32: wrap::f32,
             f16: wrap::f16,
             bf16: wrap::bf16,
+            axpy_f16: wrap::axpy_f16,
         }
     }};
 }

@@ -317,6 +317,24 @@ macro_rules! x86_kernels {
                 s
             }
 
+            /// `y += a * x` with `x` in f16 (attention's value accumulation).
+            #[target_feature(enable = $features)]
+            pub unsafe fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
+                let n = y.len().min(x.len());
+                let av = _mm256_set1_ps(a);
+                let mut i = 0;
+                while i + 8 <= n {
+                    let h = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i) as *const __m128i));
+                    let yp = y.as_mut_ptr().add(i);
+                    _mm256_storeu_ps(yp, _mm256_fmadd_ps(av, h, _mm256_loadu_ps(yp)));
+                    i += 8;
+                }
+                while i < n {
+                    y[i] += a * h2f(x[i]);
+                    i += 1;
+                }
+            }
+
             #[target_feature(enable = $features)]
             pub unsafe fn dot_bf16_f32(w: &[bf16], a: &[f32]) -> f32 {
                 let n = w.len().min(a.len());

@@ -353,7 +353,8 @@ impl GgufFile {
         })
     }
 
-    fn buf(&self) -> &[u8] {
+    /// The whole file (tensor offsets in `TensorInfo` index into it).
+    pub fn bytes(&self) -> &[u8] {
         match &self.bytes {
             Bytes::Mmap(m) => m,
             // SAFETY: as in from_bytes.
@@ -436,11 +437,11 @@ impl GgufFile {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-        let data = &self.buf()[info.offset as usize..(info.offset + info.size) as usize];
+        let data = &self.bytes()[info.offset as usize..(info.offset + info.size) as usize];
         Ok((info, data))
     }
 
     pub fn file_size(&self) -> u64 {
-        self.buf().len() as u64
+        self.bytes().len() as u64
     }
 }

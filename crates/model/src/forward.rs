@@ -1,0 +1,349 @@
+//! The batched forward pass shared by `gemma3` and `llama`: several sequences of different lengths
+//! run as one activation matrix through every matmul; attention reads each token's own cache.
+use crate::config::{Activation, Config, RopeStyle};
+use crate::kv_cache::SeqCache;
+use crate::model::Model;
+use crate::ModelError;
+use autodidact_kernels::quant::dequantize_row;
+use autodidact_kernels::vec::{
+    add_inplace, gated, gelu_f16_table, rms_norm, rms_norm_inplace, silu, softmax,
+};
+use autodidact_kernels::{matmul, Kernels, QuantizedActs};
+use half::f16;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Which positions of an input need logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    None,
+    Last,
+    All,
+}
+
+/// One sequence's slice of a batch: new tokens appended at the end of its cache.
+pub struct SeqInput<'a> {
+    pub cache: &'a mut SeqCache,
+    pub tokens: &'a [u32],
+    pub logits: Logits,
+}
+
+pub struct ForwardOutput {
+    pub n_vocab: usize,
+    /// (rows, n_vocab), rows in input order.
+    pub logits: Vec<f32>,
+    /// The rows of `logits` (and `hidden`) belonging to each input.
+    pub rows: Vec<Range<usize>>,
+    /// Final-normed hidden states `(rows, n_embd)` of the same rows, when asked for (embeddings).
+    pub hidden: Option<Vec<f32>>,
+}
+
+impl ForwardOutput {
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.logits[r * self.n_vocab..(r + 1) * self.n_vocab]
+    }
+}
+
+/// cos/sin of every (token, pair) for one RoPE base: (tokens, head_dim / 2) each.
+struct RopeTable {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+fn rope_table(
+    c: &Config,
+    positions: &[usize],
+    base: f32,
+    freq_scale: f32,
+    factors: Option<&[f32]>,
+) -> RopeTable {
+    let half = c.head_dim / 2;
+    let theta_scale = base.powf(-2.0 / c.head_dim as f32);
+    let mut cos = vec![0f32; positions.len() * half];
+    let mut sin = vec![0f32; positions.len() * half];
+    for (t, &p) in positions.iter().enumerate() {
+        // As ggml: theta starts at the position and is multiplied by theta_scale per pair.
+        let mut theta = p as f32;
+        for i in 0..half {
+            let ff = factors.map_or(1.0, |f| f[i]);
+            let angle = freq_scale * (theta / ff);
+            cos[t * half + i] = angle.cos();
+            sin[t * half + i] = angle.sin();
+            theta *= theta_scale;
+        }
+    }
+    RopeTable { cos, sin }
+}
+
+/// Rotates every head of `x` (tokens, n_heads * head_dim) in place.
+fn apply_rope(style: RopeStyle, x: &mut [f32], n_heads: usize, hd: usize, table: &RopeTable) {
+    let half = hd / 2;
+    x.par_chunks_mut(n_heads * hd)
+        .enumerate()
+        .for_each(|(t, row)| {
+            let cos = &table.cos[t * half..(t + 1) * half];
+            let sin = &table.sin[t * half..(t + 1) * half];
+            for head in row.chunks_exact_mut(hd) {
+                for i in 0..half {
+                    let (a, b) = match style {
+                        RopeStyle::Neox => (i, i + half),
+                        RopeStyle::Norm => (2 * i, 2 * i + 1),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * cos[i] - x1 * sin[i];
+                    head[b] = x0 * sin[i] + x1 * cos[i];
+                }
+            }
+        });
+}
+
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .for_each(|(o, xi)| rms_norm(xi, w, eps, o));
+}
+
+fn norm_rows_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    x.par_chunks_mut(w.len())
+        .for_each(|r| rms_norm_inplace(r, w, eps));
+}
+
+/// Per token of the batch: which input it belongs to and its position.
+#[derive(Clone, Copy)]
+struct TokenAt {
+    input: usize,
+    pos: usize,
+}
+
+impl Model {
+    /// Runs `inputs` through the model, appending their tokens to their caches.
+    pub fn forward(
+        &self,
+        inputs: &mut [SeqInput],
+        want_hidden: bool,
+    ) -> Result<ForwardOutput, ModelError> {
+        let c = &self.config;
+        let w = &self.weights;
+        let file = self.gguf.bytes();
+        let (d, hd) = (c.n_embd, c.head_dim);
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        let mut at = Vec::new();
+        let mut tokens = Vec::new();
+        for (i, inp) in inputs.iter().enumerate() {
+            let start = inp.cache.len();
+            let n = inp.tokens.len();
+            if start + n > inp.cache.capacity() {
+                return Err(ModelError::ContextFull {
+                    needed: start + n,
+                    capacity: inp.cache.capacity(),
+                });
+            }
+            if n > inp.cache.max_batch() {
+                return Err(ModelError::Invalid(format!(
+                    "{n} tokens in one call exceed the cache's batch size {}",
+                    inp.cache.max_batch()
+                )));
+            }
+            for (j, &t) in inp.tokens.iter().enumerate() {
+                if t as usize >= c.n_vocab {
+                    return Err(ModelError::Invalid(format!(
+                        "token id {t} outside the vocabulary of {}",
+                        c.n_vocab
+                    )));
+                }
+                at.push(TokenAt {
+                    input: i,
+                    pos: start + j,
+                });
+                tokens.push(t);
+            }
+        }
+        let total = tokens.len();
+        let positions: Vec<usize> = at.iter().map(|a| a.pos).collect();
+
+        // (total, d) embeddings, scaled.
+        let mut x = vec![0f32; total * d];
+        let emb = w.token_embd.view(file);
+        x.par_chunks_mut(d)
+            .zip(tokens.par_iter())
+            .try_for_each(|(row, &t)| {
+                dequantize_row(emb.ty, emb.row(t as usize), row)?;
+                if c.embed_scale != 1.0 {
+                    row.iter_mut().for_each(|v| *v *= c.embed_scale);
+                }
+                Ok::<(), ModelError>(())
+            })?;
+
+        let factors = w.rope_freqs.as_deref();
+        let rope_full = rope_table(c, &positions, c.rope_base, c.rope_freq_scale, factors);
+        let rope_swa = rope_table(c, &positions, c.rope_base_swa, 1.0, factors);
+
+        let mut h = vec![0f32; total * d];
+        let mut q = vec![0f32; total * qd];
+        let mut k = vec![0f32; total * kvd];
+        let mut v = vec![0f32; total * kvd];
+        let mut attn = vec![0f32; total * qd];
+        let mut o = vec![0f32; total * d];
+        let mut gate = vec![0f32; total * c.n_ff];
+        let mut up = vec![0f32; total * c.n_ff];
+        let mut acts = QuantizedActs::default();
+        let act_fn: fn(f32) -> f32 = match c.activation {
+            Activation::GeluTanh => gelu_f16_table,
+            Activation::Silu => silu,
+        };
+
+        for (il, lw) in w.layers.iter().enumerate() {
+            let swa = c.swa_layers[il];
+            // Attention block.
+            norm_rows(&x, &lw.attn_norm, c.rms_eps, &mut h);
+            acts.set(&h, total, d);
+            matmul(&lw.attn_q.view(file), &mut acts, &mut q)?; // (total, n_head * hd)
+            matmul(&lw.attn_k.view(file), &mut acts, &mut k)?; // (total, n_kv * hd)
+            matmul(&lw.attn_v.view(file), &mut acts, &mut v)?; // (total, n_kv * hd)
+            if let (Some(qn), Some(kn)) = (&lw.attn_q_norm, &lw.attn_k_norm) {
+                norm_rows_inplace(&mut q, qn, c.rms_eps);
+                norm_rows_inplace(&mut k, kn, c.rms_eps);
+            }
+            let table = if swa { &rope_swa } else { &rope_full };
+            apply_rope(c.rope_style, &mut q, c.n_head, hd, table);
+            apply_rope(c.rope_style, &mut k, c.n_head_kv, hd, table);
+            q.par_iter_mut().for_each(|e| *e *= c.attn_scale);
+            for (t, a) in at.iter().enumerate() {
+                let lc = &mut inputs[a.input].cache.layers[il];
+                let slot = a.pos % lc.cap;
+                for (dst, src) in lc.k[slot * kvd..(slot + 1) * kvd]
+                    .iter_mut()
+                    .zip(&k[t * kvd..])
+                {
+                    *dst = f16::from_f32(*src);
+                }
+                for (dst, src) in lc.v[slot * kvd..(slot + 1) * kvd]
+                    .iter_mut()
+                    .zip(&v[t * kvd..])
+                {
+                    *dst = f16::from_f32(*src);
+                }
+            }
+            {
+                let caches: Vec<&SeqCache> = inputs.iter().map(|i| &*i.cache).collect();
+                let window = if swa { c.sliding_window } else { None };
+                attention(c, il, window, &q, &caches, &at, &mut attn);
+            }
+            acts.set(&attn, total, qd);
+            matmul(&lw.attn_output.view(file), &mut acts, &mut o)?; // (total, d)
+            if let Some(pn) = &lw.post_attention_norm {
+                norm_rows_inplace(&mut o, pn, c.rms_eps);
+            }
+            add_inplace(&mut x, &o);
+
+            // Feed-forward block.
+            norm_rows(&x, &lw.ffn_norm, c.rms_eps, &mut h);
+            acts.set(&h, total, d);
+            matmul(&lw.ffn_gate.view(file), &mut acts, &mut gate)?; // (total, n_ff)
+            matmul(&lw.ffn_up.view(file), &mut acts, &mut up)?; // (total, n_ff)
+            gate.par_chunks_mut(c.n_ff)
+                .zip(up.par_chunks(c.n_ff))
+                .for_each(|(g, u)| gated(g, u, act_fn));
+            acts.set(&gate, total, c.n_ff);
+            matmul(&lw.ffn_down.view(file), &mut acts, &mut o)?; // (total, d)
+            if let Some(pn) = &lw.post_ffw_norm {
+                norm_rows_inplace(&mut o, pn, c.rms_eps);
+            }
+            add_inplace(&mut x, &o);
+        }
+        for inp in inputs.iter_mut() {
+            inp.cache.advance(inp.tokens.len());
+        }
+
+        // Only the rows that need logits go through the final norm and the (large) output matmul.
+        let mut selected = Vec::new();
+        let mut rows = Vec::with_capacity(inputs.len());
+        let mut t0 = 0;
+        for inp in inputs.iter() {
+            let n = inp.tokens.len();
+            let first = selected.len();
+            match inp.logits {
+                Logits::None => {}
+                Logits::Last if n > 0 => selected.push(t0 + n - 1),
+                Logits::Last => {}
+                Logits::All => selected.extend(t0..t0 + n),
+            }
+            rows.push(first..selected.len());
+            t0 += n;
+        }
+        let ns = selected.len();
+        let mut hs = vec![0f32; ns * d];
+        for (r, &t) in selected.iter().enumerate() {
+            rms_norm(
+                &x[t * d..(t + 1) * d],
+                &w.output_norm,
+                c.rms_eps,
+                &mut hs[r * d..(r + 1) * d],
+            );
+        }
+        let mut logits = vec![0f32; ns * c.n_vocab];
+        if ns > 0 {
+            let out_w = w.output.as_ref().unwrap_or(&w.token_embd).view(file);
+            acts.set(&hs, ns, d);
+            matmul(&out_w, &mut acts, &mut logits)?; // (ns, n_vocab)
+            if let Some(cap) = c.final_logit_softcap {
+                logits
+                    .par_iter_mut()
+                    .for_each(|l| *l = cap * (*l / cap).tanh());
+            }
+        }
+        Ok(ForwardOutput {
+            n_vocab: c.n_vocab,
+            logits,
+            rows,
+            hidden: want_hidden.then_some(hs),
+        })
+    }
+}
+
+/// Causal (and, for sliding layers, windowed) attention of every query head over its sequence's
+/// cache. `q` (total, n_head * hd) is already scaled; writes `out` (total, n_head * hd).
+///
+/// Rounding follows llama.cpp's CPU attention: the query is rounded to f16 like the cached keys, and
+/// the softmax weights are rounded to f16 before they weight the f16 values. This model amplifies
+/// such rounding differences, so mirroring them keeps logits closer to llama.cpp's.
+fn attention(
+    c: &Config,
+    il: usize,
+    window: Option<usize>,
+    q: &[f32],
+    caches: &[&SeqCache],
+    at: &[TokenAt],
+    out: &mut [f32],
+) {
+    let hd = c.head_dim;
+    let kvd = c.kv_dim();
+    let group = c.n_head / c.n_head_kv;
+    let kern = Kernels::get();
+    out.par_chunks_mut(hd).enumerate().for_each_init(
+        || (Vec::new(), vec![0f32; hd]),
+        |(scores, q16), (job, o)| {
+            let (t, head) = (job / c.n_head, job % c.n_head);
+            let a = at[t];
+            let layer = &caches[a.input].layers[il];
+            let (k0, k1) = (head / group * hd, (head / group + 1) * hd);
+            let lo = window.map_or(0, |w| (a.pos + 1).saturating_sub(w));
+            for (d, s) in q16.iter_mut().zip(&q[job * hd..(job + 1) * hd]) {
+                *d = f16::from_f32(*s).to_f32();
+            }
+            scores.clear();
+            for kp in lo..=a.pos {
+                let row = (kp % layer.cap) * kvd;
+                scores.push((kern.f16)(&layer.k[row + k0..row + k1], q16));
+            }
+            softmax(scores);
+            o.fill(0.0);
+            for (i, kp) in (lo..=a.pos).enumerate() {
+                let row = (kp % layer.cap) * kvd;
+                let p = f16::from_f32(scores[i]).to_f32();
+                (kern.axpy_f16)(o, p, &layer.v[row + k0..row + k1]);
+            }
+        },
+    );
+}

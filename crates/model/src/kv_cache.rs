@@ -1,0 +1,103 @@
+//! Per-sequence KV cache, allocated once: full-attention layers hold `n_ctx` positions, sliding-window
+//! layers a ring of `window + max_batch` (enough for every query of a batch to see its whole window).
+use crate::config::Config;
+use half::f16;
+
+pub(crate) struct LayerKv {
+    /// (cap, kv_dim), position p at row p % cap.
+    pub k: Vec<f16>,
+    pub v: Vec<f16>,
+    pub cap: usize,
+}
+
+/// The cache of one sequence: `len` positions filled so far.
+pub struct SeqCache {
+    pub(crate) layers: Vec<LayerKv>,
+    len: usize,
+    n_ctx: usize,
+    /// Tokens per forward call the sliding rings were sized for.
+    max_batch: usize,
+    window: Option<usize>,
+}
+
+impl SeqCache {
+    pub fn new(c: &Config, n_ctx: usize, max_batch: usize) -> Self {
+        let kv = c.kv_dim();
+        let layers = (0..c.n_layer)
+            .map(|il| {
+                let cap = match c.sliding_window {
+                    Some(w) if c.swa_layers[il] => n_ctx.min(w + max_batch),
+                    _ => n_ctx,
+                };
+                LayerKv {
+                    k: vec![f16::ZERO; cap * kv],
+                    v: vec![f16::ZERO; cap * kv],
+                    cap,
+                }
+            })
+            .collect();
+        SeqCache {
+            layers,
+            len: 0,
+            n_ctx,
+            max_batch,
+            window: c.sliding_window,
+        }
+    }
+
+    /// Positions filled (the next token's position).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.n_ctx
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keeps only the first `len` positions, for reusing a shared prompt prefix. Returns false (and
+    /// changes nothing) when a sliding ring has already overwritten positions the kept prefix's
+    /// next queries would need.
+    pub fn truncate(&mut self, len: usize) -> bool {
+        if len >= self.len {
+            return len == self.len;
+        }
+        if let Some(w) = self.window {
+            for l in &self.layers {
+                if l.cap < self.n_ctx {
+                    // The next query (at `len`) needs positions len+1-w .. len-1 still in the ring.
+                    let oldest_kept = self.len.saturating_sub(l.cap);
+                    let needed = (len + 1).saturating_sub(w);
+                    if needed < oldest_kept {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.len = len;
+        true
+    }
+
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Bytes held by this cache.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| (l.k.len() + l.v.len()) * 2)
+            .sum()
+    }
+}
