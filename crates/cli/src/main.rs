@@ -1,1 +1,287 @@
-fn main() {}
+//! The `autodidact` binary: a personal AI that runs on its user's own device.
+mod bench;
+mod chat;
+mod store;
+
+use anyhow::{bail, Context, Result};
+use autodidact_engine::{generate, GenConfig, Request, SamplingParams};
+use autodidact_kernels::vec::log_softmax_at;
+use autodidact_model::{Logits, Model, SeqInput};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use store::{Store, DEFAULT_MODEL};
+
+#[derive(Parser)]
+#[command(
+    name = "autodidact",
+    version,
+    about = "A personal AI that runs on your own device and teaches itself"
+)]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, short = 't', global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Fetch a known model (default gemma3-270m) or import a local .gguf file.
+    Pull { model: Option<String> },
+    /// List the models in the store.
+    List,
+    /// Chat with a model: interactive, or one answer to PROMPT.
+    Run {
+        #[arg(short, long, default_value = DEFAULT_MODEL)]
+        model: String,
+        prompt: Option<String>,
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f32,
+        #[arg(short = 'n', long, default_value_t = 512)]
+        max_tokens: usize,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 4096)]
+        ctx: usize,
+    },
+    /// Raw completion of PROMPT (no chat template); prints only the generated text.
+    Generate {
+        #[arg(short, long, default_value = DEFAULT_MODEL)]
+        model: String,
+        #[arg(short, long)]
+        prompt: String,
+        #[arg(short = 'n', long, default_value_t = 128)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0.05)]
+        min_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop when this text is generated (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        #[arg(long, default_value_t = 2048)]
+        ctx: usize,
+    },
+    /// Print the token ids of TEXT as a JSON array.
+    Tokenize {
+        #[arg(short, long, default_value = DEFAULT_MODEL)]
+        model: String,
+        #[arg(long)]
+        no_bos: bool,
+        #[arg(long)]
+        no_special: bool,
+        text: String,
+    },
+    /// Perplexity of a text file, llama.cpp's method; the last line is `PPL = <value>`.
+    Perplexity {
+        #[arg(short, long, default_value = DEFAULT_MODEL)]
+        model: String,
+        #[arg(short, long)]
+        file: std::path::PathBuf,
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+    },
+    /// Throughput benchmark in the style of llama-bench.
+    Bench(bench::BenchArgs),
+}
+
+fn load(store: &Store, name: &str) -> Result<Arc<Model>> {
+    let path = store.resolve(name)?;
+    let m = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
+    Ok(Arc::new(m))
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("starting the thread pool")?;
+    }
+    let store = Store::open()?;
+    match cli.cmd {
+        Cmd::Pull { model } => {
+            let p = store.pull(model.as_deref().unwrap_or(DEFAULT_MODEL))?;
+            println!("{}", p.display());
+        }
+        Cmd::List => {
+            let reg = store.registry()?;
+            if reg.is_empty() {
+                println!("no models yet: run `autodidact pull`");
+            }
+            for (name, e) in reg {
+                println!(
+                    "{name}\t{:.1} MB\t{}",
+                    e.size as f64 / 1e6,
+                    e.path.display()
+                );
+            }
+        }
+        Cmd::Run {
+            model,
+            prompt,
+            temperature,
+            max_tokens,
+            seed,
+            ctx,
+        } => {
+            let m = load(&store, &model)?;
+            let params = SamplingParams {
+                temperature,
+                max_tokens,
+                seed: seed.unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(0)
+                }),
+                ..Default::default()
+            };
+            chat::run(&m, params, ctx, prompt)?;
+        }
+        Cmd::Generate {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            seed,
+            stop,
+            ctx,
+        } => {
+            let m = load(&store, &model)?;
+            let params = SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repeat_penalty,
+                seed,
+                max_tokens,
+                stop,
+                ..Default::default()
+            };
+            let ids = m.tokenizer.encode(&prompt, true, true);
+            let interrupted = ctrl_c_flag()?;
+            let mut out = std::io::stdout().lock();
+            generate(
+                &m,
+                GenConfig {
+                    n_ctx: ctx,
+                    n_batch: 256,
+                },
+                vec![Request {
+                    prompt: ids,
+                    params,
+                }],
+                |d| {
+                    let _ = out.write_all(d.text.as_bytes());
+                    let _ = out.flush();
+                    !interrupted.swap(false, Ordering::SeqCst)
+                },
+            )?;
+            writeln!(out)?;
+        }
+        Cmd::Tokenize {
+            model,
+            no_bos,
+            no_special,
+            text,
+        } => {
+            let m = load(&store, &model)?;
+            let ids = m.tokenizer.encode(&text, !no_bos, !no_special);
+            println!("{}", serde_json::to_string(&ids)?);
+        }
+        Cmd::Perplexity { model, file, ctx } => {
+            let m = load(&store, &model)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            perplexity(&m, &text, ctx)?;
+        }
+        Cmd::Bench(args) => bench::run(&store, args)?,
+    }
+    Ok(())
+}
+
+/// A flag set by Ctrl-C; the process keeps running so a reply can stop without ending the session.
+pub fn ctrl_c_flag() -> Result<Arc<AtomicBool>> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(f) = FLAG.get() {
+        return Ok(f.clone());
+    }
+    let f = Arc::new(AtomicBool::new(false));
+    let g = f.clone();
+    ctrlc::set_handler(move || g.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let _ = FLAG.set(f.clone());
+    Ok(f)
+}
+
+fn perplexity(m: &Model, text: &str, n_ctx: usize) -> Result<()> {
+    if n_ctx < 4 {
+        bail!("--ctx must be at least 4");
+    }
+    let tokens = m.tokenizer.encode(text, true, false);
+    let n_chunks = tokens.len() / n_ctx;
+    if n_chunks == 0 {
+        bail!(
+            "the text has {} tokens, fewer than one chunk of {n_ctx}",
+            tokens.len()
+        );
+    }
+    let bos = m.tokenizer.bos.context("the model has no BOS token")?;
+    eprintln!("{} tokens, {n_chunks} chunks of {n_ctx}", tokens.len());
+    let start = Instant::now();
+    let (mut nll, mut count) = (0.0f64, 0usize);
+    for ch in 0..n_chunks {
+        let mut chunk = tokens[ch * n_ctx..(ch + 1) * n_ctx].to_vec();
+        chunk[0] = bos;
+        let mut cache = m.new_cache(n_ctx, n_ctx);
+        let out = m.forward(
+            &mut [SeqInput {
+                cache: &mut cache,
+                tokens: &chunk,
+                logits: Logits::All,
+            }],
+            false,
+        )?;
+        for i in n_ctx / 2..n_ctx - 1 {
+            nll -= log_softmax_at(out.row(i), chunk[i + 1] as usize) as f64;
+            count += 1;
+        }
+        eprint!("[{}]{:.4},", ch + 1, (nll / count as f64).exp());
+    }
+    eprintln!(
+        "\n{:.1} s, {:.0} tokens/s",
+        start.elapsed().as_secs_f64(),
+        (n_chunks * n_ctx) as f64 / start.elapsed().as_secs_f64()
+    );
+    println!("PPL = {:.4}", (nll / count as f64).exp());
+    Ok(())
+}

@@ -102,7 +102,7 @@ impl GgmlType {
     /// Bytes taken by `n` elements, or an error when `n` does not fill whole blocks.
     pub fn row_bytes(self, n: usize) -> Result<usize, KernelError> {
         let block = self.block_len();
-        if n % block != 0 {
+        if !n.is_multiple_of(block) {
             return Err(KernelError::BadRowLength {
                 ty: self,
                 len: n,

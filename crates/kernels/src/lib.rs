@@ -1,6 +1,8 @@
 //! Tensor element types, (de)quantization, SIMD dot products and matrix kernels for CPU inference.
 //!
 //! Every SIMD path has a scalar reference in [`reference`] that tests compare it against.
+// Block formats are specified by index arithmetic; the loops mirror that layout on purpose.
+#![allow(clippy::needless_range_loop)]
 
 pub mod blocks;
 mod dtype;

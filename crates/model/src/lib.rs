@@ -1,4 +1,5 @@
 //! GGUF files, tokenizers, chat templates and the gemma3/llama transformer forward pass.
+pub mod chat;
 pub mod config;
 mod error;
 mod forward;
@@ -8,6 +9,7 @@ mod model;
 pub mod tokenizer;
 mod weights;
 
+pub use chat::{ChatTemplate, Message};
 pub use config::{Arch, Config};
 pub use error::ModelError;
 pub use forward::{ForwardOutput, Logits, SeqInput};

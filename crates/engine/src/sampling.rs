@@ -1,0 +1,409 @@
+//! Turning logits into a token: penalties, temperature, top-k, top-p, min-p, seeded draws, logprobs.
+use crate::EngineError;
+use serde::{Deserialize, Serialize};
+
+/// Per-sequence sampling settings (OpenAI and llama.cpp names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// 0 disables.
+    pub top_k: usize,
+    /// 1.0 disables.
+    pub top_p: f32,
+    /// 0.0 disables.
+    pub min_p: f32,
+    /// 1.0 disables; divides positive logits of recent tokens (llama.cpp's repeat penalty).
+    pub repeat_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub penalty_last_n: usize,
+    pub seed: u64,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    /// Return this many top alternatives (with logprobs) per generated token.
+    pub top_logprobs: Option<usize>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            penalty_last_n: 64,
+            seed: 0,
+            max_tokens: 256,
+            stop: Vec::new(),
+            top_logprobs: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |m: &str| Err(EngineError::BadParam(m.to_string()));
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad("temperature must be a finite number >= 0");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p must be in [0, 1]");
+        }
+        if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+            return bad("repeat_penalty must be > 0");
+        }
+        if !self.frequency_penalty.is_finite() || !self.presence_penalty.is_finite() {
+            return bad("penalties must be finite");
+        }
+        Ok(())
+    }
+}
+
+/// PCG-XSH-RR: small, fast, and the same sequence for the same seed on every platform.
+#[derive(Debug, Clone)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        let mut r = Rng {
+            state: seed.wrapping_add(0x853c_49e6_748f_ea9b),
+        };
+        r.next_u32();
+        r
+    }
+
+    pub fn next_u32(&mut self) -> u32 {
+        let old = self.state;
+        self.state = old
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let xorshifted = (((old >> 18) ^ old) >> 27) as u32;
+        let rot = (old >> 59) as u32;
+        xorshifted.rotate_right(rot)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u32() >> 8) as f32 / (1u32 << 24) as f32
+    }
+}
+
+/// A token with its log-probability under the model (before temperature and truncation).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub id: u32,
+    pub logprob: f32,
+}
+
+/// What the sampler picked, with logprobs when asked.
+#[derive(Debug, Clone)]
+pub struct Sampled {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<TokenLogprob>,
+}
+
+/// Sampling state of one sequence: its settings, RNG and recent tokens.
+pub struct Sampler {
+    pub params: SamplingParams,
+    rng: Rng,
+    recent: Vec<u32>,
+}
+
+fn log_softmax(logits: &[f32]) -> (f32, f32) {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    (max, sum.ln() as f32)
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Self {
+        let rng = Rng::new(params.seed);
+        Sampler {
+            params,
+            rng,
+            recent: Vec::new(),
+        }
+    }
+
+    /// Records prompt tokens so repetition penalties see them.
+    pub fn observe(&mut self, tokens: &[u32]) {
+        self.recent.extend_from_slice(tokens);
+        let keep = self.params.penalty_last_n.max(1) * 4;
+        if self.recent.len() > keep {
+            self.recent.drain(..self.recent.len() - keep);
+        }
+    }
+
+    pub fn sample(&mut self, logits: &[f32]) -> Sampled {
+        let p = &self.params;
+        // Logprobs report the model's distribution, before penalties and truncation.
+        let (max, lse) = log_softmax(logits);
+        let lp = |v: f32| v - max - lse;
+        let top = match p.top_logprobs {
+            Some(k) if k > 0 => top_k_indices(logits, k)
+                .into_iter()
+                .map(|i| TokenLogprob {
+                    id: i as u32,
+                    logprob: lp(logits[i]),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let token = self.choose(logits);
+        self.observe(&[token]);
+        Sampled {
+            token,
+            logprob: lp(logits[token as usize]),
+            top,
+        }
+    }
+
+    fn choose(&mut self, logits: &[f32]) -> u32 {
+        let p = self.params.clone();
+        let penalised =
+            p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
+        let mut adjusted;
+        let logits = if penalised {
+            adjusted = logits.to_vec();
+            let window = &self.recent[self.recent.len().saturating_sub(p.penalty_last_n)..];
+            let mut counts = std::collections::HashMap::new();
+            for &t in window {
+                *counts.entry(t).or_insert(0u32) += 1;
+            }
+            for (&t, &n) in &counts {
+                let Some(l) = adjusted.get_mut(t as usize) else {
+                    continue;
+                };
+                if *l > 0.0 {
+                    *l /= p.repeat_penalty;
+                } else {
+                    *l *= p.repeat_penalty;
+                }
+                *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
+            }
+            &adjusted[..]
+        } else {
+            logits
+        };
+        if p.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        // Candidates: top-k (or everything), sorted by logit.
+        let k = if p.top_k == 0 {
+            logits.len()
+        } else {
+            p.top_k.min(logits.len())
+        };
+        let mut cand: Vec<(u32, f32)> = top_k_indices(logits, k)
+            .into_iter()
+            .map(|i| (i as u32, logits[i] / p.temperature))
+            .collect();
+        let max = cand[0].1;
+        let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
+        let total: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|x| *x /= total);
+        // min-p: drop tokens below min_p times the best one's probability.
+        let mut n = probs.len();
+        if p.min_p > 0.0 {
+            let floor = probs[0] * p.min_p;
+            n = probs.iter().take_while(|&&x| x >= floor).count().max(1);
+        }
+        // top-p: the smallest prefix whose mass reaches top_p.
+        if p.top_p < 1.0 {
+            let mut acc = 0.0;
+            let mut keep = 0;
+            for &x in &probs[..n] {
+                acc += x;
+                keep += 1;
+                if acc >= p.top_p {
+                    break;
+                }
+            }
+            n = keep.max(1);
+        }
+        cand.truncate(n);
+        probs.truncate(n);
+        let mass: f32 = probs.iter().sum();
+        let mut r = self.rng.next_f32() * mass;
+        for (c, &pr) in cand.iter().zip(&probs) {
+            if r < pr {
+                return c.0;
+            }
+            r -= pr;
+        }
+        cand[n - 1].0
+    }
+}
+
+pub fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Indices of the `k` largest values, largest first (ties: lower index first).
+pub fn top_k_indices(x: &[f32], k: usize) -> Vec<usize> {
+    let k = k.min(x.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    let cmp = |a: &usize, b: &usize| {
+        x[*b]
+            .partial_cmp(&x[*a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(b))
+    };
+    if k < x.len() {
+        idx.select_nth_unstable_by(k - 1, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        (0..100).map(|i| ((i * 37) % 100) as f32 / 10.0).collect()
+    }
+
+    #[test]
+    fn greedy_picks_the_maximum() {
+        let mut s = Sampler::new(SamplingParams::greedy());
+        let l = logits();
+        assert_eq!(s.sample(&l).token, argmax(&l));
+    }
+
+    #[test]
+    fn same_seed_same_draws_other_seed_other_draws() {
+        let l = vec![1.0f32; 1000];
+        let draw = |seed| {
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                temperature: 1.0,
+                ..Default::default()
+            });
+            (0..20).map(|_| s.sample(&l).token).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_logprobs_are_normalised() {
+        let l = logits();
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            top_logprobs: Some(3),
+            ..Default::default()
+        });
+        let out = s.sample(&l);
+        assert_eq!(out.token, argmax(&l));
+        assert_eq!(out.top.len(), 3);
+        assert_eq!(out.top[0].id, out.token);
+        let total: f32 = l
+            .iter()
+            .map(|&v| (v - l[out.token as usize] + 0.0).exp())
+            .sum::<f32>();
+        assert!((out.logprob + total.ln()).abs() < 1e-3);
+    }
+
+    #[test]
+    fn top_p_and_min_p_restrict_to_the_head() {
+        let mut l = vec![0.0f32; 50];
+        l[3] = 10.0;
+        l[4] = 9.9;
+        for seed in 0..50 {
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                top_k: 0,
+                top_p: 0.9,
+                min_p: 0.0,
+                temperature: 1.0,
+                ..Default::default()
+            });
+            assert!(matches!(s.sample(&l).token, 3 | 4));
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.5,
+                temperature: 1.0,
+                ..Default::default()
+            });
+            assert!(matches!(s.sample(&l).token, 3 | 4));
+        }
+    }
+
+    #[test]
+    fn repetition_penalties_push_away_from_seen_tokens() {
+        let mut l = vec![0.0f32; 10];
+        l[2] = 5.0;
+        l[3] = 4.9;
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            presence_penalty: 1.0,
+            ..Default::default()
+        });
+        s.observe(&[2]);
+        assert_eq!(s.sample(&l).token, 3);
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            repeat_penalty: 1.3,
+            ..Default::default()
+        });
+        s.observe(&[2]);
+        assert_eq!(s.sample(&l).token, 3);
+    }
+
+    #[test]
+    fn invalid_parameters_are_rejected() {
+        assert!(SamplingParams {
+            temperature: -1.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(SamplingParams {
+            temperature: f32::NAN,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(SamplingParams::default().validate().is_ok());
+    }
+}

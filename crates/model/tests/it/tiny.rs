@@ -1,0 +1,402 @@
+//! Tiny random models of both architectures and every weight type, written with the project's GGUF
+//! writer, run through the real forward pass and checked against a plain f32 reference forward.
+use autodidact_kernels::quant::{dequantize_to_vec, quantize_to_vec};
+use autodidact_kernels::GgmlType;
+use autodidact_model::gguf::{Array, GgufFile, GgufWriter, TensorData, Value};
+use autodidact_model::{Arch, Logits, Model, SeqInput};
+
+pub struct Rng(u64);
+impl Rng {
+    pub fn f(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+const D: usize = 256;
+const FF: usize = 512;
+const HD: usize = 64;
+const NH: usize = 4;
+const NKV: usize = 2;
+const VOCAB: usize = 300;
+const LAYERS: usize = 6;
+
+/// A tiny model: matrices in `ty`, norms in F32; returns the GGUF bytes.
+pub fn tiny_model(arch: Arch, ty: GgmlType, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    let a = arch.name();
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", Value::String(a.into()));
+    w.set(&format!("{a}.embedding_length"), Value::U32(D as u32));
+    w.set(&format!("{a}.block_count"), Value::U32(LAYERS as u32));
+    w.set(&format!("{a}.feed_forward_length"), Value::U32(FF as u32));
+    w.set(&format!("{a}.attention.head_count"), Value::U32(NH as u32));
+    w.set(
+        &format!("{a}.attention.head_count_kv"),
+        Value::U32(NKV as u32),
+    );
+    w.set(&format!("{a}.attention.key_length"), Value::U32(HD as u32));
+    w.set(&format!("{a}.context_length"), Value::U32(256));
+    w.set(
+        &format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(1e-6),
+    );
+    if arch == Arch::Gemma3 {
+        w.set(&format!("{a}.attention.sliding_window"), Value::U32(8));
+    }
+    let mut tokens: Vec<String> = vec!["<pad>".into(), "<eos>".into(), "<bos>".into()];
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+    }
+    while tokens.len() < VOCAB {
+        tokens.push(format!("t{}", tokens.len()));
+    }
+    let mut types = vec![3i32, 3, 3];
+    types.extend(std::iter::repeat_n(6, 256));
+    types.resize(VOCAB, 1);
+    w.set("tokenizer.ggml.model", Value::String("llama".into()));
+    w.set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)));
+    w.set(
+        "tokenizer.ggml.scores",
+        Value::Array(Array::F32(vec![0.0; VOCAB])),
+    );
+    w.set("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
+    w.set("tokenizer.ggml.bos_token_id", Value::U32(2));
+    w.set("tokenizer.ggml.eos_token_id", Value::U32(1));
+    let mat = |rng: &mut Rng,
+               w: &mut GgufWriter,
+               name: &str,
+               rows: usize,
+               cols: usize,
+               scale: f32,
+               ty: GgmlType| {
+        let vals: Vec<f32> = (0..rows * cols).map(|_| rng.f() * scale).collect();
+        w.add_tensor(TensorData {
+            name: name.into(),
+            dims: if rows == 1 {
+                vec![cols as u64]
+            } else {
+                vec![cols as u64, rows as u64]
+            },
+            ty,
+            data: quantize_to_vec(ty, &vals).unwrap(),
+        });
+    };
+    let s = 1.0 / (D as f32).sqrt();
+    mat(&mut rng, &mut w, "token_embd.weight", VOCAB, D, 1.0, ty);
+    mat(
+        &mut rng,
+        &mut w,
+        "output_norm.weight",
+        1,
+        D,
+        0.2,
+        GgmlType::F32,
+    );
+    for il in 0..LAYERS {
+        let n = |x: &str| format!("blk.{il}.{x}.weight");
+        for (name, len) in [("attn_norm", D), ("ffn_norm", D)] {
+            let vals: Vec<f32> = (0..len).map(|_| 1.0 + 0.1 * rng.f()).collect();
+            w.add_tensor(TensorData {
+                name: n(name),
+                dims: vec![len as u64],
+                ty: GgmlType::F32,
+                data: quantize_to_vec(GgmlType::F32, &vals).unwrap(),
+            });
+        }
+        mat(&mut rng, &mut w, &n("attn_q"), NH * HD, D, s, ty);
+        mat(&mut rng, &mut w, &n("attn_k"), NKV * HD, D, s, ty);
+        mat(&mut rng, &mut w, &n("attn_v"), NKV * HD, D, s, ty);
+        mat(&mut rng, &mut w, &n("attn_output"), D, NH * HD, s, ty);
+        mat(&mut rng, &mut w, &n("ffn_gate"), FF, D, s, ty);
+        mat(&mut rng, &mut w, &n("ffn_up"), FF, D, s, ty);
+        mat(
+            &mut rng,
+            &mut w,
+            &n("ffn_down"),
+            D,
+            FF,
+            1.0 / (FF as f32).sqrt(),
+            ty,
+        );
+        if arch == Arch::Gemma3 {
+            for (name, len) in [
+                ("attn_q_norm", HD),
+                ("attn_k_norm", HD),
+                ("post_attention_norm", D),
+                ("post_ffw_norm", D),
+            ] {
+                let vals: Vec<f32> = (0..len).map(|_| 1.0 + 0.1 * rng.f()).collect();
+                w.add_tensor(TensorData {
+                    name: n(name),
+                    dims: vec![len as u64],
+                    ty: GgmlType::F32,
+                    data: quantize_to_vec(GgmlType::F32, &vals).unwrap(),
+                });
+            }
+        }
+    }
+    w.to_bytes().unwrap()
+}
+
+fn deq(g: &GgufFile, name: &str) -> Vec<f32> {
+    let (info, data) = g.tensor_data(name).unwrap();
+    dequantize_to_vec(info.ty, data, info.n_elements() as usize).unwrap()
+}
+
+fn rms(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let s = 1.0 / (ms + eps).sqrt();
+    x.iter().zip(w).map(|(v, g)| v * s * g).collect()
+}
+
+fn matvec(w: &[f32], x: &[f32], rows: usize) -> Vec<f32> {
+    let cols = x.len();
+    (0..rows)
+        .map(|r| {
+            w[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(x)
+                .map(|(a, b)| a * b)
+                .sum()
+        })
+        .collect()
+}
+
+/// Straightforward f32 forward over a whole sequence: logits of every position.
+fn reference_forward(m: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let c = &m.config;
+    let g = &m.gguf;
+    let gemma = c.arch == Arch::Gemma3;
+    let emb = deq(g, "token_embd.weight");
+    let mut xs: Vec<Vec<f32>> = tokens
+        .iter()
+        .map(|&t| {
+            emb[t as usize * D..(t as usize + 1) * D]
+                .iter()
+                .map(|v| v * c.embed_scale)
+                .collect()
+        })
+        .collect();
+    let n = tokens.len();
+    for il in 0..LAYERS {
+        let p = |x: &str| format!("blk.{il}.{x}.weight");
+        let (wq, wk, wv, wo) = (
+            deq(g, &p("attn_q")),
+            deq(g, &p("attn_k")),
+            deq(g, &p("attn_v")),
+            deq(g, &p("attn_output")),
+        );
+        let swa = c.swa_layers[il];
+        let base = if swa { c.rope_base_swa } else { c.rope_base };
+        let rope = |v: &mut [f32], pos: usize| {
+            for i in 0..HD / 2 {
+                let ang = pos as f32 * base.powf(-2.0 * i as f32 / HD as f32);
+                let (a, b) = if gemma {
+                    (i, i + HD / 2)
+                } else {
+                    (2 * i, 2 * i + 1)
+                };
+                let (x0, x1) = (v[a], v[b]);
+                v[a] = x0 * ang.cos() - x1 * ang.sin();
+                v[b] = x0 * ang.sin() + x1 * ang.cos();
+            }
+        };
+        let mut qs = Vec::new();
+        let mut ks = Vec::new();
+        let mut vs = Vec::new();
+        for (pos, x) in xs.iter().enumerate() {
+            let h = rms(x, &deq(g, &p("attn_norm")), c.rms_eps);
+            let mut q = matvec(&wq, &h, NH * HD);
+            let mut k = matvec(&wk, &h, NKV * HD);
+            for (v, hd) in q
+                .chunks_mut(HD)
+                .map(|v| (v, 0))
+                .chain(k.chunks_mut(HD).map(|v| (v, 1)))
+            {
+                if gemma {
+                    let w = deq(
+                        g,
+                        &p(if hd == 0 {
+                            "attn_q_norm"
+                        } else {
+                            "attn_k_norm"
+                        }),
+                    );
+                    let normed = rms(v, &w, c.rms_eps);
+                    v.copy_from_slice(&normed);
+                }
+                rope(v, pos);
+            }
+            qs.push(q);
+            ks.push(k);
+            vs.push(matvec(&wv, &h, NKV * HD));
+        }
+        for pos in 0..n {
+            let mut att = vec![0f32; NH * HD];
+            for h in 0..NH {
+                let kv = h / (NH / NKV);
+                let lo = match c.sliding_window {
+                    Some(w) if swa => (pos + 1).saturating_sub(w),
+                    _ => 0,
+                };
+                let q = &qs[pos][h * HD..(h + 1) * HD];
+                let sc: Vec<f32> = (lo..=pos)
+                    .map(|j| {
+                        q.iter()
+                            .zip(&ks[j][kv * HD..(kv + 1) * HD])
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            * c.attn_scale
+                    })
+                    .collect();
+                let mx = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = sc.iter().map(|s| (s - mx).exp()).collect();
+                let tot: f32 = e.iter().sum();
+                for (i, j) in (lo..=pos).enumerate() {
+                    for d in 0..HD {
+                        att[h * HD + d] += e[i] / tot * vs[j][kv * HD + d];
+                    }
+                }
+            }
+            let mut o = matvec(&wo, &att, D);
+            if gemma {
+                o = rms(&o, &deq(g, &p("post_attention_norm")), c.rms_eps);
+            }
+            xs[pos].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            let h = rms(&xs[pos], &deq(g, &p("ffn_norm")), c.rms_eps);
+            let gate = matvec(&deq(g, &p("ffn_gate")), &h, FF);
+            let up = matvec(&deq(g, &p("ffn_up")), &h, FF);
+            let act: Vec<f32> = gate
+                .iter()
+                .zip(&up)
+                .map(|(&a, &u)| {
+                    let f = if gemma {
+                        0.5 * a * (1.0 + (0.797_884_6 * a * (1.0 + 0.044715 * a * a)).tanh())
+                    } else {
+                        a / (1.0 + (-a).exp())
+                    };
+                    f * u
+                })
+                .collect();
+            let mut f = matvec(&deq(g, &p("ffn_down")), &act, D);
+            if gemma {
+                f = rms(&f, &deq(g, &p("post_ffw_norm")), c.rms_eps);
+            }
+            xs[pos].iter_mut().zip(&f).for_each(|(a, b)| *a += b);
+        }
+    }
+    xs.iter()
+        .map(|x| {
+            matvec(
+                &emb,
+                &rms(x, &deq(g, "output_norm.weight"), c.rms_eps),
+                VOCAB,
+            )
+        })
+        .collect()
+}
+
+fn check(arch: Arch, ty: GgmlType) {
+    let bytes = tiny_model(arch, ty, 42 + ty.id() as u64);
+    let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+    let tokens: Vec<u32> = (0..12).map(|i| (2 + i * 23 % 290) as u32).collect();
+    let want = reference_forward(&m, &tokens);
+    // Prefill in two batched chunks, then one token: exercises the cache, the sliding ring and batching.
+    let mut cache = m.new_cache(64, 8);
+    let mut got = Vec::new();
+    for part in [&tokens[..7], &tokens[7..11], &tokens[11..]] {
+        let out = m
+            .forward(
+                &mut [SeqInput {
+                    cache: &mut cache,
+                    tokens: part,
+                    logits: Logits::All,
+                }],
+                false,
+            )
+            .unwrap();
+        got.extend((0..part.len()).map(|r| out.row(r).to_vec()));
+    }
+    // Quantized activations and f16 caches put errors at the percent level of the logits' spread.
+    let tol = match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 0.03,
+        _ => 0.12,
+    };
+    for (pos, (g, w)) in got.iter().zip(&want).enumerate() {
+        let spread = w.iter().map(|v| v.abs()).fold(0.0, f32::max);
+        let err = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            err <= tol * spread,
+            "{arch:?} {ty:?} pos {pos}: max error {err} of spread {spread}"
+        );
+    }
+}
+
+#[test]
+fn every_architecture_and_tensor_type_matches_the_f32_reference() {
+    for arch in [Arch::Llama, Arch::Gemma3] {
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+            GgmlType::Q4K,
+            GgmlType::Q5K,
+            GgmlType::Q6K,
+        ] {
+            check(arch, ty);
+        }
+    }
+}
+
+#[test]
+fn batched_sequences_match_separate_runs() {
+    let bytes = tiny_model(Arch::Gemma3, GgmlType::Q8_0, 7);
+    let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+    let a: Vec<u32> = (3..13).collect();
+    let b: Vec<u32> = (40..45).collect();
+    let alone = |t: &[u32]| {
+        let mut c = m.new_cache(32, 16);
+        m.forward(
+            &mut [SeqInput {
+                cache: &mut c,
+                tokens: t,
+                logits: Logits::Last,
+            }],
+            false,
+        )
+        .unwrap()
+        .row(0)
+        .to_vec()
+    };
+    let (mut ca, mut cb) = (m.new_cache(32, 16), m.new_cache(32, 16));
+    let out = m
+        .forward(
+            &mut [
+                SeqInput {
+                    cache: &mut ca,
+                    tokens: &a,
+                    logits: Logits::Last,
+                },
+                SeqInput {
+                    cache: &mut cb,
+                    tokens: &b,
+                    logits: Logits::Last,
+                },
+            ],
+            false,
+        )
+        .unwrap();
+    assert_eq!(out.row(0), alone(&a).as_slice());
+    assert_eq!(out.row(1), alone(&b).as_slice());
+}
