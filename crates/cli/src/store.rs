@@ -152,6 +152,15 @@ impl Store {
 
     fn pull_known(&self, k: &Known) -> Result<PathBuf> {
         let dest = self.home.join("models").join(format!("{}.gguf", k.name));
+        if let Some(e) = self.registry()?.get(k.name) {
+            let size_ok = std::fs::metadata(&e.path)
+                .map(|m| m.len() == e.size)
+                .unwrap_or(false);
+            if size_ok && e.sha256 == k.sha256 {
+                eprintln!("{} is already pulled", k.name);
+                return Ok(e.path.clone());
+            }
+        }
         let work = self
             .home
             .join("tmp")

@@ -1,1 +1,48 @@
-fn main() {}
+//! Criterion benchmarks of the matrix kernels at the default model's shapes: decode (one token) and
+//! prefill (64 tokens) for each weight type the model uses. `cargo bench -p autodidact-kernels`.
+use autodidact_kernels::quant::quantize_to_vec;
+use autodidact_kernels::{matmul_threads, GgmlType, Kernels, QuantizedActs, WeightView};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let kernels = Kernels::get();
+    // (type, rows, cols) as in Gemma 3 270M: attn_q/ffn_gate (Q5_0), attn_output (Q4_K), ffn_down (Q6_K),
+    // and a 16k-row slice of the tied Q8_0 output projection.
+    for (ty, rows, cols) in [
+        (GgmlType::Q5_0, 2048, 640),
+        (GgmlType::Q4K, 640, 1024),
+        (GgmlType::Q6K, 640, 2048),
+        (GgmlType::Q8_0, 16384, 640),
+    ] {
+        let w = quantize_to_vec(ty, &values(rows * cols, 1)).unwrap();
+        let view = WeightView::new(ty, &w, rows, cols).unwrap();
+        for n in [1usize, 64] {
+            let x = values(n * cols, 2);
+            let mut out = vec![0f32; n * rows];
+            let mut g = c.benchmark_group(format!("matmul {} {rows}x{cols}", ty.name()));
+            g.throughput(Throughput::Bytes((w.len() * n) as u64));
+            g.bench_function(format!("tokens={n}"), |b| {
+                b.iter(|| {
+                    let mut acts = QuantizedActs::from_f32(&x, n, cols);
+                    matmul_threads(kernels, &view, &mut acts, &mut out).unwrap();
+                })
+            });
+            g.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -216,19 +216,35 @@ pub fn matmul_threads(
         }
     };
     let threads = rayon::current_num_threads().max(1);
-    // Enough chunks to balance load, few enough that scheduling stays cheap.
-    let chunk = rows.div_ceil(threads * 4).max(16).min(rows.max(1));
+    // Enough chunks to balance load, few enough that scheduling stays cheap; a chunk's weights
+    // stay in cache while every token passes over them.
+    let chunk = rows.div_ceil(threads * 4).clamp(16, 256).min(rows.max(1));
     let ptr = SendPtr(out.as_mut_ptr());
+    let nb = w.cols / w.ty.block_len();
     (0..rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let p = ptr;
         let r0 = c * chunk;
         let r1 = (r0 + chunk).min(rows);
-        for r in r0..r1 {
-            let wrow = &w.data[r * row_bytes..(r + 1) * row_bytes];
-            for t in 0..n {
-                let v = dot_row(kernels, w.ty, wrow, act_row(t));
-                // SAFETY: (t, r) pairs are disjoint across chunks and inside out's bounds.
-                unsafe { *p.0.add(t * rows + r) = v };
+        let wd = &w.data[r0 * row_bytes..r1 * row_bytes];
+        // SAFETY: rows r0..r1 of every token's output row are this task's alone and lie inside
+        // `out`, whose length was checked to be n * rows; activations hold n * nb blocks.
+        unsafe {
+            let o = p.0.add(r0);
+            match w.ty {
+                GgmlType::Q4_0 => (kernels.gemm_q4_0)(cast(wd), nb, &acts.q8_0, n, o, rows),
+                GgmlType::Q5_0 => (kernels.gemm_q5_0)(cast(wd), nb, &acts.q8_0, n, o, rows),
+                GgmlType::Q8_0 => (kernels.gemm_q8_0)(cast(wd), nb, &acts.q8_0, n, o, rows),
+                GgmlType::Q4K => (kernels.gemm_q4k)(cast(wd), nb, &acts.q8k, n, o, rows),
+                GgmlType::Q5K => (kernels.gemm_q5k)(cast(wd), nb, &acts.q8k, n, o, rows),
+                GgmlType::Q6K => (kernels.gemm_q6k)(cast(wd), nb, &acts.q8k, n, o, rows),
+                _ => {
+                    for r in r0..r1 {
+                        let wrow = &w.data[r * row_bytes..(r + 1) * row_bytes];
+                        for t in 0..n {
+                            *p.0.add(t * rows + r) = dot_row(kernels, w.ty, wrow, act_row(t));
+                        }
+                    }
+                }
             }
         }
     });

@@ -138,3 +138,36 @@ pub fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
         *v += a * h.to_f32();
     }
 }
+
+/// Scalar `gemm`s with the SIMD ones' contract: `out[t * stride + r] = w_r · a_t`.
+macro_rules! scalar_gemm {
+    ($name:ident, $blk:ty, $act:ty, $dot:ident) => {
+        /// # Safety
+        /// `out` must be valid for writes at `t * stride + r` for every row `r` of `w` and `t < ntok`,
+        /// and `a` must hold `ntok * nb` blocks.
+        pub unsafe fn $name(
+            w: &[$blk],
+            nb: usize,
+            a: &[$act],
+            ntok: usize,
+            out: *mut f32,
+            stride: usize,
+        ) {
+            for r in 0..w.len() / nb {
+                for t in 0..ntok {
+                    // SAFETY: the caller guarantees the output index is in bounds.
+                    unsafe {
+                        *out.add(t * stride + r) =
+                            $dot(&w[r * nb..(r + 1) * nb], &a[t * nb..(t + 1) * nb])
+                    };
+                }
+            }
+        }
+    };
+}
+scalar_gemm!(gemm_q4_0, BlockQ4_0, BlockQ8_0, dot_q4_0_q8_0);
+scalar_gemm!(gemm_q5_0, BlockQ5_0, BlockQ8_0, dot_q5_0_q8_0);
+scalar_gemm!(gemm_q8_0, BlockQ8_0, BlockQ8_0, dot_q8_0_q8_0);
+scalar_gemm!(gemm_q4k, BlockQ4K, BlockQ8K, dot_q4k_q8k);
+scalar_gemm!(gemm_q5k, BlockQ5K, BlockQ8K, dot_q5k_q8k);
+scalar_gemm!(gemm_q6k, BlockQ6K, BlockQ8K, dot_q6k_q8k);

@@ -79,23 +79,3 @@ pub fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let sum: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
     logits[i] - max - sum.ln() as f32
 }
-
-/// GELU as ggml computes it on CPU: the input rounded to f16, the result looked up in a table of f16
-/// values. Matching this rounding keeps logits within llama.cpp's by a margin this model needs.
-pub fn gelu_f16_table(x: f32) -> f32 {
-    use half::f16;
-    use std::sync::OnceLock;
-    static TABLE: OnceLock<Vec<f16>> = OnceLock::new();
-    if x <= -10.0 {
-        return 0.0;
-    }
-    if x >= 10.0 {
-        return x;
-    }
-    let t = TABLE.get_or_init(|| {
-        (0..=u16::MAX)
-            .map(|bits| f16::from_f32(gelu(f16::from_bits(bits).to_f32())))
-            .collect()
-    });
-    t[f16::from_f32(x).to_bits() as usize].to_f32()
-}

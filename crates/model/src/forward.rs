@@ -6,7 +6,7 @@ use crate::model::Model;
 use crate::ModelError;
 use autodidact_kernels::quant::dequantize_row;
 use autodidact_kernels::vec::{
-    add_inplace, gated, gelu_f16_table, rms_norm, rms_norm_inplace, silu, softmax,
+    add_inplace, gated, gelu, rms_norm, rms_norm_inplace, silu, softmax,
 };
 use autodidact_kernels::{matmul, Kernels, QuantizedActs};
 use half::f16;
@@ -189,7 +189,7 @@ impl Model {
         let mut up = vec![0f32; total * c.n_ff];
         let mut acts = QuantizedActs::default();
         let act_fn: fn(f32) -> f32 = match c.activation {
-            Activation::GeluTanh => gelu_f16_table,
+            Activation::GeluTanh => gelu,
             Activation::Silu => silu,
         };
 

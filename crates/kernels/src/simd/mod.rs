@@ -74,7 +74,10 @@ pub fn cpu_features() -> CpuFeatures {
     }
 }
 
-/// Dot products of one weight row with one activation row, for one SIMD level.
+/// Many rows × many tokens: `out[t * stride + r] = w_r · a_t`. Unsafe: `out` must cover every index.
+pub type Gemm<B, A> = unsafe fn(&[B], usize, &[A], usize, *mut f32, usize);
+
+/// Dot products of one weight row with one activation row, and row-block products, for one SIMD level.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     pub level: SimdLevel,
@@ -88,6 +91,12 @@ pub struct Kernels {
     pub f16: fn(&[f16], &[f32]) -> f32,
     pub bf16: fn(&[bf16], &[f32]) -> f32,
     pub axpy_f16: fn(&mut [f32], f32, &[f16]),
+    pub gemm_q4_0: Gemm<BlockQ4_0, BlockQ8_0>,
+    pub gemm_q5_0: Gemm<BlockQ5_0, BlockQ8_0>,
+    pub gemm_q8_0: Gemm<BlockQ8_0, BlockQ8_0>,
+    pub gemm_q4k: Gemm<BlockQ4K, BlockQ8K>,
+    pub gemm_q5k: Gemm<BlockQ5K, BlockQ8K>,
+    pub gemm_q6k: Gemm<BlockQ6K, BlockQ8K>,
 }
 
 const SCALAR: Kernels = Kernels {
@@ -102,6 +111,12 @@ const SCALAR: Kernels = Kernels {
     f16: reference::dot_f16_f32,
     bf16: reference::dot_bf16_f32,
     axpy_f16: reference::axpy_f16,
+    gemm_q4_0: reference::gemm_q4_0,
+    gemm_q5_0: reference::gemm_q5_0,
+    gemm_q8_0: reference::gemm_q8_0,
+    gemm_q4k: reference::gemm_q4k,
+    gemm_q5k: reference::gemm_q5k,
+    gemm_q6k: reference::gemm_q6k,
 };
 
 /// Safe wrappers over one x86 module's `unsafe` target-feature functions. They are only reachable
@@ -157,6 +172,12 @@ macro_rules! x86_table {
             f16: wrap::f16,
             bf16: wrap::bf16,
             axpy_f16: wrap::axpy_f16,
+            gemm_q4_0: x86::$m::gemm_q4_0,
+            gemm_q5_0: x86::$m::gemm_q5_0,
+            gemm_q8_0: x86::$m::gemm_q8_0,
+            gemm_q4k: x86::$m::gemm_q4k,
+            gemm_q5k: x86::$m::gemm_q5k,
+            gemm_q6k: x86::$m::gemm_q6k,
         }
     }};
 }

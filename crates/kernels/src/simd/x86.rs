@@ -268,6 +268,147 @@ macro_rules! x86_kernels {
                 hsum(acc)
             }
 
+            /// Block of 32 weights as signed bytes plus its scale, for the Q8_0-activation family.
+            #[inline(always)]
+            unsafe fn unpack_q4_0(x: &BlockQ4_0) -> (__m256i, f32) {
+                (
+                    _mm256_sub_epi8(nibbles_32(x.qs.as_ptr()), _mm256_set1_epi8(8)),
+                    h2f(x.d),
+                )
+            }
+            #[inline(always)]
+            unsafe fn unpack_q5_0(x: &BlockQ5_0) -> (__m256i, f32) {
+                let hi = _mm256_andnot_si256(
+                    bytes_from_bits_32(u32::from_le_bytes(x.qh)),
+                    _mm256_set1_epi8(0xf0u8 as i8),
+                );
+                (_mm256_or_si256(nibbles_32(x.qs.as_ptr()), hi), h2f(x.d))
+            }
+            #[inline(always)]
+            unsafe fn unpack_q8_0(x: &BlockQ8_0) -> (__m256i, f32) {
+                (
+                    _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i),
+                    h2f(x.d),
+                )
+            }
+
+            /// `out[t * stride + r] = w_r · a_t` for all rows of `w` (`nb` blocks each) and `ntok`
+            /// activation rows; each weight block is unpacked once for four tokens.
+            macro_rules! gemm_q8_family {
+                ($name:ident, $blk:ty, $unpack:ident) => {
+                    #[target_feature(enable = $features)]
+                    pub unsafe fn $name(
+                        w: &[$blk],
+                        nb: usize,
+                        a: &[BlockQ8_0],
+                        ntok: usize,
+                        out: *mut f32,
+                        stride: usize,
+                    ) {
+                        let rows = w.len() / nb;
+                        let t4 = ntok / 4 * 4;
+                        // Groups of four tokens share each unpacked weight block.
+                        for r in 0..rows {
+                            let wr = &w[r * nb..(r + 1) * nb];
+                            let mut t = 0;
+                            while t < t4 {
+                                let mut acc = [_mm256_setzero_ps(); 4];
+                                for b in 0..nb {
+                                    let (qx, dx) = $unpack(&wr[b]);
+                                    let ax = _mm256_sign_epi8(qx, qx);
+                                    for u in 0..4 {
+                                        let y = a.get_unchecked((t + u) * nb + b);
+                                        let qy =
+                                            _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                                        let p = mul_sum_u8_i8(ax, _mm256_sign_epi8(qy, qx));
+                                        acc[u] = _mm256_fmadd_ps(
+                                            _mm256_set1_ps(dx * h2f(y.d)),
+                                            _mm256_cvtepi32_ps(p),
+                                            acc[u],
+                                        );
+                                    }
+                                }
+                                for u in 0..4 {
+                                    *out.add((t + u) * stride + r) = hsum(acc[u]);
+                                }
+                                t += 4;
+                            }
+                        }
+                        // Leftover tokens (decode's single token): four rows at a time, so four
+                        // independent accumulation chains hide the FMA latency.
+                        for t in t4..ntok {
+                            let at = &a[t * nb..(t + 1) * nb];
+                            let mut r = 0;
+                            while r + 4 <= rows {
+                                let mut acc = [_mm256_setzero_ps(); 4];
+                                for b in 0..nb {
+                                    let y = at.get_unchecked(b);
+                                    let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                                    let dy = h2f(y.d);
+                                    for u in 0..4 {
+                                        let (qx, dx) = $unpack(w.get_unchecked((r + u) * nb + b));
+                                        let p = mul_sum_i8(qx, qy);
+                                        acc[u] = _mm256_fmadd_ps(
+                                            _mm256_set1_ps(dx * dy),
+                                            _mm256_cvtepi32_ps(p),
+                                            acc[u],
+                                        );
+                                    }
+                                }
+                                for u in 0..4 {
+                                    *out.add(t * stride + r + u) = hsum(acc[u]);
+                                }
+                                r += 4;
+                            }
+                            while r < rows {
+                                let mut acc = _mm256_setzero_ps();
+                                for b in 0..nb {
+                                    let (qx, dx) = $unpack(w.get_unchecked(r * nb + b));
+                                    let y = at.get_unchecked(b);
+                                    let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                                    acc = _mm256_fmadd_ps(
+                                        _mm256_set1_ps(dx * h2f(y.d)),
+                                        _mm256_cvtepi32_ps(mul_sum_i8(qx, qy)),
+                                        acc,
+                                    );
+                                }
+                                *out.add(t * stride + r) = hsum(acc);
+                                r += 1;
+                            }
+                        }
+                    }
+                };
+            }
+            gemm_q8_family!(gemm_q4_0, BlockQ4_0, unpack_q4_0);
+            gemm_q8_family!(gemm_q5_0, BlockQ5_0, unpack_q5_0);
+            gemm_q8_family!(gemm_q8_0, BlockQ8_0, unpack_q8_0);
+
+            /// As the Q8_0 family's gemm for the K-quants, one row-token dot at a time (inlined).
+            macro_rules! gemm_k_family {
+                ($name:ident, $blk:ty, $dot:ident) => {
+                    #[target_feature(enable = $features)]
+                    pub unsafe fn $name(
+                        w: &[$blk],
+                        nb: usize,
+                        a: &[BlockQ8K],
+                        ntok: usize,
+                        out: *mut f32,
+                        stride: usize,
+                    ) {
+                        let rows = w.len() / nb;
+                        for r in 0..rows {
+                            let wr = &w[r * nb..(r + 1) * nb];
+                            for t in 0..ntok {
+                                *out.add(t * stride + r) = $dot(wr, &a[t * nb..(t + 1) * nb]);
+                            }
+                        }
+                    }
+                };
+            }
+            gemm_k_family!(gemm_q4k, BlockQ4K, dot_q4k_q8k);
+            gemm_k_family!(gemm_q5k, BlockQ5K, dot_q5k_q8k);
+            gemm_k_family!(gemm_q6k, BlockQ6K, dot_q6k_q8k);
+
             #[target_feature(enable = $features)]
             pub unsafe fn dot_f32(w: &[f32], a: &[f32]) -> f32 {
                 let n = w.len().min(a.len());
