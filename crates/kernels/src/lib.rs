@@ -8,6 +8,7 @@ pub mod blocks;
 mod dtype;
 mod error;
 mod matmul;
+pub mod packed;
 pub mod quant;
 pub mod reference;
 mod simd;
@@ -17,4 +18,5 @@ pub use blocks::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, B
 pub use dtype::GgmlType;
 pub use error::KernelError;
 pub use matmul::{matmul, matmul_threads, QuantizedActs, WeightView};
+pub use packed::{matmul_packed, PackKind, PackedMatrix};
 pub use simd::{cpu_features, CpuFeatures, Kernels, SimdLevel};

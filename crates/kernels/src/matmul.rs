@@ -68,6 +68,8 @@ pub struct QuantizedActs {
     pub k: usize,
     pub f32: Vec<f32>,
     q8_0: Vec<BlockQ8_0>,
+    /// Sum of each Q8_0 block's quants (packed kernels fold their weight offset out with it).
+    q8_0_sums: Vec<i32>,
     q8k: Vec<BlockQ8K>,
     have_q8_0: bool,
     have_q8k: bool,
@@ -107,6 +109,12 @@ impl QuantizedActs {
                             quantize_q8_0_block(x, b);
                         }
                     });
+                self.q8_0_sums.clear();
+                self.q8_0_sums.extend(
+                    self.q8_0
+                        .iter()
+                        .map(|b| b.qs.iter().map(|&q| q as i32).sum::<i32>()),
+                );
                 self.have_q8_0 = true;
             }
             GgmlType::Q8K if !self.have_q8k => {
@@ -128,6 +136,14 @@ impl QuantizedActs {
             }
             _ => {}
         }
+    }
+}
+
+impl QuantizedActs {
+    /// The Q8_0 encoding `(n, k / 32)` and each block's sum of quants, made on first use.
+    pub(crate) fn q8_0_with_sums(&mut self) -> (&[BlockQ8_0], &[i32]) {
+        self.ensure(GgmlType::Q8_0);
+        (&self.q8_0, &self.q8_0_sums)
     }
 }
 

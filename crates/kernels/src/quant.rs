@@ -13,7 +13,14 @@ use half::{bf16, f16};
 /// Rounds half to even, as ggml's `nearest_int`.
 #[inline]
 pub fn nearest_int(x: f32) -> i32 {
-    x.round_ties_even() as i32
+    // Adding 1.5·2^23 leaves the rounded integer in the low mantissa bits; unlike
+    // `round_ties_even`, this needs no libm call on baseline x86_64.
+    if x.abs() < 4194304.0 {
+        let bits = (x + 12582912.0).to_bits() as i32;
+        (bits & 0x007f_ffff) - 0x0040_0000
+    } else {
+        x.round_ties_even() as i32
+    }
 }
 
 fn cast_mut<T: Pod>(bytes: &mut [u8]) -> &mut [T] {
@@ -436,4 +443,27 @@ pub fn dequantize_to_vec(ty: GgmlType, src: &[u8], n: usize) -> Result<Vec<f32>,
     let mut out = vec![0f32; n];
     dequantize_row(ty, bytes, &mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        for (x, want) in [
+            (0.5f32, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (126.49, 126),
+            (-127.5, -128),
+            (1e7, 10_000_000),
+        ] {
+            assert_eq!(super::nearest_int(x), want, "{x}");
+        }
+        for i in -100_000..100_000 {
+            let x = i as f32 * 0.013;
+            assert_eq!(super::nearest_int(x), x.round_ties_even() as i32, "{x}");
+        }
+    }
 }

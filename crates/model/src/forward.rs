@@ -4,11 +4,10 @@ use crate::config::{Activation, Config, RopeStyle};
 use crate::kv_cache::SeqCache;
 use crate::model::Model;
 use crate::ModelError;
-use autodidact_kernels::quant::dequantize_row;
 use autodidact_kernels::vec::{
     add_inplace, gated, gelu, rms_norm, rms_norm_inplace, silu, softmax,
 };
-use autodidact_kernels::{matmul, Kernels, QuantizedActs};
+use autodidact_kernels::{Kernels, QuantizedActs};
 use half::f16;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -123,6 +122,16 @@ impl Model {
         inputs: &mut [SeqInput],
         want_hidden: bool,
     ) -> Result<ForwardOutput, ModelError> {
+        // Run the whole pass on a pool worker: its many short parallel regions then hand work to
+        // the other workers without waking and blocking the calling thread each time.
+        rayon::scope(|_| self.forward_on_pool(inputs, want_hidden))
+    }
+
+    fn forward_on_pool(
+        &self,
+        inputs: &mut [SeqInput],
+        want_hidden: bool,
+    ) -> Result<ForwardOutput, ModelError> {
         let c = &self.config;
         let w = &self.weights;
         let file = self.gguf.bytes();
@@ -164,11 +173,10 @@ impl Model {
 
         // (total, d) embeddings, scaled.
         let mut x = vec![0f32; total * d];
-        let emb = w.token_embd.view(file);
         x.par_chunks_mut(d)
             .zip(tokens.par_iter())
             .try_for_each(|(row, &t)| {
-                dequantize_row(emb.ty, emb.row(t as usize), row)?;
+                w.token_embd.dequantize_row(file, t as usize, row)?;
                 if c.embed_scale != 1.0 {
                     row.iter_mut().for_each(|v| *v *= c.embed_scale);
                 }
@@ -198,9 +206,9 @@ impl Model {
             // Attention block.
             norm_rows(&x, &lw.attn_norm, c.rms_eps, &mut h);
             acts.set(&h, total, d);
-            matmul(&lw.attn_q.view(file), &mut acts, &mut q)?; // (total, n_head * hd)
-            matmul(&lw.attn_k.view(file), &mut acts, &mut k)?; // (total, n_kv * hd)
-            matmul(&lw.attn_v.view(file), &mut acts, &mut v)?; // (total, n_kv * hd)
+            lw.attn_q.matmul(file, &mut acts, &mut q)?; // (total, n_head * hd)
+            lw.attn_k.matmul(file, &mut acts, &mut k)?; // (total, n_kv * hd)
+            lw.attn_v.matmul(file, &mut acts, &mut v)?; // (total, n_kv * hd)
             if let (Some(qn), Some(kn)) = (&lw.attn_q_norm, &lw.attn_k_norm) {
                 norm_rows_inplace(&mut q, qn, c.rms_eps);
                 norm_rows_inplace(&mut k, kn, c.rms_eps);
@@ -231,7 +239,7 @@ impl Model {
                 attention(c, il, window, &q, &caches, &at, &mut attn);
             }
             acts.set(&attn, total, qd);
-            matmul(&lw.attn_output.view(file), &mut acts, &mut o)?; // (total, d)
+            lw.attn_output.matmul(file, &mut acts, &mut o)?; // (total, d)
             if let Some(pn) = &lw.post_attention_norm {
                 norm_rows_inplace(&mut o, pn, c.rms_eps);
             }
@@ -240,13 +248,13 @@ impl Model {
             // Feed-forward block.
             norm_rows(&x, &lw.ffn_norm, c.rms_eps, &mut h);
             acts.set(&h, total, d);
-            matmul(&lw.ffn_gate.view(file), &mut acts, &mut gate)?; // (total, n_ff)
-            matmul(&lw.ffn_up.view(file), &mut acts, &mut up)?; // (total, n_ff)
+            lw.ffn_gate.matmul(file, &mut acts, &mut gate)?; // (total, n_ff)
+            lw.ffn_up.matmul(file, &mut acts, &mut up)?; // (total, n_ff)
             gate.par_chunks_mut(c.n_ff)
                 .zip(up.par_chunks(c.n_ff))
                 .for_each(|(g, u)| gated(g, u, act_fn));
             acts.set(&gate, total, c.n_ff);
-            matmul(&lw.ffn_down.view(file), &mut acts, &mut o)?; // (total, d)
+            lw.ffn_down.matmul(file, &mut acts, &mut o)?; // (total, d)
             if let Some(pn) = &lw.post_ffw_norm {
                 norm_rows_inplace(&mut o, pn, c.rms_eps);
             }
@@ -284,9 +292,9 @@ impl Model {
         }
         let mut logits = vec![0f32; ns * c.n_vocab];
         if ns > 0 {
-            let out_w = w.output.as_ref().unwrap_or(&w.token_embd).view(file);
+            let out_w = w.output.as_ref().unwrap_or(&w.token_embd);
             acts.set(&hs, ns, d);
-            matmul(&out_w, &mut acts, &mut logits)?; // (ns, n_vocab)
+            out_w.matmul(file, &mut acts, &mut logits)?; // (ns, n_vocab)
             if let Some(cap) = c.final_logit_softcap {
                 logits
                     .par_iter_mut()

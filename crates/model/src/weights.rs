@@ -4,16 +4,19 @@ use crate::config::{Arch, Config};
 use crate::gguf::GgufFile;
 use crate::ModelError;
 use autodidact_kernels::quant::dequantize_row;
-use autodidact_kernels::{GgmlType, WeightView};
+use autodidact_kernels::{
+    matmul, matmul_packed, GgmlType, KernelError, Kernels, PackedMatrix, QuantizedActs, WeightView,
+};
 
-/// A matrix left in the file's encoding: located by offset so it can borrow from the mapping.
-#[derive(Debug, Clone, Copy)]
+/// A weight matrix: located by offset in the file so it can borrow from the mapping, or repacked
+/// at load into the layout of the CPU's fastest kernel.
 pub struct Matrix {
     pub ty: GgmlType,
     pub offset: usize,
     pub len: usize,
     pub rows: usize,
     pub cols: usize,
+    pub packed: Option<PackedMatrix>,
 }
 
 impl Matrix {
@@ -23,6 +26,44 @@ impl Matrix {
             data: &file[self.offset..self.offset + self.len],
             rows: self.rows,
             cols: self.cols,
+        }
+    }
+
+    /// `out (n, rows) = acts (n, cols) · selfᵀ`.
+    pub fn matmul(
+        &self,
+        file: &[u8],
+        acts: &mut QuantizedActs,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        match (&self.packed, Kernels::get().packed) {
+            (Some(p), Some(gemm)) => matmul_packed(gemm, p, acts, out),
+            _ => matmul(&self.view(file), acts, out),
+        }
+    }
+
+    /// Row `r` in f32 (embedding lookups).
+    pub fn dequantize_row(
+        &self,
+        file: &[u8],
+        r: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        match &self.packed {
+            Some(p) => p.dequantize_row(r, out),
+            None => dequantize_row(self.ty, self.view(file).row(r), out),
+        }
+    }
+
+    /// Repacks into the fast kernel's layout when this CPU has one for the type, and lets the
+    /// mapped pages go.
+    fn pack(&mut self, g: &GgufFile) {
+        if Kernels::get().packed.is_none() {
+            return;
+        }
+        if let Some(p) = PackedMatrix::pack(&self.view(g.bytes())) {
+            self.packed = Some(p);
+            g.release(self.offset, self.len);
         }
     }
 }
@@ -69,6 +110,7 @@ fn matrix(g: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Matrix, 
         len: info.size as usize,
         rows,
         cols,
+        packed: None,
     })
 }
 
@@ -130,12 +172,34 @@ impl Weights {
         } else {
             None
         };
-        Ok(Weights {
+        let mut w = Weights {
             token_embd: matrix(g, "token_embd.weight", c.n_vocab, d)?,
             output_norm: vector(g, "output_norm.weight", d)?,
             output,
             rope_freqs: opt_vector(g, "rope_freqs.weight", c.head_dim / 2)?,
             layers,
-        })
+        };
+        w.pack(g);
+        Ok(w)
+    }
+
+    fn pack(&mut self, g: &GgufFile) {
+        self.token_embd.pack(g);
+        if let Some(o) = &mut self.output {
+            o.pack(g);
+        }
+        for l in &mut self.layers {
+            for m in [
+                &mut l.attn_q,
+                &mut l.attn_k,
+                &mut l.attn_v,
+                &mut l.attn_output,
+                &mut l.ffn_gate,
+                &mut l.ffn_up,
+                &mut l.ffn_down,
+            ] {
+                m.pack(g);
+            }
+        }
     }
 }

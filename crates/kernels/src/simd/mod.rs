@@ -5,6 +5,8 @@ use half::{bf16, f16};
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
+mod packed_x86;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 /// Instruction-set levels with their own kernels, lowest first.
@@ -97,6 +99,8 @@ pub struct Kernels {
     pub gemm_q4k: Gemm<BlockQ4K, BlockQ8K>,
     pub gemm_q5k: Gemm<BlockQ5K, BlockQ8K>,
     pub gemm_q6k: Gemm<BlockQ6K, BlockQ8K>,
+    /// The product over [`crate::packed`] weights, on levels where packing pays.
+    pub packed: Option<crate::packed::PackedGemm>,
 }
 
 const SCALAR: Kernels = Kernels {
@@ -117,13 +121,14 @@ const SCALAR: Kernels = Kernels {
     gemm_q4k: reference::gemm_q4k,
     gemm_q5k: reference::gemm_q5k,
     gemm_q6k: reference::gemm_q6k,
+    packed: None,
 };
 
 /// Safe wrappers over one x86 module's `unsafe` target-feature functions. They are only reachable
 /// through a `Kernels` table that `Kernels::for_level` hands out after checking the CPU.
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_table {
-    ($m:ident, $level:expr) => {{
+    ($m:ident, $level:expr, $packed:expr) => {{
         mod wrap {
             use super::x86::$m as k;
             use crate::blocks::*;
@@ -178,6 +183,7 @@ macro_rules! x86_table {
             gemm_q4k: x86::$m::gemm_q4k,
             gemm_q5k: x86::$m::gemm_q5k,
             gemm_q6k: x86::$m::gemm_q6k,
+            packed: $packed,
         }
     }};
 }
@@ -191,9 +197,13 @@ impl Kernels {
         match level {
             SimdLevel::Scalar => Some(SCALAR),
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => Some(x86_table!(avx2, SimdLevel::Avx2)),
+            SimdLevel::Avx2 => Some(x86_table!(avx2, SimdLevel::Avx2, None)),
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => Some(x86_table!(avx512, SimdLevel::Avx512)),
+            SimdLevel::Avx512 => Some(x86_table!(
+                avx512,
+                SimdLevel::Avx512,
+                Some(packed_x86::gemm_packed)
+            )),
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
         }

@@ -341,10 +341,18 @@ macro_rules! x86_kernels {
                             let mut r = 0;
                             while r + 4 <= rows {
                                 let mut acc = [_mm256_setzero_ps(); 4];
+                                // The four rows are one contiguous span; fetch the span two
+                                // groups ahead so memory latency overlaps this group's arithmetic.
+                                let span = w.as_ptr().add(r * nb) as *const i8;
+                                let span_bytes = 4 * nb * core::mem::size_of::<$blk>();
+                                let ahead = span.wrapping_add(2 * span_bytes);
                                 for b in 0..nb {
                                     let y = at.get_unchecked(b);
                                     let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
                                     let dy = h2f(y.d);
+                                    let pf = b * span_bytes / nb;
+                                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(pf));
+                                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(pf + 64));
                                     for u in 0..4 {
                                         let (qx, dx) = $unpack(w.get_unchecked((r + u) * nb + b));
                                         let p = mul_sum_i8(qx, qy);
@@ -396,8 +404,17 @@ macro_rules! x86_kernels {
                         stride: usize,
                     ) {
                         let rows = w.len() / nb;
+                        let row_bytes = nb * core::mem::size_of::<$blk>();
                         for r in 0..rows {
                             let wr = &w[r * nb..(r + 1) * nb];
+                            // Rows are contiguous: fetch the one four ahead while this one is
+                            // in the arithmetic, so decode is not bound by memory latency.
+                            let ahead = (wr.as_ptr() as *const i8).wrapping_add(4 * row_bytes);
+                            let mut off = 0;
+                            while off < row_bytes {
+                                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off));
+                                off += 64;
+                            }
                             for t in 0..ntok {
                                 *out.add(t * stride + r) = $dot(wr, &a[t * nb..(t + 1) * nb]);
                             }

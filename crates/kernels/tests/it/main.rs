@@ -138,3 +138,65 @@ fn matmul_rejects_mismatched_shapes() {
     assert!(matmul_threads(Kernels::get(), &view, &mut acts, &mut out).is_err());
     assert!(WeightView::new(GgmlType::Q8_0, &w, 2, 64).is_err());
 }
+
+/// Packed Q4_0/Q5_0/Q8_0: lossless repacking (rows read back exactly), every available packed kernel
+/// bit-identical to the scalar packed reference, and both within float rounding of the unpacked
+/// product. 37 rows leave a partial group; 1, 5 and 13 tokens reach every token tile.
+#[test]
+fn packed_weights_match_unpacked_products() {
+    use autodidact_kernels::packed::gemm_reference;
+    use autodidact_kernels::{matmul_packed, PackedMatrix};
+    let (rows, cols) = (37, 96);
+    let scalar = Kernels::for_level(SimdLevel::Scalar).unwrap();
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+        let wq = quantize_to_vec(ty, &values(rows * cols, 7)).unwrap();
+        let view = WeightView::new(ty, &wq, rows, cols).unwrap();
+        let packed = PackedMatrix::pack(&view).unwrap();
+        let dense = dequantize_to_vec(ty, &wq, rows * cols).unwrap();
+        let mut row = vec![0f32; cols];
+        for r in 0..rows {
+            packed.dequantize_row(r, &mut row).unwrap();
+            assert_eq!(row, dense[r * cols..(r + 1) * cols], "{ty:?} row {r}");
+        }
+        assert!(packed.dequantize_row(rows, &mut row).is_err());
+        for n in [1usize, 5, 13] {
+            let x = values(n * cols, 11 + n as u64);
+            let mut want = vec![0f32; n * rows];
+            matmul_threads(
+                &scalar,
+                &view,
+                &mut QuantizedActs::from_f32(&x, n, cols),
+                &mut want,
+            )
+            .unwrap();
+            let mut reference = vec![0f32; n * rows];
+            matmul_packed(
+                gemm_reference,
+                &packed,
+                &mut QuantizedActs::from_f32(&x, n, cols),
+                &mut reference,
+            )
+            .unwrap();
+            for (a, b) in reference.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{ty:?} n={n}: {a} vs {b}"
+                );
+            }
+            for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+                let Some(gemm) = Kernels::for_level(level).and_then(|k| k.packed) else {
+                    continue;
+                };
+                let mut got = vec![f32::NAN; n * rows];
+                matmul_packed(
+                    gemm,
+                    &packed,
+                    &mut QuantizedActs::from_f32(&x, n, cols),
+                    &mut got,
+                )
+                .unwrap();
+                assert_eq!(got, reference, "{ty:?} {level:?} n={n}");
+            }
+        }
+    }
+}

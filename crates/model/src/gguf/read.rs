@@ -353,6 +353,26 @@ impl GgufFile {
         })
     }
 
+    /// Drops the mapped pages wholly inside `offset..offset + len` from this process's memory
+    /// (they stay in the page cache): for tensors whose data was copied out, e.g. repacked.
+    pub fn release(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        if let Bytes::Mmap(m) = &self.bytes {
+            const PAGE: usize = 4096;
+            let start = offset.div_ceil(PAGE) * PAGE;
+            let end = ((offset + len) / PAGE * PAGE).min(m.len());
+            if end > start {
+                // SAFETY: the mapping is read-only and file-backed, so dropped pages are re-read
+                // from the file if touched again; nothing borrowed from them is lost.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
+
     /// The whole file (tensor offsets in `TensorInfo` index into it).
     pub fn bytes(&self) -> &[u8] {
         match &self.bytes {

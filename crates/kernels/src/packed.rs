@@ -1,0 +1,344 @@
+//! Weights repacked at load for 16-lane integer dot products: Q4_0, Q5_0 and Q8_0 rows
+//! interleaved in groups of 16, so one 512-bit register holds four columns of sixteen rows and a
+//! single `vpdpbusd` against a broadcast of four activation bytes advances sixteen dot products.
+//!
+//! Layout of one group (16 rows, `nb` blocks of 32 columns), 64-byte aligned:
+//! - scales: `nb × 16` f16 (`[block][row]`), padded to a multiple of 64 bytes;
+//! - then per block the quants as unsigned bytes `v = q + offset`, in eight column quads
+//!   `k = 0..8`, each `[row 0..16][4 bytes]` (64 bytes):
+//!   - Q8_0: the eight quads as bytes (512 bytes), offset 128;
+//!   - Q4_0: four 64-byte nibble planes, plane `p` holding quad `p` in low nibbles and quad
+//!     `p + 4` in high nibbles (256 bytes), offset 8;
+//!   - Q5_0: the Q4_0 planes, then eight 64-bit masks giving bit 4 of quad `k`'s bytes
+//!     (320 bytes), offset 16.
+//!
+//! The offset is folded out with the activation block's sum: `Σ (v − o)·a = Σ v·a − o·Σ a`.
+use crate::blocks::{cast, BlockQ4_0, BlockQ5_0, BlockQ8_0};
+use crate::matmul::{QuantizedActs, WeightView};
+use crate::{GgmlType, KernelError};
+use half::f16;
+use rayon::prelude::*;
+
+/// Rows per interleaved group.
+pub const GROUP: usize = 16;
+
+/// Which source encoding a packed matrix holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackKind {
+    Q4_0,
+    Q5_0,
+    Q8_0,
+}
+
+impl PackKind {
+    pub fn of(ty: GgmlType) -> Option<PackKind> {
+        match ty {
+            GgmlType::Q4_0 => Some(PackKind::Q4_0),
+            GgmlType::Q5_0 => Some(PackKind::Q5_0),
+            GgmlType::Q8_0 => Some(PackKind::Q8_0),
+            _ => None,
+        }
+    }
+
+    /// Bytes of one block's quants for the 16 rows.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            PackKind::Q4_0 => 256,
+            PackKind::Q5_0 => 320,
+            PackKind::Q8_0 => 512,
+        }
+    }
+
+    /// What was added to each quant to make it unsigned.
+    pub fn offset(self) -> i32 {
+        match self {
+            PackKind::Q4_0 => 8,
+            PackKind::Q5_0 => 16,
+            PackKind::Q8_0 => 128,
+        }
+    }
+}
+
+/// A weight matrix in the interleaved layout above. Owns its memory.
+pub struct PackedMatrix {
+    pub kind: PackKind,
+    pub rows: usize,
+    pub cols: usize,
+    /// Anonymous memory, page-aligned, on transparent huge pages where the kernel allows.
+    buf: memmap2::MmapMut,
+}
+
+/// One thread's share of a packed product: groups `g0..` of the matrix against `ntok` tokens.
+pub struct PackedTask<'a> {
+    pub kind: PackKind,
+    /// The task's groups, whole.
+    pub data: &'a [u8],
+    /// Blocks per row.
+    pub nb: usize,
+    /// `(ntok, nb)` Q8_0 activation blocks and their `(ntok, nb)` sums of quants.
+    pub acts: &'a [BlockQ8_0],
+    pub sums: &'a [i32],
+    pub ntok: usize,
+    /// Output element `(token 0, first row of the task)`; token `t` is `stride` further on.
+    pub out: *mut f32,
+    pub stride: usize,
+    /// Rows of the task that exist (the last group may be partly padding).
+    pub rows: usize,
+}
+
+/// Computes a [`PackedTask`]. Unsafe: `out` must be valid for every written index.
+pub type PackedGemm = unsafe fn(&PackedTask);
+
+impl PackedMatrix {
+    pub(crate) fn scale_bytes(nb: usize) -> usize {
+        (nb * GROUP * 2).div_ceil(64) * 64
+    }
+
+    pub(crate) fn group_bytes(kind: PackKind, nb: usize) -> usize {
+        Self::scale_bytes(nb) + nb * kind.block_bytes()
+    }
+
+    pub fn groups(&self) -> usize {
+        self.rows.div_ceil(GROUP)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.groups() * Self::group_bytes(self.kind, self.cols / 32)]
+    }
+
+    /// Repacks `w`, or `None` when its type has no packed form (or memory cannot be mapped).
+    pub fn pack(w: &WeightView) -> Option<PackedMatrix> {
+        let kind = PackKind::of(w.ty)?;
+        let nb = w.cols / 32;
+        let gb = Self::group_bytes(kind, nb);
+        let groups = w.rows.div_ceil(GROUP);
+        // Populated up front: faulting pages in while both threads write them costs more than the
+        // packing itself (zero-page reads turn into copy-on-write faults with TLB shootdowns).
+        let mut buf = memmap2::MmapOptions::new()
+            .len((groups * gb).max(1))
+            .populate()
+            .map_anon()
+            .ok()?;
+        let sb = Self::scale_bytes(nb);
+        buf[..groups * gb]
+            .par_chunks_mut(gb)
+            .enumerate()
+            .for_each(|(g, dst)| {
+                let (scales, quants) = dst.split_at_mut(sb);
+                let bb = kind.block_bytes();
+                for b in 0..nb {
+                    // Padding rows: scale 0, and quants equal to the offset so they read as 0.
+                    let mut vals = [[kind.offset() as u8; 32]; GROUP];
+                    for (i, v) in vals.iter_mut().enumerate() {
+                        let r = g * GROUP + i;
+                        if r < w.rows {
+                            let (d, row_vals) = unpack_block(kind, w.row(r), b);
+                            scales[(b * GROUP + i) * 2..][..2].copy_from_slice(&d.to_le_bytes());
+                            *v = row_vals;
+                        }
+                    }
+                    put_block(kind, &mut quants[b * bb..(b + 1) * bb], &vals);
+                }
+            });
+        Some(PackedMatrix {
+            kind,
+            rows: w.rows,
+            cols: w.cols,
+            buf,
+        })
+    }
+
+    /// Row `r` in f32 (embedding lookups read the tied output matrix this way).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
+        if r >= self.rows || out.len() != self.cols {
+            return Err(KernelError::Shape {
+                op: "PackedMatrix::dequantize_row",
+                detail: format!("row {r} of {}x{} into {}", self.rows, self.cols, out.len()),
+            });
+        }
+        let nb = self.cols / 32;
+        let gb = Self::group_bytes(self.kind, nb);
+        let g = &self.bytes()[(r / GROUP) * gb..][..gb];
+        let (scales, quants) = g.split_at(Self::scale_bytes(nb));
+        let i = r % GROUP;
+        let bb = self.kind.block_bytes();
+        for b in 0..nb {
+            let d =
+                f16::from_le_bytes([scales[(b * GROUP + i) * 2], scales[(b * GROUP + i) * 2 + 1]]);
+            let q = &quants[b * bb..(b + 1) * bb];
+            for c in 0..32 {
+                let v = get(self.kind, q, i, c) as i32 - self.kind.offset();
+                out[b * 32 + c] = d.to_f32() * v as f32;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scale and the 32 unsigned quants (`q + offset`) of block `b` of a source row.
+fn unpack_block(kind: PackKind, row: &[u8], b: usize) -> (f16, [u8; 32]) {
+    let mut v = [0u8; 32];
+    match kind {
+        PackKind::Q8_0 => {
+            let x = &cast::<BlockQ8_0>(row)[b];
+            for c in 0..32 {
+                v[c] = (x.qs[c] as i32 + 128) as u8;
+            }
+            (x.d, v)
+        }
+        PackKind::Q4_0 => {
+            let x = &cast::<BlockQ4_0>(row)[b];
+            for c in 0..16 {
+                v[c] = x.qs[c] & 0x0f;
+                v[c + 16] = x.qs[c] >> 4;
+            }
+            (x.d, v)
+        }
+        PackKind::Q5_0 => {
+            let x = &cast::<BlockQ5_0>(row)[b];
+            let qh = u32::from_le_bytes(x.qh);
+            for c in 0..16 {
+                v[c] = (x.qs[c] & 0x0f) | ((((qh >> c) & 1) as u8) << 4);
+                v[c + 16] = (x.qs[c] >> 4) | ((((qh >> (c + 16)) & 1) as u8) << 4);
+            }
+            (x.d, v)
+        }
+    }
+}
+
+/// Writes one packed block from the 16 rows' unsigned quants; every byte is written once.
+fn put_block(kind: PackKind, q: &mut [u8], vals: &[[u8; 32]; GROUP]) {
+    match kind {
+        PackKind::Q8_0 => {
+            for k in 0..8 {
+                for (i, v) in vals.iter().enumerate() {
+                    q[k * 64 + i * 4..][..4].copy_from_slice(&v[4 * k..4 * k + 4]);
+                }
+            }
+        }
+        PackKind::Q4_0 | PackKind::Q5_0 => {
+            for p in 0..4 {
+                for (i, v) in vals.iter().enumerate() {
+                    for j in 0..4 {
+                        q[p * 64 + i * 4 + j] = (v[4 * p + j] & 0x0f) | (v[4 * (p + 4) + j] << 4);
+                    }
+                }
+            }
+            if kind == PackKind::Q5_0 {
+                for k in 0..8 {
+                    let mut bits = 0u64;
+                    for (i, v) in vals.iter().enumerate() {
+                        for j in 0..4 {
+                            bits |= (((v[4 * k + j] >> 4) & 1) as u64) << (i * 4 + j);
+                        }
+                    }
+                    q[256 + k * 8..][..8].copy_from_slice(&bits.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// Unsigned quant of row `i`, column `c` of one packed block.
+fn get(kind: PackKind, q: &[u8], i: usize, c: usize) -> u8 {
+    let (k, j) = (c / 4, c % 4);
+    match kind {
+        PackKind::Q8_0 => q[k * 64 + i * 4 + j],
+        PackKind::Q4_0 | PackKind::Q5_0 => {
+            let b = q[(k % 4) * 64 + i * 4 + j];
+            let lo = if k < 4 { b & 0x0f } else { b >> 4 };
+            if kind == PackKind::Q5_0 {
+                let bit = i * 4 + j;
+                lo | (((q[256 + k * 8 + bit / 8] >> (bit % 8)) & 1) << 4)
+            } else {
+                lo
+            }
+        }
+    }
+}
+
+/// Scalar reference of the packed product, the same integer sums and the same float steps as
+/// the SIMD kernels: `acc = fma(float(Σ v·a − o·Σa), d_w · d_a, acc)` block by block.
+///
+/// # Safety
+/// `t.out` must be valid for `t.out[tok * t.stride + r]`, `tok < t.ntok`, `r < t.rows`.
+pub unsafe fn gemm_reference(t: &PackedTask) {
+    let gb = PackedMatrix::group_bytes(t.kind, t.nb);
+    let sb = PackedMatrix::scale_bytes(t.nb);
+    let bb = t.kind.block_bytes();
+    for r in 0..t.rows {
+        let g = &t.data[(r / GROUP) * gb..][..gb];
+        let i = r % GROUP;
+        for tok in 0..t.ntok {
+            let mut acc = 0f32;
+            for b in 0..t.nb {
+                let a = &t.acts[tok * t.nb + b];
+                let q = &g[sb + b * bb..][..bb];
+                let mut s = -t.kind.offset() * t.sums[tok * t.nb + b];
+                for c in 0..32 {
+                    s += get(t.kind, q, i, c) as i32 * a.qs[c] as i32;
+                }
+                let dw = f16::from_le_bytes([g[(b * GROUP + i) * 2], g[(b * GROUP + i) * 2 + 1]]);
+                acc = (s as f32).mul_add(dw.to_f32() * a.d.to_f32(), acc);
+            }
+            *t.out.add(tok * t.stride + r) = acc;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: each task writes a disjoint set of output elements.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `out (n, w.rows) = acts (n, k) · wᵀ` with `gemm` over groups split across threads.
+pub fn matmul_packed(
+    gemm: PackedGemm,
+    w: &PackedMatrix,
+    acts: &mut QuantizedActs,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    if acts.k != w.cols || out.len() != acts.n * w.rows {
+        return Err(KernelError::Shape {
+            op: "matmul_packed",
+            detail: format!(
+                "weight {}x{}, activations {}x{}, output {}",
+                w.rows,
+                w.cols,
+                acts.n,
+                acts.k,
+                out.len()
+            ),
+        });
+    }
+    let n = acts.n;
+    let (blocks, sums) = acts.q8_0_with_sums();
+    let nb = w.cols / 32;
+    let gb = PackedMatrix::group_bytes(w.kind, nb);
+    let groups = w.groups();
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = groups.div_ceil(threads * 4).clamp(1, 32);
+    let ptr = SendPtr(out.as_mut_ptr());
+    let (rows, data) = (w.rows, w.bytes());
+    (0..groups.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let p = ptr;
+        let g0 = c * chunk;
+        let g1 = (g0 + chunk).min(groups);
+        let task = PackedTask {
+            kind: w.kind,
+            data: &data[g0 * gb..g1 * gb],
+            nb,
+            acts: blocks,
+            sums,
+            ntok: n,
+            // SAFETY: row g0 * GROUP < rows, inside `out` (checked to be n * rows long).
+            out: unsafe { p.0.add(g0 * GROUP) },
+            stride: rows,
+            rows: (g1 * GROUP).min(rows) - g0 * GROUP,
+        };
+        // SAFETY: the task's rows of every token are its alone and lie inside `out`.
+        unsafe { gemm(&task) }
+    });
+    Ok(())
+}
