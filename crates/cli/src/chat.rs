@@ -1,17 +1,19 @@
 //! `autodidact run`: streaming chat with history; Ctrl-C stops a reply, `/exit` or Ctrl-D ends.
 use anyhow::Result;
-use autodidact_engine::{generate, FinishReason, GenConfig, Request, SamplingParams};
+use autodidact_engine::{Batch, FinishReason, GenConfig, Request, SamplingParams};
 use autodidact_model::{ChatTemplate, Message, Model};
 use std::io::{BufRead, Write};
 use std::sync::atomic::Ordering;
 
+/// One answer. `batch` lives across turns so each turn reuses the conversation's cached prefix.
 fn reply(
     m: &Model,
+    batch: &mut Batch,
     template: &ChatTemplate,
     history: &[Message],
     params: &SamplingParams,
-    n_ctx: usize,
 ) -> Result<String> {
+    let n_ctx = batch.config().n_ctx;
     let prompt = template.render_tokens(&m.tokenizer, history)?;
     if prompt.len() + 1 >= n_ctx {
         anyhow::bail!("the conversation ({} tokens) no longer fits the context of {n_ctx}; start a new session or raise --ctx", prompt.len());
@@ -19,23 +21,23 @@ fn reply(
     let interrupted = crate::ctrl_c_flag()?;
     interrupted.store(false, Ordering::SeqCst);
     let mut out = std::io::stdout().lock();
-    let done = generate(
+    batch.add(
         m,
-        GenConfig {
-            n_ctx,
-            n_batch: 256,
-        },
-        vec![Request {
+        0,
+        Request {
             prompt,
             params: params.clone(),
-        }],
-        |d| {
+        },
+    )?;
+    let mut done = Vec::new();
+    while !batch.is_empty() {
+        done.extend(batch.step(m, |d| {
             let _ = out.write_all(d.text.as_bytes());
             let _ = out.flush();
             !interrupted.swap(false, Ordering::SeqCst)
-        },
-    )?;
-    let c = &done[0];
+        })?);
+    }
+    let (_, c) = &done[0];
     if c.finish == FinishReason::Cancelled {
         write!(out, " [stopped]")?;
     }
@@ -45,10 +47,15 @@ fn reply(
 
 pub fn run(m: &Model, params: SamplingParams, n_ctx: usize, prompt: Option<String>) -> Result<()> {
     let template = ChatTemplate::for_tokenizer(&m.tokenizer);
+    let mut batch = Batch::new(GenConfig {
+        n_ctx,
+        max_parked: 1,
+        ..GenConfig::default()
+    });
     let mut history = Vec::new();
     if let Some(p) = prompt {
         history.push(Message::new("user", &p));
-        reply(m, &template, &history, &params, n_ctx)?;
+        reply(m, &mut batch, &template, &history, &params)?;
         return Ok(());
     }
     eprintln!(
@@ -76,7 +83,7 @@ pub fn run(m: &Model, params: SamplingParams, n_ctx: usize, prompt: Option<Strin
             break;
         }
         history.push(Message::new("user", text));
-        match reply(m, &template, &history, &params, n_ctx) {
+        match reply(m, &mut batch, &template, &history, &params) {
             Ok(answer) => history.push(Message::new("assistant", &answer)),
             Err(e) => {
                 history.pop();

@@ -1,6 +1,7 @@
 //! The `autodidact` binary: a personal AI that runs on its user's own device.
 mod bench;
 mod chat;
+mod serve;
 mod store;
 
 use anyhow::{bail, Context, Result};
@@ -95,6 +96,8 @@ enum Cmd {
     },
     /// Throughput benchmark in the style of llama-bench.
     Bench(bench::BenchArgs),
+    /// OpenAI-compatible API and web UI (http://127.0.0.1:8080 by default).
+    Serve(serve::ServeArgs),
 }
 
 fn load(store: &Store, name: &str) -> Result<Arc<Model>> {
@@ -194,7 +197,7 @@ fn run() -> Result<()> {
                 &m,
                 GenConfig {
                     n_ctx: ctx,
-                    n_batch: 256,
+                    ..GenConfig::default()
                 },
                 vec![Request {
                     prompt: ids,
@@ -225,6 +228,11 @@ fn run() -> Result<()> {
             perplexity(&m, &text, ctx)?;
         }
         Cmd::Bench(args) => bench::run(&store, args)?,
+        Cmd::Serve(args) => {
+            let m = load(&store, &args.model)?;
+            let name = store::display_name(&args.model);
+            serve::run(m, name, args)?;
+        }
     }
     Ok(())
 }

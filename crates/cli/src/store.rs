@@ -314,3 +314,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
+
+/// The id a model is served under: its registered name, or a file's stem.
+pub fn display_name(model: &str) -> String {
+    let p = Path::new(model);
+    if p.extension().is_some_and(|e| e == "gguf") {
+        if let Some(stem) = p.file_stem() {
+            return stem.to_string_lossy().into_owned();
+        }
+    }
+    model.to_string()
+}

@@ -10,4 +10,10 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("invalid sampling parameter: {0}")]
     BadParam(String),
+    #[error("the engine's queue is full")]
+    Busy,
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("could not start the engine thread: {0}")]
+    Spawn(String),
 }

@@ -1,8 +1,10 @@
 //! Generation over a loaded model: sampling, stop strings, streaming and batched sequences.
+mod actor;
+mod batch;
 mod error;
-mod generate;
 pub mod sampling;
 
+pub use actor::{EngineConfig, EngineHandle, EngineStats, Event, EventSink};
+pub use batch::{generate, Batch, Completion, Delta, FinishReason, GenConfig, Request};
 pub use error::EngineError;
-pub use generate::{generate, Completion, Delta, FinishReason, GenConfig, Request};
 pub use sampling::{Sampled, Sampler, SamplingParams, TokenLogprob};

@@ -1,0 +1,112 @@
+//! The server's one error type, answered in OpenAI's JSON error shape. Messages say what to change;
+//! engine internals never reach the client.
+use autodidact_engine::EngineError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, `server_error`, …
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+        }
+    }
+
+    pub fn param(mut self, p: &'static str) -> Self {
+        self.param = Some(p);
+        self
+    }
+
+    pub fn code(mut self, c: &'static str) -> Self {
+        self.code = Some(c);
+        self
+    }
+
+    pub fn status(mut self, s: StatusCode) -> Self {
+        self.status = s;
+        self
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "missing or wrong API key: send `Authorization: Bearer <key>`".into(),
+            kind: "authentication_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
+    pub fn internal() -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "the server failed while generating; try again".into(),
+            kind: "server_error",
+            param: None,
+            code: None,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::PromptTooLong { prompt, n_ctx } => ApiError::bad_request(format!(
+                "the prompt is {prompt} tokens but the context holds {n_ctx}; shorten the messages"
+            ))
+            .param("messages")
+            .code("context_length_exceeded"),
+            EngineError::EmptyPrompt => {
+                ApiError::bad_request("the prompt is empty").param("prompt")
+            }
+            EngineError::BadParam(m) => ApiError::bad_request(m),
+            EngineError::Busy => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "the server is at capacity; retry after a moment".into(),
+                kind: "server_error",
+                param: None,
+                code: Some("server_overloaded"),
+            },
+            EngineError::Stopped | EngineError::Spawn(_) | EngineError::Model(_) => {
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}

@@ -1,0 +1,611 @@
+//! Route handlers: chat and raw completions (whole or streamed as server-sent events), models,
+//! health and metrics. Every request becomes `n` engine sequences whose events arrive on one
+//! channel; dropping the channel (a client that went away) cancels them in the engine.
+use crate::error::ApiError;
+use crate::types::{
+    ChatRequest, ChoiceLogprobs, CompletionRequest, SamplingFields, TokenLogprob, TopLogprob, Usage,
+};
+use crate::AppState;
+use autodidact_engine::{
+    Completion, Event, EventSink, FinishReason, Request, Sampled, SamplingParams,
+};
+use autodidact_model::{ChatTemplate, Message, Model};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Most choices one request may ask for.
+const MAX_N: u32 = 16;
+const MAX_TOP_LOGPROBS: u32 = 20;
+
+struct ChanSink {
+    tx: mpsc::UnboundedSender<(usize, Event)>,
+    index: usize,
+}
+
+impl EventSink for ChanSink {
+    fn send(&mut self, event: Event) -> bool {
+        self.tx.send((self.index, event)).is_ok()
+    }
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_id(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{nanos:x}")
+}
+
+/// Parses a JSON body, turning every failure into a 4xx that says what is wrong.
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::bad_request("the request body is larger than the server accepts; send less")
+                .status(status)
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {r}")).status(status)
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn check_model(state: &AppState, model: &str) -> Result<(), ApiError> {
+    if model == state.model_name {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "model `{model}` does not exist; this server serves `{}` (see GET /v1/models)",
+        state.model_name
+    ))
+    .status(StatusCode::NOT_FOUND)
+    .param("model")
+    .code("model_not_found"))
+}
+
+/// Turns the request's sampling fields into engine parameters for a prompt of `prompt_len`.
+fn sampling(
+    f: &SamplingFields,
+    n_ctx: usize,
+    prompt_len: usize,
+    top_logprobs: Option<usize>,
+) -> Result<(SamplingParams, usize), ApiError> {
+    let n = f.n.unwrap_or(1);
+    if n == 0 || n > MAX_N {
+        return Err(ApiError::bad_request(format!("n must be between 1 and {MAX_N}")).param("n"));
+    }
+    if prompt_len >= n_ctx {
+        return Err(ApiError::bad_request(format!(
+            "the prompt is {prompt_len} tokens but the context holds {n_ctx}; shorten it"
+        ))
+        .param("messages")
+        .code("context_length_exceeded"));
+    }
+    let room = n_ctx - prompt_len;
+    let max_tokens = match f.max_completion_tokens.or(f.max_tokens) {
+        Some(m) if m as usize > room => {
+            return Err(ApiError::bad_request(format!(
+                "max_tokens is {m} but only {room} tokens remain in the context of {n_ctx} after the \
+                 {prompt_len}-token prompt; lower max_tokens or shorten the prompt"
+            ))
+            .param("max_tokens"));
+        }
+        Some(m) => m as usize,
+        None => room,
+    };
+    let d = SamplingParams::default();
+    let p = SamplingParams {
+        temperature: f.temperature.unwrap_or(d.temperature),
+        top_p: f.top_p.unwrap_or(d.top_p),
+        top_k: f.top_k.map(|k| k as usize).unwrap_or(d.top_k),
+        min_p: f.min_p.unwrap_or(d.min_p),
+        repeat_penalty: f.repeat_penalty.unwrap_or(d.repeat_penalty),
+        frequency_penalty: f.frequency_penalty.unwrap_or(d.frequency_penalty),
+        presence_penalty: f.presence_penalty.unwrap_or(d.presence_penalty),
+        seed: f.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        }),
+        max_tokens,
+        stop: f
+            .stop
+            .clone()
+            .map(crate::types::StringOrList::into_vec)
+            .unwrap_or_default(),
+        top_logprobs,
+        ..d
+    };
+    if p.stop.len() > 4 {
+        return Err(ApiError::bad_request("at most 4 stop sequences").param("stop"));
+    }
+    p.validate().map_err(ApiError::from)?;
+    Ok((p, n as usize))
+}
+
+/// Submits `n` sequences (seeds `seed, seed+1, …`) and returns their shared event channel.
+fn submit(
+    state: &AppState,
+    prompts: Vec<Vec<u32>>,
+    params: SamplingParams,
+    n: usize,
+) -> Result<mpsc::UnboundedReceiver<(usize, Event)>, ApiError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut index = 0;
+    for prompt in prompts {
+        for k in 0..n {
+            let req = Request {
+                prompt: prompt.clone(),
+                params: SamplingParams {
+                    seed: params.seed.wrapping_add(k as u64),
+                    ..params.clone()
+                },
+            };
+            let sink = ChanSink {
+                tx: tx.clone(),
+                index,
+            };
+            state.engine.submit(req, Box::new(sink))?;
+            index += 1;
+        }
+    }
+    Ok(rx)
+}
+
+fn finish_str(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+fn token_logprob(m: &Model, s: &Sampled) -> TokenLogprob {
+    let piece = |id: u32| {
+        let b = m.tokenizer.token_bytes(id, true);
+        (String::from_utf8_lossy(&b).into_owned(), b)
+    };
+    let (token, bytes) = piece(s.token);
+    TokenLogprob {
+        token,
+        logprob: s.logprob,
+        bytes,
+        top_logprobs: s
+            .top
+            .iter()
+            .map(|t| {
+                let (token, bytes) = piece(t.id);
+                TopLogprob {
+                    token,
+                    logprob: t.logprob,
+                    bytes,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn usage(done: &[Completion]) -> Usage {
+    // Choices of one prompt share it: count each distinct prompt once, as OpenAI does for `n`.
+    let prompt_tokens = done.first().map(|c| c.prompt_tokens).unwrap_or(0);
+    let completion_tokens: usize = done.iter().map(|c| c.tokens.len()).sum();
+    Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
+        prompt_tokens_details: crate::types::PromptDetails {
+            cached_tokens: done.first().map(|c| c.cached_tokens).unwrap_or(0),
+        },
+    }
+}
+
+/// Collects every sequence's completion, timing tokens for the metrics.
+async fn collect(
+    state: &AppState,
+    mut rx: mpsc::UnboundedReceiver<(usize, Event)>,
+    count: usize,
+) -> Result<Vec<Completion>, ApiError> {
+    let start = Instant::now();
+    let mut last = vec![None::<Instant>; count];
+    let mut done: Vec<Option<Completion>> = vec![None; count];
+    let mut left = count;
+    while left > 0 {
+        match rx.recv().await {
+            Some((i, Event::Token { .. })) => state.metrics.observe_token(&mut last[i], start),
+            Some((i, Event::Done(c))) => {
+                done[i] = Some(c);
+                left -= 1;
+            }
+            Some((_, Event::Failed(_))) | None => return Err(ApiError::internal()),
+        }
+    }
+    Ok(done.into_iter().flatten().collect())
+}
+
+fn chat_prompt(state: &AppState, req: &ChatRequest) -> Result<Vec<u32>, ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request("messages must not be empty").param("messages"));
+    }
+    let mut msgs = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        let role = match m.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported message role `{other}`; use system, user or assistant"
+                ))
+                .param("messages"))
+            }
+        };
+        let text = m.content.as_ref().map(|c| c.text()).unwrap_or_default();
+        msgs.push(Message::new(role, &text));
+    }
+    let model = &state.engine.model;
+    ChatTemplate::for_tokenizer(&model.tokenizer)
+        .render_tokens(&model.tokenizer, &msgs)
+        .map_err(|e| ApiError::bad_request(format!("could not apply the chat template: {e}")))
+}
+
+pub async fn chat(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    match chat_inner(state, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn chat_inner(
+    state: AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse(body)?;
+    check_model(&state, &req.model)?;
+    if let Some(rf) = &req.response_format {
+        if rf.kind != "text" {
+            return Err(ApiError::bad_request(format!(
+                "response_format `{}` is not supported by this server yet; use `text`",
+                rf.kind
+            ))
+            .param("response_format"));
+        }
+    }
+    let top = match (req.logprobs, req.top_logprobs) {
+        (_, Some(k)) if k > MAX_TOP_LOGPROBS => {
+            return Err(ApiError::bad_request(format!(
+                "top_logprobs must be at most {MAX_TOP_LOGPROBS}"
+            ))
+            .param("top_logprobs"))
+        }
+        (true, k) => Some(k.unwrap_or(0) as usize),
+        (false, Some(_)) => {
+            return Err(
+                ApiError::bad_request("top_logprobs requires logprobs: true").param("logprobs"),
+            )
+        }
+        (false, None) => None,
+    };
+    let prompt = chat_prompt(&state, &req)?;
+    let n_ctx = state.engine.config.gen.n_ctx;
+    let (params, n) = sampling(&req.sampling, n_ctx, prompt.len(), top)?;
+    let rx = submit(&state, vec![prompt], params, n)?;
+    let (id, created) = (new_id("chatcmpl"), now_secs());
+    let model_name = state.model_name.clone();
+    if req.sampling.stream {
+        let include_usage = req
+            .sampling
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        return Ok(stream(
+            state,
+            rx,
+            n,
+            StreamKind::Chat {
+                logprobs: top.is_some(),
+            },
+            id,
+            created,
+            include_usage,
+        ));
+    }
+    let done = collect(&state, rx, n).await?;
+    let m = &state.engine.model;
+    let choices: Vec<Value> = done
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "index": i,
+                "message": {"role": "assistant", "content": c.text},
+                "logprobs": top.map(|_| ChoiceLogprobs {
+                    content: c.logprobs.iter().map(|s| token_logprob(m, s)).collect(),
+                }),
+                "finish_reason": finish_str(c.finish),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model_name,
+        "choices": choices,
+        "usage": usage(&done),
+    }))
+    .into_response())
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match completions_inner(state, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn completions_inner(
+    state: AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse(body)?;
+    check_model(&state, &req.model)?;
+    let top = match req.logprobs {
+        Some(k) if k > 5 => {
+            return Err(
+                ApiError::bad_request("logprobs must be at most 5 for completions")
+                    .param("logprobs"),
+            )
+        }
+        k => k.map(|k| k as usize),
+    };
+    let texts = match req.prompt {
+        crate::types::StringOrList::One(s) => vec![s],
+        crate::types::StringOrList::Many(v) if !v.is_empty() => v,
+        _ => return Err(ApiError::bad_request("prompt must not be empty").param("prompt")),
+    };
+    let m = state.engine.model.clone();
+    let prompts: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| m.tokenizer.encode(t, true, true))
+        .collect();
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let n_ctx = state.engine.config.gen.n_ctx;
+    let (params, n) = sampling(&req.sampling, n_ctx, longest, top)?;
+    let count = prompts.len() * n;
+    let rx = submit(&state, prompts, params, n)?;
+    let (id, created) = (new_id("cmpl"), now_secs());
+    if req.sampling.stream {
+        let include_usage = req
+            .sampling
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        return Ok(stream(
+            state,
+            rx,
+            count,
+            StreamKind::Text {
+                logprobs: top.is_some(),
+            },
+            id,
+            created,
+            include_usage,
+        ));
+    }
+    let done = collect(&state, rx, count).await?;
+    let choices: Vec<Value> = done
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let text = if req.echo {
+                format!("{}{}", texts[i / n], c.text)
+            } else {
+                c.text.clone()
+            };
+            json!({
+                "index": i,
+                "text": text,
+                "logprobs": top.map(|_| legacy_logprobs(&m, &c.logprobs)),
+                "finish_reason": finish_str(c.finish),
+            })
+        })
+        .collect();
+    let mut u = usage(&done);
+    u.prompt_tokens = done.iter().step_by(n.max(1)).map(|c| c.prompt_tokens).sum();
+    u.total_tokens = u.prompt_tokens + u.completion_tokens;
+    Ok(Json(json!({
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": state.model_name,
+        "choices": choices,
+        "usage": u,
+    }))
+    .into_response())
+}
+
+/// The legacy completions logprobs object.
+fn legacy_logprobs(m: &Model, s: &[Sampled]) -> Value {
+    let lp: Vec<TokenLogprob> = s.iter().map(|x| token_logprob(m, x)).collect();
+    let mut offset = 0;
+    let offsets: Vec<usize> = lp
+        .iter()
+        .map(|t| {
+            let o = offset;
+            offset += t.token.len();
+            o
+        })
+        .collect();
+    json!({
+        "tokens": lp.iter().map(|t| &t.token).collect::<Vec<_>>(),
+        "token_logprobs": lp.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+        "top_logprobs": lp.iter().map(|t| t.top_logprobs.iter().map(|x| (x.token.clone(), json!(x.logprob))).collect::<serde_json::Map<String, Value>>()).collect::<Vec<_>>(),
+        "text_offset": offsets,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum StreamKind {
+    Chat { logprobs: bool },
+    Text { logprobs: bool },
+}
+
+/// Streams the sequences' events as server-sent events, ending with `data: [DONE]`.
+fn stream(
+    state: AppState,
+    mut rx: mpsc::UnboundedReceiver<(usize, Event)>,
+    count: usize,
+    kind: StreamKind,
+    id: String,
+    created: u64,
+    include_usage: bool,
+) -> Response {
+    let (out_tx, out_rx) = mpsc::channel::<SseEvent>(64);
+    let model_name = state.model_name.clone();
+    tokio::spawn(async move {
+        let m = state.engine.model.clone();
+        let chunk = |choices: Value, usage: Option<Usage>| -> SseEvent {
+            let object = match kind {
+                StreamKind::Chat { .. } => "chat.completion.chunk",
+                StreamKind::Text { .. } => "text_completion",
+            };
+            let mut v = json!({"id": id, "object": object, "created": created, "model": model_name, "choices": choices});
+            if include_usage {
+                v["usage"] = usage.map(|u| json!(u)).unwrap_or(Value::Null);
+            }
+            SseEvent::default().data(v.to_string())
+        };
+        if let StreamKind::Chat { .. } = kind {
+            for i in 0..count {
+                let c = json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
+                if out_tx.send(chunk(c, None)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let start = Instant::now();
+        let mut last = vec![None::<Instant>; count];
+        let mut done = Vec::new();
+        let mut left = count;
+        while left > 0 {
+            let Some((i, ev)) = rx.recv().await else {
+                return;
+            };
+            let choice = match ev {
+                Event::Token { text, sampled } => {
+                    state.metrics.observe_token(&mut last[i], start);
+                    match kind {
+                        StreamKind::Chat { logprobs } => {
+                            if text.is_empty() && !logprobs {
+                                continue;
+                            }
+                            let lp = logprobs.then(|| ChoiceLogprobs {
+                                content: vec![token_logprob(&m, &sampled)],
+                            });
+                            json!([{"index": i, "delta": {"content": text}, "logprobs": lp, "finish_reason": null}])
+                        }
+                        StreamKind::Text { logprobs } => {
+                            if text.is_empty() && !logprobs {
+                                continue;
+                            }
+                            let lp = logprobs
+                                .then(|| legacy_logprobs(&m, std::slice::from_ref(&sampled)));
+                            json!([{"index": i, "text": text, "logprobs": lp, "finish_reason": null}])
+                        }
+                    }
+                }
+                Event::Done(c) => {
+                    left -= 1;
+                    let f = finish_str(c.finish);
+                    done.push(c);
+                    match kind {
+                        StreamKind::Chat { .. } => {
+                            json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": f}])
+                        }
+                        StreamKind::Text { .. } => {
+                            json!([{"index": i, "text": "", "logprobs": null, "finish_reason": f}])
+                        }
+                    }
+                }
+                Event::Failed(_) => {
+                    let err = json!({"error": {"message": "the server failed while generating; try again", "type": "server_error", "param": null, "code": null}});
+                    let _ = out_tx.send(SseEvent::default().data(err.to_string())).await;
+                    return;
+                }
+            };
+            if out_tx.send(chunk(choice, None)).await.is_err() {
+                // The client went away: dropping `rx` here cancels the sequences.
+                return;
+            }
+        }
+        if include_usage {
+            let mut u = usage(&done);
+            u.total_tokens = u.prompt_tokens + u.completion_tokens;
+            let _ = out_tx.send(chunk(json!([]), Some(u))).await;
+        }
+        let _ = out_tx.send(SseEvent::default().data("[DONE]")).await;
+    });
+    let body = futures_util::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Sse::new(body)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+pub async fn models(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": state.model_name,
+            "object": "model",
+            "created": state.started,
+            "owned_by": "autodidact",
+        }],
+    }))
+    .into_response()
+}
+
+pub async fn health() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.engine.stats),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> Response {
+    ApiError::bad_request(
+        "no such route; the API lives under /v1 (chat/completions, completions, models)",
+    )
+    .status(StatusCode::NOT_FOUND)
+    .into_response()
+}

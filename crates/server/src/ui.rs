@@ -1,0 +1,15 @@
+//! The browser UI: one self-contained page (no CDN), compiled into the binary.
+use axum::http::header;
+use axum::response::IntoResponse;
+
+const INDEX: &str = include_str!("ui/index.html");
+
+pub async fn index() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        INDEX,
+    )
+}
