@@ -305,7 +305,18 @@ impl Batch {
                 s.fed += n;
             }
             if wants[k] {
-                let sampled = s.sampler.sample(out.row(out.rows[k].start));
+                let row = out.row(out.rows[k].start);
+                let sampled = if s.sampler.params.ignore_eos {
+                    let mut masked = row.to_vec();
+                    for &t in model.tokenizer.eog_tokens() {
+                        if let Some(l) = masked.get_mut(t as usize) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                    s.sampler.sample(&masked)
+                } else {
+                    s.sampler.sample(row)
+                };
                 s.accept(model, self.cfg.n_ctx, sampled, on_token);
             }
         }

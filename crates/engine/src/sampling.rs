@@ -24,6 +24,9 @@ pub struct SamplingParams {
     pub stop: Vec<String>,
     /// Return this many top alternatives (with logprobs) per generated token.
     pub top_logprobs: Option<usize>,
+    /// Never sample end-of-generation tokens (llama.cpp's `ignore_eos`; benchmarks, load tests).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -41,6 +44,7 @@ impl Default for SamplingParams {
             max_tokens: 256,
             stop: Vec::new(),
             top_logprobs: None,
+            ignore_eos: false,
         }
     }
 }

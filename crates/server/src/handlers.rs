@@ -136,6 +136,7 @@ fn sampling(
             .map(crate::types::StringOrList::into_vec)
             .unwrap_or_default(),
         top_logprobs,
+        ignore_eos: f.ignore_eos,
         ..d
     };
     if p.stop.len() > 4 {

@@ -83,6 +83,9 @@ pub struct SamplingFields {
     pub seed: Option<u64>,
     pub stop: Option<StringOrList>,
     pub n: Option<u32>,
+    /// llama.cpp's extension: keep generating through end-of-generation tokens.
+    #[serde(default)]
+    pub ignore_eos: bool,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
