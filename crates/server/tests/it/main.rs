@@ -134,10 +134,7 @@ fn send_request(
 fn dechunk(raw: &str) -> String {
     let mut out = String::new();
     let mut rest = raw;
-    loop {
-        let Some((size, after)) = rest.split_once("\r\n") else {
-            break;
-        };
+    while let Some((size, after)) = rest.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
