@@ -7,3 +7,7 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 cargo build --release -p autodidact
 ./target/release/autodidact pull gemma3-270m >/dev/null
 cargo test --workspace --release
+# The official OpenAI Python client against `autodidact serve` on loopback.
+python3 -m pip install --quiet --disable-pip-version-check openai 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openai
+python3 scripts/openai_client_test.py ./target/release/autodidact

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Drives `autodidact serve` with the official `openai` Python client over loopback: chat, streaming,
+logprobs, legacy completions, API key, and error cases. Usage: openai_client_test.py PATH/TO/autodidact"""
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import openai
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(binary: str, *extra: str):
+    port = free_port()
+    proc = subprocess.Popen([binary, "serve", "--port", str(port), *extra],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+            return proc, f"http://127.0.0.1:{port}/v1"
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"server exited: {proc.stderr.read().decode()}")
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit("server did not come up")
+
+
+def main() -> None:
+    binary = sys.argv[1]
+    proc, base = start(binary)
+    try:
+        c = openai.OpenAI(base_url=base, api_key="unused")
+        models = [m.id for m in c.models.list()]
+        assert models == ["gemma3-270m"], models
+
+        r = c.chat.completions.create(model="gemma3-270m", temperature=0, max_tokens=16,
+                                      messages=[{"role": "user", "content": "Name a colour."}],
+                                      logprobs=True, top_logprobs=2)
+        text = r.choices[0].message.content
+        assert text, r
+        assert r.usage.completion_tokens == len(r.choices[0].logprobs.content) > 0, r.usage
+        assert all(len(t.top_logprobs) == 2 for t in r.choices[0].logprobs.content)
+
+        stream = c.chat.completions.create(model="gemma3-270m", temperature=0, max_tokens=16,
+                                           messages=[{"role": "user", "content": "Name a colour."}],
+                                           stream=True, stream_options={"include_usage": True})
+        parts, usage = [], None
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+            if chunk.usage:
+                usage = chunk.usage
+        assert "".join(parts) == text, ("".join(parts), text)
+        assert usage and usage.completion_tokens == r.usage.completion_tokens
+
+        comp = c.completions.create(model="gemma3-270m", prompt="The sky is", max_tokens=8,
+                                    temperature=0.8, seed=3, n=2)
+        assert len(comp.choices) == 2
+
+        try:
+            c.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+            raise AssertionError("unknown model accepted")
+        except openai.NotFoundError as e:
+            assert "does not exist" in str(e)
+        try:
+            c.chat.completions.create(model="gemma3-270m", max_tokens=10**6,
+                                      messages=[{"role": "user", "content": "hi"}])
+            raise AssertionError("oversized max_tokens accepted")
+        except openai.BadRequestError as e:
+            assert "max_tokens" in str(e)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    proc, base = start(binary, "--api-key", "k3y")
+    try:
+        try:
+            openai.OpenAI(base_url=base, api_key="wrong").models.list()
+            raise AssertionError("wrong key accepted")
+        except openai.AuthenticationError:
+            pass
+        ok = openai.OpenAI(base_url=base, api_key="k3y")
+        assert [m.id for m in ok.models.list()] == ["gemma3-270m"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print("openai client: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
