@@ -75,7 +75,9 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Starts the engine thread for `model`.
     pub fn spawn(model: Arc<Model>, config: EngineConfig) -> Result<EngineHandle, EngineError> {
-        let (tx, rx) = sync_channel(config.max_queued.max(1));
+        // Room for a full batch of newcomers plus the queue: requests bound for free slots must not
+        // be refused while the engine thread has yet to pick them up.
+        let (tx, rx) = sync_channel(config.max_active.max(1) + config.max_queued);
         let stats = Arc::new(EngineStats::default());
         let (m, s) = (model.clone(), stats.clone());
         std::thread::Builder::new()
@@ -93,7 +95,15 @@ impl EngineHandle {
     /// Checks `req` against the limits (so callers can answer 400 before streaming) and queues it.
     pub fn submit(&self, req: Request, sink: Box<dyn EventSink>) -> Result<(), EngineError> {
         Batch::new(self.config.gen).check(&req)?;
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let waiting = self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let free = self
+            .config
+            .max_active
+            .saturating_sub(self.stats.active.load(Ordering::Relaxed));
+        if waiting >= self.config.max_queued + free {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(EngineError::Busy);
+        }
         match self.tx.try_send(Job { req, sink }) {
             Ok(()) => Ok(()),
             Err(e) => {
