@@ -11,3 +11,10 @@ cargo test --workspace --release
 python3 -m pip install --quiet --disable-pip-version-check openai 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openai
 python3 scripts/openai_client_test.py ./target/release/autodidact
+# The web UI in a real headless Chromium (screenshots in target/ui-artifacts/).
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium chromium-driver
+fi
+python3 scripts/ui_test.py ./target/release/autodidact

@@ -5,6 +5,7 @@
 use crate::sampling::{Sampled, Sampler, SamplingParams};
 use crate::EngineError;
 use autodidact_model::{Logits, Model, SeqCache, SeqInput, StreamDecoder};
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// One sequence to generate.
@@ -304,9 +305,25 @@ impl Batch {
             if s.last.is_none() {
                 s.fed += n;
             }
-            if wants[k] {
-                let row = out.row(out.rows[k].start);
-                let sampled = if s.sampler.params.ignore_eos {
+        }
+        // Sampling scans the whole vocabulary per sequence: spread the sequences over the pool.
+        let mut planned: Vec<(usize, &mut Active)> = Vec::with_capacity(plan.len());
+        let mut next = plan.iter().enumerate().peekable();
+        for (i, a) in self.active.iter_mut().enumerate() {
+            if let Some(&(k, &(pi, _))) = next.peek() {
+                if pi == i {
+                    next.next();
+                    if wants[k] {
+                        planned.push((k, a));
+                    }
+                }
+            }
+        }
+        let sampled: Vec<Sampled> = planned
+            .par_iter_mut()
+            .map(|(k, s)| {
+                let row = out.row(out.rows[*k].start);
+                if s.sampler.params.ignore_eos {
                     let mut masked = row.to_vec();
                     for &t in model.tokenizer.eog_tokens() {
                         if let Some(l) = masked.get_mut(t as usize) {
@@ -316,9 +333,11 @@ impl Batch {
                     s.sampler.sample(&masked)
                 } else {
                     s.sampler.sample(row)
-                };
-                s.accept(model, self.cfg.n_ctx, sampled, on_token);
-            }
+                }
+            })
+            .collect();
+        for ((_, s), x) in planned.into_iter().zip(sampled) {
+            s.accept(model, self.cfg.n_ctx, x, on_token);
         }
         Ok(())
     }

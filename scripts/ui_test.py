@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Drives the web UI of `autodidact serve` in a real headless Chromium through WebDriver (Debian's
+`chromium` + `chromium-driver`, spoken to over HTTP; no extra client library): load the page, send a
+message and watch the reply stream in, stop a reply mid-stream (the server must cancel it), switch to
+glance mode. Screenshots go to target/ui-artifacts/. Usage: ui_test.py PATH/TO/autodidact"""
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "target", "ui-artifacts")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, what: str) -> None:
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"{what} exited early")
+            time.sleep(0.1)
+    sys.exit(f"{what} did not come up")
+
+
+class Driver:
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1000,800"]}}}}
+        self.sid = self.call("POST", "/session", caps)["sessionId"]
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())["value"]
+
+    def s(self, method, path, body=None):
+        return self.call(method, f"/session/{self.sid}{path}", body)
+
+    def js(self, script, *args):
+        return self.s("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def find(self, css):
+        el = self.s("POST", "/element", {"using": "css selector", "value": css})
+        return next(iter(el.values()))
+
+    def click(self, css):
+        self.s("POST", f"/element/{self.find(css)}/click", {})
+
+    def type(self, css, text):
+        self.s("POST", f"/element/{self.find(css)}/value", {"text": text})
+
+    def wait(self, script, what, timeout=90):
+        t = time.time()
+        while time.time() - t < timeout:
+            v = self.js(script)
+            if v:
+                return v
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def screenshot(self, name):
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        path = os.path.join(ARTIFACTS, name)
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(self.s("GET", "/screenshot")))
+        assert os.path.getsize(path) > 1000, "empty screenshot"
+        return path
+
+    def quit(self):
+        try:
+            self.s("DELETE", "")
+        except OSError:
+            pass
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def main() -> None:
+    binary = sys.argv[1]
+    sport, dport = free_port(), free_port()
+    server = subprocess.Popen([binary, "serve", "--port", str(sport)], stdin=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    driver_proc = subprocess.Popen(["chromedriver", f"--port={dport}"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    d = None
+    try:
+        wait_http(f"http://127.0.0.1:{sport}/health", server, "server")
+        wait_http(f"http://127.0.0.1:{dport}/status", driver_proc, "chromedriver")
+        d = Driver(dport)
+        d.s("POST", "/url", {"url": f"http://127.0.0.1:{sport}/"})
+        d.wait("return document.querySelector('#model option') && document.querySelector('#model').value",
+               "the model list")
+        assert d.js("return document.querySelector('#model').value") == "gemma3-270m"
+
+        # Send a message; the reply streams into the last assistant bubble.
+        d.js("document.querySelector('#maxTokens').value = '24'")
+        d.type("#input", "Hello! What is your name?")
+        d.click("#send")
+        d.wait("return document.querySelector('.msg.user') && document.querySelector('.msg.assistant')",
+               "the message bubbles")
+        d.wait("const a = document.querySelectorAll('.msg.assistant'); return a[a.length-1].dataset.state === 'done'",
+               "the reply to finish")
+        reply = d.js("const a = document.querySelectorAll('.msg.assistant'); return a[a.length-1].textContent")
+        assert reply.strip(), "empty reply"
+        d.screenshot("chat.png")
+
+        # Stop a long reply mid-stream. The page's requests get `ignore_eos` so the reply is surely
+        # still running when Stop is pressed.
+        d.js("""const f = window.fetch; window.fetch = (u, o) => {
+                  if (o && o.body) { const b = JSON.parse(o.body); b.ignore_eos = true; o.body = JSON.stringify(b); }
+                  return f(u, o); };""")
+        d.js("document.querySelector('#maxTokens').value = '1500'")
+        d.type("#input", "Tell me a very long story.")
+        d.click("#send")
+        d.wait("const a = document.querySelectorAll('.msg.assistant'); const x = a[a.length-1];"
+               "return x.dataset.state === 'streaming' && x.textContent.length > 10", "streamed text")
+        d.click("#stop")
+        d.wait("const a = document.querySelectorAll('.msg.assistant'); return a[a.length-1].dataset.state === 'stopped'",
+               "the reply to stop")
+        t = time.time()
+        while metric(sport, "autodidact_active_sequences") != 0:
+            assert time.time() - t < 30, "the server kept generating after Stop"
+            time.sleep(0.05)
+        assert not d.js("return document.querySelector('#send').disabled"), "Send stays disabled"
+
+        # Glance mode: header hidden, only the latest answer shown, high contrast.
+        d.click("#glance")
+        assert d.js("return getComputedStyle(document.querySelector('header')).display") == "none"
+        assert d.js("return getComputedStyle(document.body).backgroundColor") == "rgb(0, 0, 0)"
+        visible = d.js("return [...document.querySelectorAll('.msg')].filter(e => getComputedStyle(e).display !== 'none').length")
+        assert visible == 1, f"{visible} messages visible in glance mode"
+        path = d.screenshot("glance.png")
+        print(f"ui: all checks passed (screenshots in {os.path.dirname(os.path.abspath(path))})")
+    finally:
+        if d:
+            d.quit()
+        driver_proc.terminate()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
