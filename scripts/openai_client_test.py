@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Drives `autodidact serve` with the official `openai` Python client over loopback: chat, streaming,
 logprobs, legacy completions, API key, and error cases. Usage: openai_client_test.py PATH/TO/autodidact"""
+import json
 import socket
 import subprocess
 import sys
@@ -59,6 +60,17 @@ def main() -> None:
                 usage = chunk.usage
         assert "".join(parts) == text, ("".join(parts), text)
         assert usage and usage.completion_tokens == r.usage.completion_tokens
+
+        schema = {"type": "object", "required": ["city", "population"],
+                  "properties": {"city": {"type": "string"}, "population": {"type": "integer"}}}
+        for seed in range(3):
+            js = c.chat.completions.create(
+                model="gemma3-270m", max_tokens=120, temperature=0.7, seed=seed,
+                messages=[{"role": "user", "content": "A city as JSON."}],
+                response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}})
+            if js.choices[0].finish_reason == "stop":
+                v = json.loads(js.choices[0].message.content)
+                assert isinstance(v["city"], str) and isinstance(v["population"], int), v
 
         comp = c.completions.create(model="gemma3-270m", prompt="The sky is", max_tokens=8,
                                     temperature=0.8, seed=3, n=2)

@@ -27,6 +27,7 @@ fn reply(
         Request {
             prompt,
             params: params.clone(),
+            json: None,
         },
     )?;
     let mut done = Vec::new();

@@ -202,6 +202,7 @@ fn run() -> Result<()> {
                 vec![Request {
                     prompt: ids,
                     params,
+                    json: None,
                 }],
                 |d| {
                     let _ = out.write_all(d.text.as_bytes());

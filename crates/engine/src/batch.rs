@@ -2,17 +2,21 @@
 //! advances every decoding sequence by a token and feeds prompt chunks of new ones in the remaining
 //! budget. Finished sequences leave their KV cache parked with the tokens it holds, so a later
 //! prompt that starts the same way (the next turn of a chat) skips recomputing that prefix.
-use crate::sampling::{Sampled, Sampler, SamplingParams};
+use crate::json_grammar::{JsonGrammar, JsonMatcher};
+use crate::sampling::{top_k_indices, Sampled, Sampler, SamplingParams};
 use crate::EngineError;
 use autodidact_model::{Logits, Model, SeqCache, SeqInput, StreamDecoder};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// One sequence to generate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Request {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
+    /// Output must be JSON matching this grammar (constrained decoding).
+    pub json: Option<Arc<JsonGrammar>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +87,7 @@ struct Active {
     emitted: usize,
     logprobs: Vec<Sampled>,
     finish: Option<FinishReason>,
+    json: Option<JsonMatcher>,
 }
 
 struct Parked {
@@ -179,6 +184,7 @@ impl Batch {
             emitted: 0,
             logprobs: Vec::new(),
             finish,
+            json: r.json.map(JsonMatcher::new),
         });
         Ok(())
     }
@@ -323,7 +329,10 @@ impl Batch {
             .par_iter_mut()
             .map(|(k, s)| {
                 let row = out.row(out.rows[*k].start);
-                if s.sampler.params.ignore_eos {
+                if let Some(m) = &s.json {
+                    let masked = json_mask(model, m, row, s.sampler.params.top_k);
+                    s.sampler.sample_masked(row, &masked)
+                } else if s.sampler.params.ignore_eos {
                     let mut masked = row.to_vec();
                     for &t in model.tokenizer.eog_tokens() {
                         if let Some(l) = masked.get_mut(t as usize) {
@@ -391,6 +400,13 @@ impl Active {
         if model.tokenizer.is_eog(tok) {
             self.finish = Some(FinishReason::Stop);
         } else {
+            if let Some(m) = &mut self.json {
+                // The mask only offered tokens the matcher accepts; once the value closes, stop.
+                m.feed(&model.tokenizer.token_bytes(tok, false));
+                if m.is_complete() {
+                    self.finish = Some(FinishReason::Stop);
+                }
+            }
             self.generated.push(tok);
             let piece = self.decoder.push(&model.tokenizer.token_bytes(tok, false));
             self.text.push_str(&piece);
@@ -439,6 +455,45 @@ impl Active {
             self.finish = Some(FinishReason::Cancelled);
         }
     }
+}
+
+/// Logits with every token the JSON matcher rejects set to −∞. Candidates are tried from the most
+/// likely down until enough valid ones are found (the sampler's top-k, at least 64); only when the
+/// 4096 likeliest hold none is the whole vocabulary scanned.
+fn json_mask(model: &Model, m: &JsonMatcher, row: &[f32], top_k: usize) -> Vec<f32> {
+    let tok = &model.tokenizer;
+    let want = top_k.max(64);
+    let valid = |id: usize| -> bool {
+        let id = id as u32;
+        if tok.is_eog(id) {
+            return m.is_complete();
+        }
+        let bytes = tok.token_bytes(id, false);
+        if bytes.is_empty() {
+            return false;
+        }
+        let mut probe = m.clone();
+        probe.feed(&bytes)
+    };
+    let mut masked = vec![f32::NEG_INFINITY; row.len()];
+    let mut found = 0;
+    for id in top_k_indices(row, 4096.min(row.len())) {
+        if valid(id) {
+            masked[id] = row[id];
+            found += 1;
+            if found >= want {
+                return masked;
+            }
+        }
+    }
+    if found == 0 {
+        for id in 0..row.len() {
+            if valid(id) {
+                masked[id] = row[id];
+            }
+        }
+    }
+    masked
 }
 
 /// Generates for every request, calling `on_token` after each sampled token; returning `false` from

@@ -2,6 +2,7 @@
 mod actor;
 mod batch;
 mod error;
+pub mod json_grammar;
 pub mod sampling;
 
 pub use actor::{EngineConfig, EngineHandle, EngineStats, Event, EventSink};

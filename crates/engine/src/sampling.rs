@@ -185,6 +185,30 @@ impl Sampler {
         }
     }
 
+    /// As [`Sampler::sample`], choosing among `masked` (−∞ for disallowed tokens) while logprobs
+    /// describe the model's own distribution, `logits`.
+    pub fn sample_masked(&mut self, logits: &[f32], masked: &[f32]) -> Sampled {
+        let (max, lse) = log_softmax(logits);
+        let lp = |v: f32| v - max - lse;
+        let top = match self.params.top_logprobs {
+            Some(k) if k > 0 => top_k_indices(logits, k)
+                .into_iter()
+                .map(|i| TokenLogprob {
+                    id: i as u32,
+                    logprob: lp(logits[i]),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let token = self.choose(masked);
+        self.observe(&[token]);
+        Sampled {
+            token,
+            logprob: lp(logits[token as usize]),
+            top,
+        }
+    }
+
     fn choose(&mut self, logits: &[f32]) -> u32 {
         let p = self.params.clone();
         let penalised =

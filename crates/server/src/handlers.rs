@@ -6,6 +6,7 @@ use crate::types::{
     ChatRequest, ChoiceLogprobs, CompletionRequest, SamplingFields, TokenLogprob, TopLogprob, Usage,
 };
 use crate::AppState;
+use autodidact_engine::json_grammar::JsonGrammar;
 use autodidact_engine::{
     Completion, Event, EventSink, FinishReason, Request, Sampled, SamplingParams,
 };
@@ -20,6 +21,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -152,6 +154,7 @@ fn submit(
     prompts: Vec<Vec<u32>>,
     params: SamplingParams,
     n: usize,
+    json: Option<Arc<JsonGrammar>>,
 ) -> Result<mpsc::UnboundedReceiver<(usize, Event)>, ApiError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut index = 0;
@@ -163,6 +166,7 @@ fn submit(
                     seed: params.seed.wrapping_add(k as u64),
                     ..params.clone()
                 },
+                json: json.clone(),
             };
             let sink = ChanSink {
                 tx: tx.clone(),
@@ -283,15 +287,35 @@ async fn chat_inner(
 ) -> Result<Response, ApiError> {
     let req: ChatRequest = parse(body)?;
     check_model(&state, &req.model)?;
-    if let Some(rf) = &req.response_format {
-        if rf.kind != "text" {
-            return Err(ApiError::bad_request(format!(
-                "response_format `{}` is not supported by this server yet; use `text`",
-                rf.kind
-            ))
-            .param("response_format"));
-        }
-    }
+    let json = match &req.response_format {
+        None => None,
+        Some(rf) => match rf.kind.as_str() {
+            "text" => None,
+            "json_object" => Some(JsonGrammar::object()),
+            "json_schema" => {
+                let schema = rf
+                    .json_schema
+                    .as_ref()
+                    .and_then(|j| j.schema.as_ref())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "response_format json_schema needs json_schema.schema",
+                        )
+                        .param("response_format")
+                    })?;
+                Some(
+                    JsonGrammar::from_schema(schema)
+                        .map_err(|e| ApiError::from(e).param("response_format"))?,
+                )
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown response_format `{other}`; use text, json_object or json_schema"
+                ))
+                .param("response_format"))
+            }
+        },
+    };
     let top = match (req.logprobs, req.top_logprobs) {
         (_, Some(k)) if k > MAX_TOP_LOGPROBS => {
             return Err(ApiError::bad_request(format!(
@@ -310,7 +334,7 @@ async fn chat_inner(
     let prompt = chat_prompt(&state, &req)?;
     let n_ctx = state.engine.config.gen.n_ctx;
     let (params, n) = sampling(&req.sampling, n_ctx, prompt.len(), top)?;
-    let rx = submit(&state, vec![prompt], params, n)?;
+    let rx = submit(&state, vec![prompt], params, n, json)?;
     let (id, created) = (new_id("chatcmpl"), now_secs());
     let model_name = state.model_name.clone();
     if req.sampling.stream {
@@ -397,7 +421,7 @@ async fn completions_inner(
     let n_ctx = state.engine.config.gen.n_ctx;
     let (params, n) = sampling(&req.sampling, n_ctx, longest, top)?;
     let count = prompts.len() * n;
-    let rx = submit(&state, prompts, params, n)?;
+    let rx = submit(&state, prompts, params, n, None)?;
     let (id, created) = (new_id("cmpl"), now_secs());
     if req.sampling.stream {
         let include_usage = req

@@ -65,6 +65,12 @@ pub struct StreamOptions {
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
+    pub json_schema: Option<JsonSchemaSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct JsonSchemaSpec {
+    pub schema: Option<serde_json::Value>,
 }
 
 /// Sampling fields shared by both endpoints (OpenAI's, plus llama.cpp's `top_k`, `min_p`,

@@ -246,6 +246,7 @@ fn chat_matches_the_engine_and_reports_usage_and_logprobs() {
                 max_tokens: 12,
                 ..SamplingParams::greedy()
             },
+            json: None,
         }],
         |_| true,
     )
@@ -366,6 +367,67 @@ fn completions_n_stop_and_seed() {
         );
         assert_eq!(jc["choices"][0]["finish_reason"], "stop");
     }
+}
+
+#[test]
+fn response_format_constrains_output_to_json_and_schema() {
+    let Some(port) = shared() else { return };
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer"},
+            "pets": {"type": "array", "items": {"enum": ["cat", "dog"]}}
+        },
+        "required": ["name", "age", "pets"]
+    });
+    let mut parsed = 0;
+    for seed in 0..3 {
+        let r = post(
+            port,
+            "/v1/chat/completions",
+            &chat_body(
+                "Describe a person as JSON.",
+                json!({"temperature": 0.8, "seed": seed, "max_tokens": 200,
+                       "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}}),
+            ),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let c = &r.json()["choices"][0];
+        let text = c["message"]["content"].as_str().unwrap();
+        if c["finish_reason"] == "length" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert!(v["name"].is_string() && v["age"].is_i64(), "{v}");
+        for p in v["pets"].as_array().unwrap() {
+            assert!(p == "cat" || p == "dog", "{v}");
+        }
+        parsed += 1;
+    }
+    assert!(parsed > 0, "every constrained reply ran out of tokens");
+    let r = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body(
+            "Give me JSON.",
+            json!({"max_tokens": 300, "response_format": {"type": "json_object"}}),
+        ),
+    );
+    let c = &r.json()["choices"][0];
+    if c["finish_reason"] == "stop" {
+        let v: Value = serde_json::from_str(c["message"]["content"].as_str().unwrap()).unwrap();
+        assert!(v.is_object());
+    }
+    let bad = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body(
+            "x",
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": {"anyOf": []}}}}),
+        ),
+    );
+    assert_error(&bad, 400, "anyOf");
 }
 
 #[test]
