@@ -9,6 +9,7 @@ mod dtype;
 mod error;
 mod matmul;
 pub mod packed;
+mod packed_k;
 pub mod quant;
 pub mod reference;
 mod simd;

@@ -145,6 +145,12 @@ impl QuantizedActs {
         self.ensure(GgmlType::Q8_0);
         (&self.q8_0, &self.q8_0_sums)
     }
+
+    /// The Q8_K encoding `(n, k / 256)`, made on first use.
+    pub(crate) fn q8k(&mut self) -> &[BlockQ8K] {
+        self.ensure(GgmlType::Q8K);
+        &self.q8k
+    }
 }
 
 /// One activation row in the encoding a weight type needs.

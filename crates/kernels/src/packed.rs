@@ -13,7 +13,7 @@
 //!     (320 bytes), offset 16.
 //!
 //! The offset is folded out with the activation block's sum: `Σ (v − o)·a = Σ v·a − o·Σ a`.
-use crate::blocks::{cast, BlockQ4_0, BlockQ5_0, BlockQ8_0};
+use crate::blocks::{cast, BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, QK_K};
 use crate::matmul::{QuantizedActs, WeightView};
 use crate::{GgmlType, KernelError};
 use half::f16;
@@ -28,6 +28,8 @@ pub enum PackKind {
     Q4_0,
     Q5_0,
     Q8_0,
+    /// Super-blocks of 256 against Q8_K activations; layout in [`crate::packed_k`].
+    Q4K,
 }
 
 impl PackKind {
@@ -36,6 +38,7 @@ impl PackKind {
             GgmlType::Q4_0 => Some(PackKind::Q4_0),
             GgmlType::Q5_0 => Some(PackKind::Q5_0),
             GgmlType::Q8_0 => Some(PackKind::Q8_0),
+            GgmlType::Q4K => Some(PackKind::Q4K),
             _ => None,
         }
     }
@@ -46,6 +49,15 @@ impl PackKind {
             PackKind::Q4_0 => 256,
             PackKind::Q5_0 => 320,
             PackKind::Q8_0 => 512,
+            PackKind::Q4K => crate::packed_k::SUPER_BYTES,
+        }
+    }
+
+    /// Columns per block.
+    pub fn block_len(self) -> usize {
+        match self {
+            PackKind::Q4K => QK_K,
+            _ => 32,
         }
     }
 
@@ -55,6 +67,7 @@ impl PackKind {
             PackKind::Q4_0 => 8,
             PackKind::Q5_0 => 16,
             PackKind::Q8_0 => 128,
+            PackKind::Q4K => 0,
         }
     }
 }
@@ -78,6 +91,8 @@ pub struct PackedTask<'a> {
     /// `(ntok, nb)` Q8_0 activation blocks and their `(ntok, nb)` sums of quants.
     pub acts: &'a [BlockQ8_0],
     pub sums: &'a [i32],
+    /// `(ntok, nb)` Q8_K activation blocks, for [`PackKind::Q4K`] (empty otherwise).
+    pub acts_k: &'a [BlockQ8K],
     pub ntok: usize,
     /// Output element `(token 0, first row of the task)`; token `t` is `stride` further on.
     pub out: *mut f32,
@@ -95,6 +110,9 @@ impl PackedMatrix {
     }
 
     pub(crate) fn group_bytes(kind: PackKind, nb: usize) -> usize {
+        if kind == PackKind::Q4K {
+            return nb * kind.block_bytes();
+        }
         Self::scale_bytes(nb) + nb * kind.block_bytes()
     }
 
@@ -103,13 +121,13 @@ impl PackedMatrix {
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[..self.groups() * Self::group_bytes(self.kind, self.cols / 32)]
+        &self.buf[..self.groups() * Self::group_bytes(self.kind, self.cols / self.kind.block_len())]
     }
 
     /// Repacks `w`, or `None` when its type has no packed form (or memory cannot be mapped).
     pub fn pack(w: &WeightView) -> Option<PackedMatrix> {
         let kind = PackKind::of(w.ty)?;
-        let nb = w.cols / 32;
+        let nb = w.cols / kind.block_len();
         let gb = Self::group_bytes(kind, nb);
         let groups = w.rows.div_ceil(GROUP);
         // Populated up front: faulting pages in while both threads write them costs more than the
@@ -124,6 +142,13 @@ impl PackedMatrix {
             .par_chunks_mut(gb)
             .enumerate()
             .for_each(|(g, dst)| {
+                if kind == PackKind::Q4K {
+                    let rows: Vec<&[u8]> = (g * GROUP..((g + 1) * GROUP).min(w.rows))
+                        .map(|r| w.row(r))
+                        .collect();
+                    crate::packed_k::pack_group(dst, &rows, nb);
+                    return;
+                }
                 let (scales, quants) = dst.split_at_mut(sb);
                 let bb = kind.block_bytes();
                 for b in 0..nb {
@@ -156,9 +181,13 @@ impl PackedMatrix {
                 detail: format!("row {r} of {}x{} into {}", self.rows, self.cols, out.len()),
             });
         }
-        let nb = self.cols / 32;
+        let nb = self.cols / self.kind.block_len();
         let gb = Self::group_bytes(self.kind, nb);
         let g = &self.bytes()[(r / GROUP) * gb..][..gb];
+        if self.kind == PackKind::Q4K {
+            crate::packed_k::dequantize_row(g, r % GROUP, nb, out);
+            return Ok(());
+        }
         let (scales, quants) = g.split_at(Self::scale_bytes(nb));
         let i = r % GROUP;
         let bb = self.kind.block_bytes();
@@ -203,12 +232,14 @@ fn unpack_block(kind: PackKind, row: &[u8], b: usize) -> (f16, [u8; 32]) {
             }
             (x.d, v)
         }
+        PackKind::Q4K => unreachable!("Q4_K groups are packed by packed_k"),
     }
 }
 
 /// Writes one packed block from the 16 rows' unsigned quants; every byte is written once.
 fn put_block(kind: PackKind, q: &mut [u8], vals: &[[u8; 32]; GROUP]) {
     match kind {
+        PackKind::Q4K => unreachable!("Q4_K groups are packed by packed_k"),
         PackKind::Q8_0 => {
             for k in 0..8 {
                 for (i, v) in vals.iter().enumerate() {
@@ -243,6 +274,7 @@ fn put_block(kind: PackKind, q: &mut [u8], vals: &[[u8; 32]; GROUP]) {
 fn get(kind: PackKind, q: &[u8], i: usize, c: usize) -> u8 {
     let (k, j) = (c / 4, c % 4);
     match kind {
+        PackKind::Q4K => unreachable!("Q4_K groups are read by packed_k"),
         PackKind::Q8_0 => q[k * 64 + i * 4 + j],
         PackKind::Q4_0 | PackKind::Q5_0 => {
             let b = q[(k % 4) * 64 + i * 4 + j];
@@ -264,6 +296,17 @@ fn get(kind: PackKind, q: &[u8], i: usize, c: usize) -> u8 {
 /// `t.out` must be valid for `t.out[tok * t.stride + r]`, `tok < t.ntok`, `r < t.rows`.
 pub unsafe fn gemm_reference(t: &PackedTask) {
     let gb = PackedMatrix::group_bytes(t.kind, t.nb);
+    if t.kind == PackKind::Q4K {
+        for r in 0..t.rows {
+            let g = &t.data[(r / GROUP) * gb..][..gb];
+            for tok in 0..t.ntok {
+                let a = &t.acts_k[tok * t.nb..(tok + 1) * t.nb];
+                *t.out.add(tok * t.stride + r) =
+                    crate::packed_k::dot_reference(g, r % GROUP, t.nb, a);
+            }
+        }
+        return;
+    }
     let sb = PackedMatrix::scale_bytes(t.nb);
     let bb = t.kind.block_bytes();
     for r in 0..t.rows {
@@ -313,8 +356,13 @@ pub fn matmul_packed(
         });
     }
     let n = acts.n;
-    let (blocks, sums) = acts.q8_0_with_sums();
-    let nb = w.cols / 32;
+    let (blocks, sums, acts_k) = if w.kind == PackKind::Q4K {
+        (&[][..], &[][..], acts.q8k())
+    } else {
+        let (b, s) = acts.q8_0_with_sums();
+        (b, s, &[][..])
+    };
+    let nb = w.cols / w.kind.block_len();
     let gb = PackedMatrix::group_bytes(w.kind, nb);
     let groups = w.groups();
     let threads = rayon::current_num_threads().max(1);
@@ -331,6 +379,7 @@ pub fn matmul_packed(
             nb,
             acts: blocks,
             sums,
+            acts_k,
             ntok: n,
             // SAFETY: row g0 * GROUP < rows, inside `out` (checked to be n * rows long).
             out: unsafe { p.0.add(g0 * GROUP) },

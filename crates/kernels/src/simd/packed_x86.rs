@@ -4,6 +4,7 @@
 #![allow(unsafe_op_in_unsafe_fn)]
 
 use crate::packed::{PackKind, PackedMatrix, PackedTask, GROUP};
+use crate::packed_k::{MINS, QUANTS, SCALES, SUPER_BYTES};
 use core::arch::x86_64::*;
 
 const Q4_0: u8 = 0;
@@ -74,6 +75,76 @@ unsafe fn tile<const KIND: u8, const N: usize>(
     }
 }
 
+/// Q4_K: tokens `tok0..tok0 + N` against one group at `g`, integer sub-block sums scaled in i32.
+#[inline(always)]
+unsafe fn tile_q4k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, mask: u16) {
+    let nb = t.nb;
+    let m4 = _mm512_set1_epi8(0x0f);
+    let mut acc = [_mm512_setzero_ps(); N];
+    for b in 0..nb {
+        let s = g.add(b * SUPER_BYTES);
+        let mut sumi = [_mm512_setzero_si512(); N];
+        let mut summ = [_mm512_setzero_si512(); N];
+        for j in 0..8 {
+            let q = s.add(QUANTS + j * 256);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for p in 0..4 {
+                let n = _mm512_loadu_si512(q.add(p * 64) as *const _);
+                w[p] = _mm512_and_si512(n, m4);
+                w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
+            }
+            let sc =
+                _mm512_cvtepu8_epi32(_mm_loadu_si128(s.add(SCALES + j * GROUP) as *const __m128i));
+            let mn =
+                _mm512_cvtepu8_epi32(_mm_loadu_si128(s.add(MINS + j * GROUP) as *const __m128i));
+            for u in 0..N {
+                let y = t.acts_k.get_unchecked((tok0 + u) * nb + b);
+                let ap = y.qs.as_ptr().add(j * 32) as *const i32;
+                let mut d = _mm512_setzero_si512();
+                for (k, wk) in w.iter().enumerate() {
+                    d = _mm512_dpbusd_epi32(d, *wk, _mm512_set1_epi32(ap.add(k).read_unaligned()));
+                }
+                sumi[u] = _mm512_add_epi32(sumi[u], _mm512_mullo_epi32(d, sc));
+                let bs = y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32;
+                summ[u] = _mm512_add_epi32(summ[u], _mm512_mullo_epi32(mn, _mm512_set1_epi32(bs)));
+            }
+        }
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(s as *const __m256i));
+        let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(s.add(32) as *const __m256i));
+        for u in 0..N {
+            let da = _mm512_set1_ps(t.acts_k.get_unchecked((tok0 + u) * nb + b).d);
+            acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[u]), _mm512_mul_ps(d, da), acc[u]);
+            acc[u] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ[u]), _mm512_mul_ps(dmin, da), acc[u]);
+        }
+    }
+    for (u, acc) in acc.iter().enumerate() {
+        _mm512_mask_storeu_ps(t.out.add((tok0 + u) * t.stride), mask, *acc);
+    }
+}
+
+#[inline(always)]
+unsafe fn groups_q4k(t: &PackedTask) {
+    let gb = PackedMatrix::group_bytes(t.kind, t.nb);
+    for gi in 0..t.rows.div_ceil(GROUP) {
+        let g = t.data.as_ptr().add(gi * gb);
+        let valid = (t.rows - gi * GROUP).min(GROUP);
+        let mask = ((1u32 << valid) - 1) as u16;
+        let sub = PackedTask {
+            out: t.out.add(gi * GROUP),
+            ..*t
+        };
+        let mut tok = 0;
+        while tok + 4 <= t.ntok {
+            tile_q4k::<4>(&sub, g, tok, mask);
+            tok += 4;
+        }
+        while tok < t.ntok {
+            tile_q4k::<1>(&sub, g, tok, mask);
+            tok += 1;
+        }
+    }
+}
+
 #[inline(always)]
 unsafe fn groups<const KIND: u8>(t: &PackedTask) {
     let gb = PackedMatrix::group_bytes(t.kind, t.nb);
@@ -109,5 +180,6 @@ pub unsafe fn gemm_packed(t: &PackedTask) {
         PackKind::Q4_0 => groups::<Q4_0>(t),
         PackKind::Q5_0 => groups::<Q5_0>(t),
         PackKind::Q8_0 => groups::<Q8_0>(t),
+        PackKind::Q4K => groups_q4k(t),
     }
 }
