@@ -28,8 +28,9 @@ pub enum PackKind {
     Q4_0,
     Q5_0,
     Q8_0,
-    /// Super-blocks of 256 against Q8_K activations; layout in [`crate::packed_k`].
+    /// Super-blocks of 256 against Q8_K activations; layouts in [`crate::packed_k`].
     Q4K,
+    Q6K,
 }
 
 impl PackKind {
@@ -39,6 +40,7 @@ impl PackKind {
             GgmlType::Q5_0 => Some(PackKind::Q5_0),
             GgmlType::Q8_0 => Some(PackKind::Q8_0),
             GgmlType::Q4K => Some(PackKind::Q4K),
+            GgmlType::Q6K => Some(PackKind::Q6K),
             _ => None,
         }
     }
@@ -50,13 +52,19 @@ impl PackKind {
             PackKind::Q5_0 => 320,
             PackKind::Q8_0 => 512,
             PackKind::Q4K => crate::packed_k::SUPER_BYTES,
+            PackKind::Q6K => crate::packed_k::SUPER6_BYTES,
         }
+    }
+
+    /// K-quants: super-blocks of 256 against Q8_K activations.
+    pub fn is_k(self) -> bool {
+        matches!(self, PackKind::Q4K | PackKind::Q6K)
     }
 
     /// Columns per block.
     pub fn block_len(self) -> usize {
         match self {
-            PackKind::Q4K => QK_K,
+            PackKind::Q4K | PackKind::Q6K => QK_K,
             _ => 32,
         }
     }
@@ -67,7 +75,7 @@ impl PackKind {
             PackKind::Q4_0 => 8,
             PackKind::Q5_0 => 16,
             PackKind::Q8_0 => 128,
-            PackKind::Q4K => 0,
+            PackKind::Q4K | PackKind::Q6K => 0,
         }
     }
 }
@@ -110,7 +118,7 @@ impl PackedMatrix {
     }
 
     pub(crate) fn group_bytes(kind: PackKind, nb: usize) -> usize {
-        if kind == PackKind::Q4K {
+        if kind.is_k() {
             return nb * kind.block_bytes();
         }
         Self::scale_bytes(nb) + nb * kind.block_bytes()
@@ -142,11 +150,15 @@ impl PackedMatrix {
             .par_chunks_mut(gb)
             .enumerate()
             .for_each(|(g, dst)| {
-                if kind == PackKind::Q4K {
+                if kind.is_k() {
                     let rows: Vec<&[u8]> = (g * GROUP..((g + 1) * GROUP).min(w.rows))
                         .map(|r| w.row(r))
                         .collect();
-                    crate::packed_k::pack_group(dst, &rows, nb);
+                    if kind == PackKind::Q4K {
+                        crate::packed_k::pack_group(dst, &rows, nb);
+                    } else {
+                        crate::packed_k::pack_group_q6k(dst, &rows, nb);
+                    }
                     return;
                 }
                 let (scales, quants) = dst.split_at_mut(sb);
@@ -184,9 +196,16 @@ impl PackedMatrix {
         let nb = self.cols / self.kind.block_len();
         let gb = Self::group_bytes(self.kind, nb);
         let g = &self.bytes()[(r / GROUP) * gb..][..gb];
-        if self.kind == PackKind::Q4K {
-            crate::packed_k::dequantize_row(g, r % GROUP, nb, out);
-            return Ok(());
+        match self.kind {
+            PackKind::Q4K => {
+                crate::packed_k::dequantize_row(g, r % GROUP, nb, out);
+                return Ok(());
+            }
+            PackKind::Q6K => {
+                crate::packed_k::dequantize_row_q6k(g, r % GROUP, nb, out);
+                return Ok(());
+            }
+            _ => {}
         }
         let (scales, quants) = g.split_at(Self::scale_bytes(nb));
         let i = r % GROUP;
@@ -232,14 +251,14 @@ fn unpack_block(kind: PackKind, row: &[u8], b: usize) -> (f16, [u8; 32]) {
             }
             (x.d, v)
         }
-        PackKind::Q4K => unreachable!("Q4_K groups are packed by packed_k"),
+        PackKind::Q4K | PackKind::Q6K => unreachable!("K-quant groups are packed by packed_k"),
     }
 }
 
 /// Writes one packed block from the 16 rows' unsigned quants; every byte is written once.
 fn put_block(kind: PackKind, q: &mut [u8], vals: &[[u8; 32]; GROUP]) {
     match kind {
-        PackKind::Q4K => unreachable!("Q4_K groups are packed by packed_k"),
+        PackKind::Q4K | PackKind::Q6K => unreachable!("K-quant groups are packed by packed_k"),
         PackKind::Q8_0 => {
             for k in 0..8 {
                 for (i, v) in vals.iter().enumerate() {
@@ -274,7 +293,7 @@ fn put_block(kind: PackKind, q: &mut [u8], vals: &[[u8; 32]; GROUP]) {
 fn get(kind: PackKind, q: &[u8], i: usize, c: usize) -> u8 {
     let (k, j) = (c / 4, c % 4);
     match kind {
-        PackKind::Q4K => unreachable!("Q4_K groups are read by packed_k"),
+        PackKind::Q4K | PackKind::Q6K => unreachable!("K-quant groups are read by packed_k"),
         PackKind::Q8_0 => q[k * 64 + i * 4 + j],
         PackKind::Q4_0 | PackKind::Q5_0 => {
             let b = q[(k % 4) * 64 + i * 4 + j];
@@ -296,13 +315,16 @@ fn get(kind: PackKind, q: &[u8], i: usize, c: usize) -> u8 {
 /// `t.out` must be valid for `t.out[tok * t.stride + r]`, `tok < t.ntok`, `r < t.rows`.
 pub unsafe fn gemm_reference(t: &PackedTask) {
     let gb = PackedMatrix::group_bytes(t.kind, t.nb);
-    if t.kind == PackKind::Q4K {
+    if t.kind.is_k() {
         for r in 0..t.rows {
             let g = &t.data[(r / GROUP) * gb..][..gb];
             for tok in 0..t.ntok {
                 let a = &t.acts_k[tok * t.nb..(tok + 1) * t.nb];
-                *t.out.add(tok * t.stride + r) =
-                    crate::packed_k::dot_reference(g, r % GROUP, t.nb, a);
+                *t.out.add(tok * t.stride + r) = if t.kind == PackKind::Q4K {
+                    crate::packed_k::dot_reference(g, r % GROUP, t.nb, a)
+                } else {
+                    crate::packed_k::dot_reference_q6k(g, r % GROUP, t.nb, a)
+                };
             }
         }
         return;
@@ -356,7 +378,7 @@ pub fn matmul_packed(
         });
     }
     let n = acts.n;
-    let (blocks, sums, acts_k) = if w.kind == PackKind::Q4K {
+    let (blocks, sums, acts_k) = if w.kind.is_k() {
         (&[][..], &[][..], acts.q8k())
     } else {
         let (b, s) = acts.q8_0_with_sums();

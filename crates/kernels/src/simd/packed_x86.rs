@@ -4,7 +4,7 @@
 #![allow(unsafe_op_in_unsafe_fn)]
 
 use crate::packed::{PackKind, PackedMatrix, PackedTask, GROUP};
-use crate::packed_k::{MINS, QUANTS, SCALES, SUPER_BYTES};
+use crate::packed_k::{MINS, QUANTS, QUANTS6, SCALES, SCALES6, SUPER6_BYTES, SUPER_BYTES};
 use core::arch::x86_64::*;
 
 const Q4_0: u8 = 0;
@@ -122,6 +122,59 @@ unsafe fn tile_q4k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, ma
     }
 }
 
+/// Q6_K: as Q4_K with signed 16-column scales and the −32 offset folded out through `bsums`.
+#[inline(always)]
+unsafe fn tile_q6k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, mask: u16) {
+    let nb = t.nb;
+    let mut acc = [_mm512_setzero_ps(); N];
+    for b in 0..nb {
+        let s = g.add(b * SUPER6_BYTES);
+        let mut sumi = [_mm512_setzero_si512(); N];
+        let mut summ = [_mm512_setzero_si512(); N];
+        for m in 0..8 {
+            let q = s.add(QUANTS6 + m * 512);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for (k, wk) in w.iter_mut().enumerate() {
+                *wk = _mm512_loadu_si512(q.add(k * 64) as *const _);
+            }
+            let sc = [
+                _mm512_cvtepi8_epi32(_mm_loadu_si128(
+                    s.add(SCALES6 + 2 * m * GROUP) as *const __m128i
+                )),
+                _mm512_cvtepi8_epi32(_mm_loadu_si128(
+                    s.add(SCALES6 + (2 * m + 1) * GROUP) as *const __m128i
+                )),
+            ];
+            for u in 0..N {
+                let y = t.acts_k.get_unchecked((tok0 + u) * nb + b);
+                let ap = y.qs.as_ptr().add(m * 32) as *const i32;
+                for (half, sch) in sc.iter().enumerate() {
+                    let mut d = _mm512_setzero_si512();
+                    for k in 4 * half..4 * half + 4 {
+                        d = _mm512_dpbusd_epi32(
+                            d,
+                            w[k],
+                            _mm512_set1_epi32(ap.add(k).read_unaligned()),
+                        );
+                    }
+                    sumi[u] = _mm512_add_epi32(sumi[u], _mm512_mullo_epi32(d, *sch));
+                    let bs = _mm512_set1_epi32(y.bsums[2 * m + half] as i32);
+                    summ[u] = _mm512_add_epi32(summ[u], _mm512_mullo_epi32(*sch, bs));
+                }
+            }
+        }
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(s as *const __m256i));
+        for u in 0..N {
+            let da = _mm512_set1_ps(t.acts_k.get_unchecked((tok0 + u) * nb + b).d);
+            let isum = _mm512_sub_epi32(sumi[u], _mm512_slli_epi32(summ[u], 5));
+            acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, da), acc[u]);
+        }
+    }
+    for (u, acc) in acc.iter().enumerate() {
+        _mm512_mask_storeu_ps(t.out.add((tok0 + u) * t.stride), mask, *acc);
+    }
+}
+
 #[inline(always)]
 unsafe fn groups_q4k(t: &PackedTask) {
     let gb = PackedMatrix::group_bytes(t.kind, t.nb);
@@ -134,12 +187,21 @@ unsafe fn groups_q4k(t: &PackedTask) {
             ..*t
         };
         let mut tok = 0;
+        let q6 = t.kind == PackKind::Q6K;
         while tok + 4 <= t.ntok {
-            tile_q4k::<4>(&sub, g, tok, mask);
+            if q6 {
+                tile_q6k::<4>(&sub, g, tok, mask);
+            } else {
+                tile_q4k::<4>(&sub, g, tok, mask);
+            }
             tok += 4;
         }
         while tok < t.ntok {
-            tile_q4k::<1>(&sub, g, tok, mask);
+            if q6 {
+                tile_q6k::<1>(&sub, g, tok, mask);
+            } else {
+                tile_q4k::<1>(&sub, g, tok, mask);
+            }
             tok += 1;
         }
     }
@@ -180,6 +242,6 @@ pub unsafe fn gemm_packed(t: &PackedTask) {
         PackKind::Q4_0 => groups::<Q4_0>(t),
         PackKind::Q5_0 => groups::<Q5_0>(t),
         PackKind::Q8_0 => groups::<Q8_0>(t),
-        PackKind::Q4K => groups_q4k(t),
+        PackKind::Q4K | PackKind::Q6K => groups_q4k(t),
     }
 }

@@ -139,7 +139,7 @@ fn matmul_rejects_mismatched_shapes() {
     assert!(WeightView::new(GgmlType::Q8_0, &w, 2, 64).is_err());
 }
 
-/// Packed Q4_0/Q5_0/Q8_0/Q4_K: lossless repacking (rows read back exactly), every available packed kernel
+/// Packed Q4_0/Q5_0/Q8_0/Q4_K/Q6_K: lossless repacking (rows read back exactly), every available packed kernel
 /// bit-identical to the scalar packed reference, and both within float rounding of the unpacked
 /// product. 37 rows leave a partial group; 1, 5 and 13 tokens reach every token tile.
 #[test]
@@ -152,12 +152,10 @@ fn packed_weights_match_unpacked_products() {
         GgmlType::Q5_0,
         GgmlType::Q8_0,
         GgmlType::Q4K,
+        GgmlType::Q6K,
     ] {
-        let (rows, cols) = if ty == GgmlType::Q4K {
-            (37, 512)
-        } else {
-            (37, 96)
-        };
+        let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q6K);
+        let (rows, cols) = if k_quant { (37, 512) } else { (37, 96) };
         let wq = quantize_to_vec(ty, &values(rows * cols, 7)).unwrap();
         let view = WeightView::new(ty, &wq, rows, cols).unwrap();
         let packed = PackedMatrix::pack(&view).unwrap();
