@@ -94,7 +94,7 @@ impl EngineHandle {
 
     /// Checks `req` against the limits (so callers can answer 400 before streaming) and queues it.
     pub fn submit(&self, req: Request, sink: Box<dyn EventSink>) -> Result<(), EngineError> {
-        Batch::new(self.config.gen).check(&req)?;
+        self.config.gen.check(&req)?;
         let waiting = self.stats.queued.fetch_add(1, Ordering::Relaxed);
         let free = self
             .config

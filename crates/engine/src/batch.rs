@@ -69,6 +69,23 @@ impl Default for GenConfig {
     }
 }
 
+impl GenConfig {
+    /// Whether `r` can run under these limits.
+    pub fn check(&self, r: &Request) -> Result<(), EngineError> {
+        r.params.validate()?;
+        if r.prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if r.prompt.len() >= self.n_ctx {
+            return Err(EngineError::PromptTooLong {
+                prompt: r.prompt.len(),
+                n_ctx: self.n_ctx,
+            });
+        }
+        Ok(())
+    }
+}
+
 struct Active {
     id: u64,
     cache: SeqCache,
@@ -149,17 +166,7 @@ impl Batch {
 
     /// Checks a request against the limits without adding it.
     pub fn check(&self, r: &Request) -> Result<(), EngineError> {
-        r.params.validate()?;
-        if r.prompt.is_empty() {
-            return Err(EngineError::EmptyPrompt);
-        }
-        if r.prompt.len() >= self.cfg.n_ctx {
-            return Err(EngineError::PromptTooLong {
-                prompt: r.prompt.len(),
-                n_ctx: self.cfg.n_ctx,
-            });
-        }
-        Ok(())
+        self.cfg.check(r)
     }
 
     /// Adds a sequence under `id`, reusing the parked cache that shares the longest prefix.

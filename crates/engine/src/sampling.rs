@@ -162,32 +162,13 @@ impl Sampler {
     }
 
     pub fn sample(&mut self, logits: &[f32]) -> Sampled {
-        let p = &self.params;
-        // Logprobs report the model's distribution, before penalties and truncation.
-        let (max, lse) = log_softmax(logits);
-        let lp = |v: f32| v - max - lse;
-        let top = match p.top_logprobs {
-            Some(k) if k > 0 => top_k_indices(logits, k)
-                .into_iter()
-                .map(|i| TokenLogprob {
-                    id: i as u32,
-                    logprob: lp(logits[i]),
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let token = self.choose(logits);
-        self.observe(&[token]);
-        Sampled {
-            token,
-            logprob: lp(logits[token as usize]),
-            top,
-        }
+        self.sample_masked(logits, logits)
     }
 
     /// As [`Sampler::sample`], choosing among `masked` (−∞ for disallowed tokens) while logprobs
     /// describe the model's own distribution, `logits`.
     pub fn sample_masked(&mut self, logits: &[f32], masked: &[f32]) -> Sampled {
+        // Logprobs report the model's distribution, before penalties, truncation and masks.
         let (max, lse) = log_softmax(logits);
         let lp = |v: f32| v - max - lse;
         let top = match self.params.top_logprobs {

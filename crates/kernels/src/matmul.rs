@@ -178,10 +178,32 @@ fn dot_row(k: &Kernels, ty: GgmlType, w: &[u8], a: ActRow) -> f32 {
 }
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: each task writes a disjoint set of output elements.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
+
+/// `out (n, rows)` must hold the product of `acts (n, cols)` with a `rows × cols` weight.
+pub(crate) fn check_shapes(
+    op: &'static str,
+    rows: usize,
+    cols: usize,
+    acts: &QuantizedActs,
+    out: &[f32],
+) -> Result<(), KernelError> {
+    if acts.k != cols || out.len() != acts.n * rows {
+        return Err(KernelError::Shape {
+            op,
+            detail: format!(
+                "weight {rows}x{cols}, activations {}x{}, output {}",
+                acts.n,
+                acts.k,
+                out.len()
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// `out (n, w.rows) = acts (n, k) · wᵀ`, using the process-wide kernels and thread pool.
 pub fn matmul(
@@ -199,19 +221,7 @@ pub fn matmul_threads(
     acts: &mut QuantizedActs,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    if acts.k != w.cols || out.len() != acts.n * w.rows {
-        return Err(KernelError::Shape {
-            op: "matmul",
-            detail: format!(
-                "weight {}x{}, activations {}x{}, output {}",
-                w.rows,
-                w.cols,
-                acts.n,
-                acts.k,
-                out.len()
-            ),
-        });
-    }
+    check_shapes("matmul", w.rows, w.cols, acts, out)?;
     if w.ty == GgmlType::Q8K {
         return Err(KernelError::Unsupported {
             ty: w.ty,

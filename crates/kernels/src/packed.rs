@@ -14,7 +14,7 @@
 //!
 //! The offset is folded out with the activation block's sum: `Σ (v − o)·a = Σ v·a − o·Σ a`.
 use crate::blocks::{cast, BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, QK_K};
-use crate::matmul::{QuantizedActs, WeightView};
+use crate::matmul::{check_shapes, QuantizedActs, SendPtr, WeightView};
 use crate::{GgmlType, KernelError};
 use half::f16;
 use rayon::prelude::*;
@@ -351,12 +351,6 @@ pub unsafe fn gemm_reference(t: &PackedTask) {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: each task writes a disjoint set of output elements.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
 /// `out (n, w.rows) = acts (n, k) · wᵀ` with `gemm` over groups split across threads.
 pub fn matmul_packed(
     gemm: PackedGemm,
@@ -364,19 +358,7 @@ pub fn matmul_packed(
     acts: &mut QuantizedActs,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    if acts.k != w.cols || out.len() != acts.n * w.rows {
-        return Err(KernelError::Shape {
-            op: "matmul_packed",
-            detail: format!(
-                "weight {}x{}, activations {}x{}, output {}",
-                w.rows,
-                w.cols,
-                acts.n,
-                acts.k,
-                out.len()
-            ),
-        });
-    }
+    check_shapes("matmul_packed", w.rows, w.cols, acts, out)?;
     let n = acts.n;
     let (blocks, sums, acts_k) = if w.kind.is_k() {
         (&[][..], &[][..], acts.q8k())

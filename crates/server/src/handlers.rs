@@ -211,9 +211,10 @@ fn token_logprob(m: &Model, s: &Sampled) -> TokenLogprob {
     }
 }
 
-fn usage(done: &[Completion]) -> Usage {
+/// Usage of `done`, the `n` choices of each of several prompts in any order.
+fn usage(done: &[Completion], n: usize) -> Usage {
     // Choices of one prompt share it: count each distinct prompt once, as OpenAI does for `n`.
-    let prompt_tokens = done.first().map(|c| c.prompt_tokens).unwrap_or(0);
+    let prompt_tokens = done.iter().map(|c| c.prompt_tokens).sum::<usize>() / n.max(1);
     let completion_tokens: usize = done.iter().map(|c| c.tokens.len()).sum();
     Usage {
         prompt_tokens,
@@ -338,22 +339,18 @@ async fn chat_inner(
     let (id, created) = (new_id("chatcmpl"), now_secs());
     let model_name = state.model_name.clone();
     if req.sampling.stream {
-        let include_usage = req
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
-        return Ok(stream(
-            state,
-            rx,
+        let include_usage = req.sampling.include_usage();
+        let spec = StreamSpec {
+            count: n,
             n,
-            StreamKind::Chat {
+            kind: StreamKind::Chat {
                 logprobs: top.is_some(),
             },
             id,
             created,
             include_usage,
-        ));
+        };
+        return Ok(stream(state, rx, spec));
     }
     let done = collect(&state, rx, n).await?;
     let m = &state.engine.model;
@@ -377,7 +374,7 @@ async fn chat_inner(
         "created": created,
         "model": model_name,
         "choices": choices,
-        "usage": usage(&done),
+        "usage": usage(&done, n),
     }))
     .into_response())
 }
@@ -424,22 +421,18 @@ async fn completions_inner(
     let rx = submit(&state, prompts, params, n, None)?;
     let (id, created) = (new_id("cmpl"), now_secs());
     if req.sampling.stream {
-        let include_usage = req
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
-        return Ok(stream(
-            state,
-            rx,
+        let include_usage = req.sampling.include_usage();
+        let spec = StreamSpec {
             count,
-            StreamKind::Text {
+            n,
+            kind: StreamKind::Text {
                 logprobs: top.is_some(),
             },
             id,
             created,
             include_usage,
-        ));
+        };
+        return Ok(stream(state, rx, spec));
     }
     let done = collect(&state, rx, count).await?;
     let choices: Vec<Value> = done
@@ -459,9 +452,7 @@ async fn completions_inner(
             })
         })
         .collect();
-    let mut u = usage(&done);
-    u.prompt_tokens = done.iter().step_by(n.max(1)).map(|c| c.prompt_tokens).sum();
-    u.total_tokens = u.prompt_tokens + u.completion_tokens;
+    let u = usage(&done, n);
     Ok(Json(json!({
         "id": id,
         "object": "text_completion",
@@ -500,15 +491,29 @@ enum StreamKind {
 }
 
 /// Streams the sequences' events as server-sent events, ending with `data: [DONE]`.
-fn stream(
-    state: AppState,
-    mut rx: mpsc::UnboundedReceiver<(usize, Event)>,
+/// What a stream carries: `count` sequences, `n` per prompt, and the response's identity.
+struct StreamSpec {
     count: usize,
+    n: usize,
     kind: StreamKind,
     id: String,
     created: u64,
     include_usage: bool,
+}
+
+fn stream(
+    state: AppState,
+    mut rx: mpsc::UnboundedReceiver<(usize, Event)>,
+    spec: StreamSpec,
 ) -> Response {
+    let StreamSpec {
+        count,
+        n,
+        kind,
+        id,
+        created,
+        include_usage,
+    } = spec;
     let (out_tx, out_rx) = mpsc::channel::<SseEvent>(64);
     let model_name = state.model_name.clone();
     tokio::spawn(async move {
@@ -588,8 +593,7 @@ fn stream(
             }
         }
         if include_usage {
-            let mut u = usage(&done);
-            u.total_tokens = u.prompt_tokens + u.completion_tokens;
+            let u = usage(&done, n);
             let _ = out_tx.send(chunk(json!([]), Some(u))).await;
         }
         let _ = out_tx.send(SseEvent::default().data("[DONE]")).await;

@@ -97,6 +97,15 @@ pub struct SamplingFields {
     pub stream_options: Option<StreamOptions>,
 }
 
+impl SamplingFields {
+    /// Whether a stream ends with a usage chunk.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
     pub model: String,

@@ -10,6 +10,8 @@ use core::arch::x86_64::*;
 const Q4_0: u8 = 0;
 const Q5_0: u8 = 1;
 const Q8_0: u8 = 2;
+const Q4K: u8 = 3;
+const Q6K: u8 = 4;
 
 /// The eight column-quad registers of one packed block.
 #[inline(always)]
@@ -175,35 +177,18 @@ unsafe fn tile_q6k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, ma
     }
 }
 
+/// One tile of `N` tokens for the kind `KIND`.
 #[inline(always)]
-unsafe fn groups_q4k(t: &PackedTask) {
-    let gb = PackedMatrix::group_bytes(t.kind, t.nb);
-    for gi in 0..t.rows.div_ceil(GROUP) {
-        let g = t.data.as_ptr().add(gi * gb);
-        let valid = (t.rows - gi * GROUP).min(GROUP);
-        let mask = ((1u32 << valid) - 1) as u16;
-        let sub = PackedTask {
-            out: t.out.add(gi * GROUP),
-            ..*t
-        };
-        let mut tok = 0;
-        let q6 = t.kind == PackKind::Q6K;
-        while tok + 4 <= t.ntok {
-            if q6 {
-                tile_q6k::<4>(&sub, g, tok, mask);
-            } else {
-                tile_q4k::<4>(&sub, g, tok, mask);
-            }
-            tok += 4;
-        }
-        while tok < t.ntok {
-            if q6 {
-                tile_q6k::<1>(&sub, g, tok, mask);
-            } else {
-                tile_q4k::<1>(&sub, g, tok, mask);
-            }
-            tok += 1;
-        }
+unsafe fn tile_of<const KIND: u8, const N: usize>(
+    t: &PackedTask,
+    g: *const u8,
+    tok: usize,
+    mask: u16,
+) {
+    match KIND {
+        Q4K => tile_q4k::<N>(t, g, tok, mask),
+        Q6K => tile_q6k::<N>(t, g, tok, mask),
+        _ => tile::<KIND, N>(t, g, tok, mask),
     }
 }
 
@@ -219,16 +204,19 @@ unsafe fn groups<const KIND: u8>(t: &PackedTask) {
             ..*t
         };
         let mut tok = 0;
-        while tok + 8 <= t.ntok {
-            tile::<KIND, 8>(&sub, g, tok, mask);
-            tok += 8;
+        // K-quant tiles keep three accumulators per token: eight tokens would spill registers.
+        if KIND < Q4K {
+            while tok + 8 <= t.ntok {
+                tile_of::<KIND, 8>(&sub, g, tok, mask);
+                tok += 8;
+            }
         }
         while tok + 4 <= t.ntok {
-            tile::<KIND, 4>(&sub, g, tok, mask);
+            tile_of::<KIND, 4>(&sub, g, tok, mask);
             tok += 4;
         }
         while tok < t.ntok {
-            tile::<KIND, 1>(&sub, g, tok, mask);
+            tile_of::<KIND, 1>(&sub, g, tok, mask);
             tok += 1;
         }
     }
@@ -242,6 +230,7 @@ pub unsafe fn gemm_packed(t: &PackedTask) {
         PackKind::Q4_0 => groups::<Q4_0>(t),
         PackKind::Q5_0 => groups::<Q5_0>(t),
         PackKind::Q8_0 => groups::<Q8_0>(t),
-        PackKind::Q4K | PackKind::Q6K => groups_q4k(t),
+        PackKind::Q4K => groups::<Q4K>(t),
+        PackKind::Q6K => groups::<Q6K>(t),
     }
 }
