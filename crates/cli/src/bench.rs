@@ -73,6 +73,7 @@ fn time_pp(m: &Model, n: usize) -> Result<f64> {
             cache: &mut cache,
             tokens: &toks,
             logits: Logits::Last,
+            adapter: None,
         }],
         false,
     )?;
@@ -89,6 +90,7 @@ fn time_tg(m: &Model, n: usize) -> Result<f64> {
                 cache: &mut cache,
                 tokens: &[tok],
                 logits: Logits::Last,
+                adapter: None,
             }],
             false,
         )?;
@@ -111,6 +113,7 @@ fn time_batched(m: &Model, b: usize) -> Result<f64> {
             cache: c,
             tokens: p,
             logits: Logits::Last,
+            adapter: None,
         })
         .collect();
     let out = m.forward(&mut inputs, false)?;
@@ -128,6 +131,7 @@ fn time_batched(m: &Model, b: usize) -> Result<f64> {
                 cache: c,
                 tokens: f,
                 logits: Logits::Last,
+                adapter: None,
             })
             .collect();
         let out = m.forward(&mut inputs, false)?;

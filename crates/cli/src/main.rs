@@ -277,6 +277,7 @@ fn perplexity(m: &Model, text: &str, n_ctx: usize) -> Result<()> {
                 cache: &mut cache,
                 tokens: &chunk,
                 logits: Logits::All,
+                adapter: None,
             }],
             false,
         )?;

@@ -308,6 +308,7 @@ impl Batch {
                     cache: &mut s.cache,
                     tokens: &feeds[k],
                     logits: if wants[k] { Logits::Last } else { Logits::None },
+                    adapter: None,
                 });
             }
             model.forward(&mut inputs, false)?

@@ -2,6 +2,7 @@
 //! run as one activation matrix through every matmul; attention reads each token's own cache.
 use crate::config::{Activation, Config, RopeStyle};
 use crate::kv_cache::SeqCache;
+use crate::lora::{LoraAdapter, Target};
 use crate::model::Model;
 use crate::ModelError;
 use autodidact_kernels::vec::{
@@ -25,6 +26,33 @@ pub struct SeqInput<'a> {
     pub cache: &'a mut SeqCache,
     pub tokens: &'a [u32],
     pub logits: Logits,
+    /// A LoRA adapter applied to this sequence alone (others in the batch may use another).
+    pub adapter: Option<&'a LoraAdapter>,
+}
+
+/// The rows of the batch each adapter applies to.
+struct AdapterSpans<'a> {
+    spans: Vec<(Range<usize>, &'a LoraAdapter)>,
+    u: Vec<f32>,
+}
+
+impl AdapterSpans<'_> {
+    /// `out (total, out_dim) += lora(x (total, in_dim))` for target `t` of layer `il`, per span.
+    fn apply(&mut self, il: usize, t: Target, x: &[f32], out: &mut [f32]) {
+        for (rows, ad) in &self.spans {
+            let Some(p) = ad.layers[il].get(t) else {
+                continue;
+            };
+            let n = rows.len();
+            p.apply(
+                ad.scale(p),
+                &x[rows.start * p.n_in..rows.end * p.n_in],
+                n,
+                &mut self.u,
+                &mut out[rows.start * p.n_out..rows.end * p.n_out],
+            );
+        }
+    }
 }
 
 pub struct ForwardOutput {
@@ -139,9 +167,17 @@ impl Model {
         let (qd, kvd) = (c.q_dim(), c.kv_dim());
         let mut at = Vec::new();
         let mut tokens = Vec::new();
+        let mut lora = AdapterSpans {
+            spans: Vec::new(),
+            u: Vec::new(),
+        };
         for (i, inp) in inputs.iter().enumerate() {
             let start = inp.cache.len();
             let n = inp.tokens.len();
+            if let Some(ad) = inp.adapter {
+                ad.check(c)?;
+                lora.spans.push((tokens.len()..tokens.len() + n, ad));
+            }
             if start + n > inp.cache.capacity() {
                 return Err(ModelError::ContextFull {
                     needed: start + n,
@@ -209,6 +245,9 @@ impl Model {
             lw.attn_q.matmul(file, &mut acts, &mut q)?; // (total, n_head * hd)
             lw.attn_k.matmul(file, &mut acts, &mut k)?; // (total, n_kv * hd)
             lw.attn_v.matmul(file, &mut acts, &mut v)?; // (total, n_kv * hd)
+            lora.apply(il, Target::Q, &h, &mut q);
+            lora.apply(il, Target::K, &h, &mut k);
+            lora.apply(il, Target::V, &h, &mut v);
             if let (Some(qn), Some(kn)) = (&lw.attn_q_norm, &lw.attn_k_norm) {
                 norm_rows_inplace(&mut q, qn, c.rms_eps);
                 norm_rows_inplace(&mut k, kn, c.rms_eps);
@@ -240,6 +279,7 @@ impl Model {
             }
             acts.set(&attn, total, qd);
             lw.attn_output.matmul(file, &mut acts, &mut o)?; // (total, d)
+            lora.apply(il, Target::O, &attn, &mut o);
             if let Some(pn) = &lw.post_attention_norm {
                 norm_rows_inplace(&mut o, pn, c.rms_eps);
             }
@@ -250,11 +290,14 @@ impl Model {
             acts.set(&h, total, d);
             lw.ffn_gate.matmul(file, &mut acts, &mut gate)?; // (total, n_ff)
             lw.ffn_up.matmul(file, &mut acts, &mut up)?; // (total, n_ff)
+            lora.apply(il, Target::Gate, &h, &mut gate);
+            lora.apply(il, Target::Up, &h, &mut up);
             gate.par_chunks_mut(c.n_ff)
                 .zip(up.par_chunks(c.n_ff))
                 .for_each(|(g, u)| gated(g, u, act_fn));
             acts.set(&gate, total, c.n_ff);
             lw.ffn_down.matmul(file, &mut acts, &mut o)?; // (total, d)
+            lora.apply(il, Target::Down, &gate, &mut o);
             if let Some(pn) = &lw.post_ffw_norm {
                 norm_rows_inplace(&mut o, pn, c.rms_eps);
             }

@@ -5,7 +5,9 @@ mod error;
 mod forward;
 pub mod gguf;
 mod kv_cache;
+pub mod lora;
 mod model;
+pub mod testing;
 pub mod tokenizer;
 mod weights;
 
@@ -14,6 +16,7 @@ pub use config::{Arch, Config};
 pub use error::ModelError;
 pub use forward::{ForwardOutput, Logits, SeqInput};
 pub use kv_cache::SeqCache;
+pub use lora::{LayerLora, LoraAdapter, LoraPair, Target};
 pub use model::Model;
 pub use tokenizer::{StreamDecoder, Tokenizer};
 pub use weights::{LayerWeights, Matrix, Weights};

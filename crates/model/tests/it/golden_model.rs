@@ -51,6 +51,7 @@ fn greedy_continuations_and_logprobs_track_llama_cpp() {
                         cache: &mut cache,
                         tokens: &feed,
                         logits: Logits::Last,
+                        adapter: None,
                     }],
                     false,
                 )
@@ -104,6 +105,7 @@ pub fn perplexity(model: &Model, text: &str, n_ctx: usize) -> f64 {
                     cache: &mut cache,
                     tokens: &chunk,
                     logits: Logits::All,
+                    adapter: None,
                 }],
                 false,
             )

@@ -5,4 +5,5 @@ mod common;
 mod gguf;
 mod golden_model;
 mod golden_tokenizer;
+mod lora;
 mod tiny;

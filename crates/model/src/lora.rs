@@ -1,0 +1,463 @@
+//! LoRA adapters: low-rank `B·A` updates of a model's linear layers, applied beside the frozen base
+//! at run time, and stored in llama.cpp's GGUF-LoRA format.
+//!
+//! A layer's output becomes `y = W·x + (alpha / rank) · B·(A·x)` with `A (rank, in)` and
+//! `B (out, rank)`, the shapes PEFT stores. GGUF lists dimensions innermost first, so llama.cpp's
+//! `lora_a` has dims `[in, rank]` and `lora_b` `[rank, out]`: the same row-major bytes.
+use crate::config::{Arch, Config};
+use crate::gguf::{GgufFile, GgufWriter, TensorData, Value, KEY_ARCHITECTURE};
+use crate::ModelError;
+use autodidact_kernels::quant::dequantize_to_vec;
+use autodidact_kernels::{sgemm, Accumulate, GgmlType, MatMut, MatRef};
+use std::path::Path;
+
+pub const KEY_GENERAL_TYPE: &str = "general.type";
+pub const KEY_ADAPTER_TYPE: &str = "adapter.type";
+pub const KEY_LORA_ALPHA: &str = "adapter.lora.alpha";
+
+/// A linear layer LoRA can target. The order is the order of a layer's [`LayerLora::pairs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Target {
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
+
+    /// The GGUF tensor stem: `blk.N.<stem>.weight`.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Target::Q => "attn_q",
+            Target::K => "attn_k",
+            Target::V => "attn_v",
+            Target::O => "attn_output",
+            Target::Gate => "ffn_gate",
+            Target::Up => "ffn_up",
+            Target::Down => "ffn_down",
+        }
+    }
+
+    /// The Hugging Face module name PEFT targets (`q_proj` …).
+    pub fn peft_name(self) -> &'static str {
+        match self {
+            Target::Q => "q_proj",
+            Target::K => "k_proj",
+            Target::V => "v_proj",
+            Target::O => "o_proj",
+            Target::Gate => "gate_proj",
+            Target::Up => "up_proj",
+            Target::Down => "down_proj",
+        }
+    }
+
+    /// The Hugging Face block holding the module.
+    pub fn peft_parent(self) -> &'static str {
+        match self {
+            Target::Q | Target::K | Target::V | Target::O => "self_attn",
+            Target::Gate | Target::Up | Target::Down => "mlp",
+        }
+    }
+
+    /// Accepts the short name (`q`), PEFT's (`q_proj`) and GGUF's (`attn_q`).
+    pub fn parse(s: &str) -> Option<Target> {
+        let s = s.trim();
+        Target::ALL.into_iter().find(|t| {
+            s == t.gguf_name() || s == t.peft_name() || s == t.peft_name().trim_end_matches("_proj")
+        })
+    }
+
+    /// `(out, in)` of the base weight in `c`.
+    pub fn shape(self, c: &Config) -> (usize, usize) {
+        match self {
+            Target::Q => (c.q_dim(), c.n_embd),
+            Target::K | Target::V => (c.kv_dim(), c.n_embd),
+            Target::O => (c.n_embd, c.q_dim()),
+            Target::Gate | Target::Up => (c.n_ff, c.n_embd),
+            Target::Down => (c.n_embd, c.n_ff),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One adapted matrix: `a (rank, in)`, `b (out, rank)`, row-major f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraPair {
+    pub rank: usize,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+impl LoraPair {
+    pub fn zeros(rank: usize, n_in: usize, n_out: usize) -> Self {
+        LoraPair {
+            rank,
+            n_in,
+            n_out,
+            a: vec![0.0; rank * n_in],
+            b: vec![0.0; n_out * rank],
+        }
+    }
+
+    /// `y (n, out) += scale · x (n, in) · Aᵀ · Bᵀ`; `u (n, rank)` receives `x · Aᵀ`.
+    pub fn apply(&self, scale: f32, x: &[f32], n: usize, u: &mut Vec<f32>, y: &mut [f32]) {
+        u.resize(n * self.rank, 0.0);
+        sgemm(
+            MatMut::new(u, n, self.rank),
+            MatRef::new(x, n, self.n_in),
+            MatRef::new(&self.a, self.rank, self.n_in).t(),
+            Accumulate::Overwrite,
+            1.0,
+        );
+        sgemm(
+            MatMut::new(y, n, self.n_out),
+            MatRef::new(u, n, self.rank),
+            MatRef::new(&self.b, self.n_out, self.rank).t(),
+            Accumulate::Add,
+            scale,
+        );
+    }
+}
+
+/// The adapted matrices of one transformer block, indexed by [`Target`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerLora {
+    pub pairs: [Option<LoraPair>; 7],
+}
+
+impl LayerLora {
+    pub fn get(&self, t: Target) -> Option<&LoraPair> {
+        self.pairs[t.index()].as_ref()
+    }
+
+    pub fn get_mut(&mut self, t: Target) -> Option<&mut LoraPair> {
+        self.pairs[t.index()].as_mut()
+    }
+
+    pub fn set(&mut self, t: Target, p: Option<LoraPair>) {
+        self.pairs[t.index()] = p;
+    }
+}
+
+/// A LoRA adapter for one base architecture and shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraAdapter {
+    pub arch: Arch,
+    pub alpha: f32,
+    pub layers: Vec<LayerLora>,
+}
+
+impl LoraAdapter {
+    /// An adapter with zero `A` and `B` of rank `rank` on `targets` of every layer.
+    pub fn zeros(c: &Config, rank: usize, alpha: f32, targets: &[Target]) -> Self {
+        let layers = (0..c.n_layer)
+            .map(|_| {
+                let mut l = LayerLora::default();
+                for &t in targets {
+                    let (out, inn) = t.shape(c);
+                    l.set(t, Some(LoraPair::zeros(rank, inn, out)));
+                }
+                l
+            })
+            .collect();
+        LoraAdapter {
+            arch: c.arch,
+            alpha,
+            layers,
+        }
+    }
+
+    /// `alpha / rank`, as PEFT and llama.cpp scale the update.
+    pub fn scale(&self, p: &LoraPair) -> f32 {
+        self.alpha / p.rank as f32
+    }
+
+    /// The rank of the first pair (adapters trained here use one rank throughout).
+    pub fn rank(&self) -> usize {
+        self.pairs().next().map_or(0, |(_, _, p)| p.rank)
+    }
+
+    /// Targets adapted in at least one layer.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut t: Vec<Target> = self.pairs().map(|(_, t, _)| t).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// Every pair with its layer and target.
+    pub fn pairs(&self) -> impl Iterator<Item = (usize, Target, &LoraPair)> {
+        self.layers.iter().enumerate().flat_map(|(il, l)| {
+            Target::ALL
+                .into_iter()
+                .filter_map(move |t| l.get(t).map(|p| (il, t, p)))
+        })
+    }
+
+    pub fn n_params(&self) -> usize {
+        self.pairs().map(|(_, _, p)| p.a.len() + p.b.len()).sum()
+    }
+
+    /// Checks that the adapter fits a model of config `c`.
+    pub fn check(&self, c: &Config) -> Result<(), ModelError> {
+        if self.arch != c.arch {
+            return Err(ModelError::Invalid(format!(
+                "adapter is for {} models, this model is {}",
+                self.arch.name(),
+                c.arch.name()
+            )));
+        }
+        if self.layers.len() != c.n_layer {
+            return Err(ModelError::Invalid(format!(
+                "adapter has {} layers, the model {}",
+                self.layers.len(),
+                c.n_layer
+            )));
+        }
+        for (il, t, p) in self.pairs() {
+            let (out, inn) = t.shape(c);
+            if p.n_in != inn
+                || p.n_out != out
+                || p.rank == 0
+                || p.a.len() != p.rank * inn
+                || p.b.len() != out * p.rank
+            {
+                return Err(ModelError::Invalid(format!(
+                    "adapter tensor blk.{il}.{} is {}x{} of rank {}, the model's weight is {out}x{inn}",
+                    t.gguf_name(),
+                    p.n_out,
+                    p.n_in,
+                    p.rank
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The llama.cpp GGUF-LoRA encoding (F32 tensors).
+    pub fn to_gguf(&self, name: &str) -> GgufWriter {
+        let mut w = GgufWriter::new();
+        w.set(KEY_ARCHITECTURE, Value::String(self.arch.name().into()));
+        w.set(KEY_GENERAL_TYPE, Value::String("adapter".into()));
+        w.set("general.name", Value::String(name.into()));
+        w.set(KEY_ADAPTER_TYPE, Value::String("lora".into()));
+        w.set(KEY_LORA_ALPHA, Value::F32(self.alpha));
+        let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        for (il, t, p) in self.pairs() {
+            let stem = format!("blk.{il}.{}.weight", t.gguf_name());
+            w.add_tensor(TensorData {
+                name: format!("{stem}.lora_a"),
+                dims: vec![p.n_in as u64, p.rank as u64],
+                ty: GgmlType::F32,
+                data: bytes(&p.a),
+            });
+            w.add_tensor(TensorData {
+                name: format!("{stem}.lora_b"),
+                dims: vec![p.rank as u64, p.n_out as u64],
+                ty: GgmlType::F32,
+                data: bytes(&p.b),
+            });
+        }
+        w
+    }
+
+    /// Writes the GGUF-LoRA file atomically.
+    pub fn save_gguf(&self, path: &Path, name: &str) -> Result<(), ModelError> {
+        self.to_gguf(name).write(path)
+    }
+
+    pub fn load_gguf(path: &Path, c: &Config) -> Result<Self, ModelError> {
+        Self::from_gguf(&GgufFile::open(path)?, c)
+    }
+
+    /// Reads a GGUF-LoRA file (ours or llama.cpp's) and checks it against the model config.
+    pub fn from_gguf(g: &GgufFile, c: &Config) -> Result<Self, ModelError> {
+        let bad = |what: String| ModelError::Invalid(format!("{}: {what}", g.path));
+        match g.get_str(KEY_GENERAL_TYPE)? {
+            Some("adapter") => {}
+            other => {
+                return Err(bad(format!(
+                    "general.type is {other:?}, not \"adapter\" (is this a base model?)"
+                )))
+            }
+        }
+        match g.get_str(KEY_ADAPTER_TYPE)? {
+            Some("lora") => {}
+            other => return Err(bad(format!("adapter.type is {other:?}, not \"lora\""))),
+        }
+        let arch = match g.get_str(KEY_ARCHITECTURE)? {
+            Some("gemma3") => Arch::Gemma3,
+            Some("llama") => Arch::Llama,
+            other => {
+                return Err(bad(format!(
+                    "adapter architecture {other:?} is not supported"
+                )))
+            }
+        };
+        let mut ad = LoraAdapter {
+            arch,
+            alpha: 0.0,
+            layers: vec![LayerLora::default(); c.n_layer],
+        };
+        let alpha = g.get_f32(KEY_LORA_ALPHA)?;
+        for info in &g.tensors {
+            let name = info.name.as_str();
+            if name.ends_with("_norm.weight") {
+                // llama.cpp skips norm deltas too; an adapter of linear layers loses nothing.
+                continue;
+            }
+            let (stem, is_a) = if let Some(s) = name.strip_suffix(".weight.lora_a") {
+                (s, true)
+            } else if let Some(s) = name.strip_suffix(".weight.lora_b") {
+                (s, false)
+            } else {
+                return Err(bad(format!("tensor {name} is not a LoRA tensor")));
+            };
+            let (il, t) = parse_stem(stem)
+                .ok_or_else(|| bad(format!("tensor {name} names no adaptable layer")))?;
+            if il >= c.n_layer {
+                return Err(bad(format!(
+                    "tensor {name} is for layer {il}, the model has {}",
+                    c.n_layer
+                )));
+            }
+            if info.dims.len() != 2 {
+                return Err(bad(format!("tensor {name} is not 2-D")));
+            }
+            let (inner, outer) = (info.dims[0] as usize, info.dims[1] as usize);
+            let (_, data) = g.tensor_data(name)?;
+            let vals = dequantize_to_vec(info.ty, data, inner * outer)?;
+            let (out, inn) = t.shape(c);
+            let layer = &mut ad.layers[il];
+            let pair = layer.pairs[t.index()].get_or_insert_with(|| LoraPair {
+                rank: 0,
+                n_in: inn,
+                n_out: out,
+                a: Vec::new(),
+                b: Vec::new(),
+            });
+            if is_a {
+                // dims [in, rank]
+                if inner != inn {
+                    return Err(bad(format!(
+                        "{name} has {inner} columns, the model's {} has {inn} inputs (wrong base model?)",
+                        t.gguf_name()
+                    )));
+                }
+                pair.a = vals;
+                if pair.rank != 0 && pair.rank != outer {
+                    return Err(bad(format!(
+                        "{name}: rank {outer} differs from lora_b's {}",
+                        pair.rank
+                    )));
+                }
+                pair.rank = outer;
+            } else {
+                // dims [rank, out]
+                if outer != out {
+                    return Err(bad(format!(
+                        "{name} has {outer} rows, the model's {} has {out} outputs (wrong base model?)",
+                        t.gguf_name()
+                    )));
+                }
+                pair.b = vals;
+                if pair.rank != 0 && pair.rank != inner {
+                    return Err(bad(format!(
+                        "{name}: rank {inner} differs from lora_a's {}",
+                        pair.rank
+                    )));
+                }
+                pair.rank = inner;
+            }
+        }
+        for (il, t, p) in ad.pairs() {
+            if p.a.is_empty() || p.b.is_empty() {
+                return Err(bad(format!(
+                    "blk.{il}.{} has only one of lora_a and lora_b",
+                    t.gguf_name()
+                )));
+            }
+        }
+        if ad.pairs().next().is_none() {
+            return Err(bad("no LoRA tensors".into()));
+        }
+        // llama.cpp treats a missing alpha as "scale 1", i.e. alpha = rank.
+        ad.alpha = alpha.unwrap_or(ad.rank() as f32);
+        ad.check(c)?;
+        Ok(ad)
+    }
+
+    /// Adds `scale · B·A` into f32 copies of the base weights: `w (out, in)` for each pair (merge).
+    pub fn merge_into(&self, il: usize, t: Target, w: &mut [f32]) {
+        if let Some(p) = self.layers.get(il).and_then(|l| l.get(t)) {
+            sgemm(
+                MatMut::new(w, p.n_out, p.n_in),
+                MatRef::new(&p.b, p.n_out, p.rank),
+                MatRef::new(&p.a, p.rank, p.n_in),
+                Accumulate::Add,
+                self.scale(p),
+            );
+        }
+    }
+}
+
+impl LoraAdapter {
+    /// A copy of base model `g` with the adapter folded into its weights, each re-encoded in its
+    /// own type (`autodidact adapters merge`).
+    pub fn merged_gguf(&self, g: &GgufFile, c: &Config) -> Result<GgufWriter, ModelError> {
+        self.check(c)?;
+        let mut w = GgufWriter::new();
+        for (k, v) in &g.metadata {
+            w.set(k, v.clone());
+        }
+        for info in &g.tensors {
+            let (_, data) = g.tensor_data(&info.name)?;
+            let adapted = info
+                .name
+                .strip_suffix(".weight")
+                .and_then(parse_stem)
+                .filter(|&(il, t)| self.layers.get(il).and_then(|l| l.get(t)).is_some());
+            let data = match adapted {
+                Some((il, t)) => {
+                    let mut vals = dequantize_to_vec(info.ty, data, info.n_elements() as usize)?;
+                    self.merge_into(il, t, &mut vals);
+                    autodidact_kernels::quant::quantize_to_vec(info.ty, &vals)?
+                }
+                None => data.to_vec(),
+            };
+            w.add_tensor(TensorData {
+                name: info.name.clone(),
+                dims: info.dims.clone(),
+                ty: info.ty,
+                data,
+            });
+        }
+        Ok(w)
+    }
+}
+
+/// `blk.N.attn_q` → `(N, Q)`.
+fn parse_stem(stem: &str) -> Option<(usize, Target)> {
+    let rest = stem.strip_prefix("blk.")?;
+    let (n, name) = rest.split_once('.')?;
+    let t = Target::ALL.into_iter().find(|t| t.gguf_name() == name)?;
+    Some((n.parse().ok()?, t))
+}

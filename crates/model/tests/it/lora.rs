@@ -1,0 +1,99 @@
+//! LoRA adapters at inference: GGUF-LoRA round trips, shape checks, and a forward pass with an
+//! adapter equal to the forward pass of the base with the adapter merged in.
+use crate::tiny::tiny_model;
+use autodidact_kernels::GgmlType;
+use autodidact_model::gguf::GgufFile;
+use autodidact_model::testing::Rng;
+use autodidact_model::{Arch, Logits, LoraAdapter, Model, SeqInput, Target};
+
+fn random_adapter(m: &Model, rank: usize, seed: u64) -> LoraAdapter {
+    let mut ad = LoraAdapter::zeros(&m.config, rank, 2.0 * rank as f32, &Target::ALL);
+    let mut rng = Rng(seed);
+    for l in &mut ad.layers {
+        for p in l.pairs.iter_mut().flatten() {
+            p.a.iter_mut().for_each(|v| *v = 0.1 * rng.f());
+            p.b.iter_mut().for_each(|v| *v = 0.1 * rng.f());
+        }
+    }
+    ad
+}
+
+fn logits(m: &Model, tokens: &[u32], ad: Option<&LoraAdapter>) -> Vec<f32> {
+    let mut cache = m.new_cache(64, 64);
+    m.forward(
+        &mut [SeqInput {
+            cache: &mut cache,
+            tokens,
+            logits: Logits::All,
+            adapter: ad,
+        }],
+        false,
+    )
+    .unwrap()
+    .logits
+}
+
+#[test]
+fn an_adapter_in_the_forward_pass_equals_merging_it_into_the_weights() {
+    for arch in [Arch::Gemma3, Arch::Llama] {
+        let bytes = tiny_model(arch, GgmlType::F32, 5);
+        let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+        let ad = random_adapter(&m, 4, 9);
+        let merged = ad
+            .merged_gguf(&m.gguf, &m.config)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let mm = Model::from_gguf(GgufFile::from_bytes("merged", &merged).unwrap()).unwrap();
+        let tokens: Vec<u32> = (0..10).map(|i| 3 + i * 17 % 280).collect();
+        let with = logits(&m, &tokens, Some(&ad));
+        let base = logits(&m, &tokens, None);
+        let want = logits(&mm, &tokens, None);
+        let diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
+        };
+        assert!(
+            diff(&with, &want) < 1e-3,
+            "{arch:?}: {}",
+            diff(&with, &want)
+        );
+        assert!(
+            diff(&base, &want) > 1e-2,
+            "{arch:?}: the adapter changed nothing"
+        );
+    }
+}
+
+#[test]
+fn gguf_lora_round_trips_and_rejects_the_wrong_base() {
+    let bytes = tiny_model(Arch::Gemma3, GgmlType::Q8_0, 6);
+    let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+    let mut ad = random_adapter(&m, 8, 3);
+    // Only some targets in some layers, as PEFT adapters often are.
+    ad.layers[1].set(Target::Down, None);
+    let file = ad.to_gguf("t").to_bytes().unwrap();
+    let g = GgufFile::from_bytes("ad", &file).unwrap();
+    assert_eq!(g.get_str("general.type").unwrap(), Some("adapter"));
+    assert_eq!(g.get_str("adapter.type").unwrap(), Some("lora"));
+    let info = g.tensor_info("blk.0.attn_q.weight.lora_a").unwrap();
+    assert_eq!(info.dims, vec![256, 8]);
+    let info = g.tensor_info("blk.0.attn_q.weight.lora_b").unwrap();
+    assert_eq!(info.dims, vec![8, 256]);
+    let back = LoraAdapter::from_gguf(&g, &m.config).unwrap();
+    assert_eq!(back, ad);
+
+    // An adapter for another architecture, and a base model passed as an adapter.
+    let llama = tiny_model(Arch::Llama, GgmlType::Q8_0, 6);
+    let lm = Model::from_gguf(GgufFile::from_bytes("llama", &llama).unwrap()).unwrap();
+    let err = LoraAdapter::from_gguf(&g, &lm.config)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gemma3") && err.contains("llama"), "{err}");
+    let err = LoraAdapter::from_gguf(&m.gguf, &m.config)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("general.type"), "{err}");
+}
