@@ -169,8 +169,8 @@ pub fn sgemm(c: MatMut, a: MatRef, b: MatRef, acc: Accumulate, alpha: f32) {
 /// Row-parallel `y (n, out) [+]= x (n, in) · wᵀ` for a row-major `w (out, in)`: the shape of
 /// every linear layer.
 pub fn linear(y: &mut [f32], x: &[f32], w: &[f32], n: usize, acc: Accumulate, alpha: f32) {
-    let inn = if n == 0 { 0 } else { x.len() / n };
-    let out = if inn == 0 { 0 } else { w.len() / inn };
+    let inn = x.len().checked_div(n).unwrap_or(0);
+    let out = w.len().checked_div(inn).unwrap_or(0);
     sgemm(
         MatMut::new(y, n, out),
         MatRef::new(x, n, inn),
