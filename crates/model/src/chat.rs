@@ -126,6 +126,21 @@ impl ChatTemplate {
         }
     }
 
+    /// The text that closes an assistant turn: what a trained reply ends with, so the model
+    /// learns to stop. Jinja templates name no marker, so the tokenizer's own is looked up.
+    pub fn end_of_turn(&self, tok: &Tokenizer) -> String {
+        match self {
+            ChatTemplate::Gemma => "<end_of_turn>".into(),
+            ChatTemplate::Llama3 => "<|eot_id|>".into(),
+            ChatTemplate::Jinja(_) => ["<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>"]
+                .into_iter()
+                .find(|m| tok.token_id(m).is_some())
+                .map(String::from)
+                .or_else(|| tok.eos.and_then(|e| tok.token_text(e)).map(String::from))
+                .unwrap_or_default(),
+        }
+    }
+
     /// Renders and tokenizes, adding BOS once whether or not the template wrote it.
     pub fn render_tokens(
         &self,

@@ -72,9 +72,9 @@ impl ForwardOutput {
 }
 
 /// cos/sin of every (token, pair) for one RoPE base: (tokens, head_dim / 2) each.
-struct RopeTable {
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+pub struct RopeTable {
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
 }
 
 fn rope_table(
@@ -103,7 +103,7 @@ fn rope_table(
 }
 
 /// Rotates every head of `x` (tokens, n_heads * head_dim) in place.
-fn apply_rope(style: RopeStyle, x: &mut [f32], n_heads: usize, hd: usize, table: &RopeTable) {
+pub fn apply_rope(style: RopeStyle, x: &mut [f32], n_heads: usize, hd: usize, table: &RopeTable) {
     let half = hd / 2;
     x.par_chunks_mut(n_heads * hd)
         .enumerate()
@@ -144,6 +144,18 @@ struct TokenAt {
 }
 
 impl Model {
+    /// The RoPE angles of `positions` for full-attention (`swa = false`) or sliding layers, as
+    /// the forward pass uses them (the training pass shares them).
+    pub fn rope_table(&self, positions: &[usize], swa: bool) -> RopeTable {
+        let c = &self.config;
+        let factors = self.weights.rope_freqs.as_deref();
+        if swa {
+            rope_table(c, positions, c.rope_base_swa, 1.0, factors)
+        } else {
+            rope_table(c, positions, c.rope_base, c.rope_freq_scale, factors)
+        }
+    }
+
     /// Runs `inputs` through the model, appending their tokens to their caches.
     pub fn forward(
         &self,
@@ -219,9 +231,8 @@ impl Model {
                 Ok::<(), ModelError>(())
             })?;
 
-        let factors = w.rope_freqs.as_deref();
-        let rope_full = rope_table(c, &positions, c.rope_base, c.rope_freq_scale, factors);
-        let rope_swa = rope_table(c, &positions, c.rope_base_swa, 1.0, factors);
+        let rope_full = self.rope_table(&positions, false);
+        let rope_swa = self.rope_table(&positions, true);
 
         let mut h = vec![0f32; total * d];
         let mut q = vec![0f32; total * qd];

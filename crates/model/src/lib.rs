@@ -12,9 +12,9 @@ pub mod tokenizer;
 mod weights;
 
 pub use chat::{ChatTemplate, Message};
-pub use config::{Arch, Config};
+pub use config::{Activation, Arch, Config, RopeStyle};
 pub use error::ModelError;
-pub use forward::{ForwardOutput, Logits, SeqInput};
+pub use forward::{apply_rope, ForwardOutput, Logits, RopeTable, SeqInput};
 pub use kv_cache::SeqCache;
 pub use lora::{LayerLora, LoraAdapter, LoraPair, Target};
 pub use model::Model;

@@ -5,7 +5,7 @@ mod write;
 
 pub use read::{GgufFile, TensorInfo};
 pub use value::{Array, Value};
-pub use write::{GgufWriter, TensorData};
+pub use write::{write_atomic, GgufWriter, TensorData};
 
 pub const MAGIC: [u8; 4] = *b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;

@@ -1,0 +1,322 @@
+//! Training data from JSONL: chat (`{"messages": [...]}`), prompt/completion, plain `{"text"}`
+//! and preference (`{"prompt", "chosen", "rejected"}`) lines, tokenized with the model's own
+//! tokenizer and chat template. Bad lines are reported with their line numbers.
+use crate::graph::Sequence;
+use crate::TrainError;
+use autodidact_model::{ChatTemplate, Message, Model, Tokenizer};
+use serde_json::Value;
+use std::path::Path;
+
+/// What a line that cannot be used does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBadLine {
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DataOptions {
+    /// Longer examples are cut to this many tokens (the completion's end is what goes).
+    pub seq_len: usize,
+    pub on_bad: OnBadLine,
+}
+
+/// One preference pair: the prompt's tokens and each answer's tokens (with its end of turn).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preference {
+    pub prompt: Vec<u32>,
+    pub chosen: Vec<u32>,
+    pub rejected: Vec<u32>,
+}
+
+impl Preference {
+    /// The prompt followed by `answer`, trained on the answer only.
+    pub fn sequence(&self, chosen: bool) -> Sequence {
+        let ans = if chosen { &self.chosen } else { &self.rejected };
+        let mut tokens = self.prompt.clone();
+        tokens.extend_from_slice(ans);
+        let p = self.prompt.len();
+        let labels = (0..tokens.len())
+            .map(|i| (i + 1 >= p && i + 1 < tokens.len()).then(|| tokens[i + 1]))
+            .collect();
+        Sequence { tokens, labels }
+    }
+}
+
+/// Lines read, and the bad ones skipped with why.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub lines: usize,
+    pub skipped: Vec<(usize, String)>,
+    pub truncated: usize,
+}
+
+/// Tokenization shared by every format.
+struct Encoder<'a> {
+    tok: &'a Tokenizer,
+    template: ChatTemplate,
+    bos: String,
+    eos: String,
+}
+
+impl<'a> Encoder<'a> {
+    fn new(m: &'a Model) -> Self {
+        let tok = &m.tokenizer;
+        let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
+        Encoder {
+            tok,
+            template: ChatTemplate::for_tokenizer(tok),
+            bos: text(tok.bos),
+            eos: text(tok.eos),
+        }
+    }
+
+    /// Tokens of text segments joined, each token marked with whether its segment is trained.
+    /// The whole text is tokenized at once, as inference will see it; a token belongs to the
+    /// segment where the tokenization of the text up to that segment's end stops agreeing.
+    fn segments(&self, segs: &[(String, bool)], parse_special: bool) -> (Vec<u32>, Vec<bool>) {
+        let bos_written = !self.bos.is_empty()
+            && parse_special
+            && segs.first().is_some_and(|(t, _)| t.starts_with(&self.bos));
+        let encode = |t: &str| self.tok.encode(t, !bos_written, parse_special);
+        let full_text: String = segs.iter().map(|(t, _)| t.as_str()).collect();
+        let full = encode(&full_text);
+        let mut trained = vec![false; full.len()];
+        let (mut text, mut from) = (String::new(), 0);
+        for (i, (t, on)) in segs.iter().enumerate() {
+            text.push_str(t);
+            let upto = if i + 1 == segs.len() {
+                full.len()
+            } else {
+                let part = encode(&text);
+                part.iter().zip(&full).take_while(|(a, b)| a == b).count()
+            };
+            for m in trained.iter_mut().take(upto).skip(from) {
+                *m = *on;
+            }
+            from = upto.max(from);
+        }
+        (full, trained)
+    }
+
+    /// `(prompt, completion)` as raw text: BOS + prompt, then the completion and EOS trained.
+    fn raw(&self, prompt: &str, completion: &str) -> (Vec<u32>, Vec<bool>) {
+        let segs = [(prompt.to_string(), false), (completion.to_string(), true)];
+        let (mut t, mut m) = self.segments(&segs, false);
+        if let Some(e) = self.tok.eos {
+            t.push(e);
+            m.push(true);
+        }
+        (t, m)
+    }
+
+    /// Every assistant turn is trained, with the template's end-of-turn marker; everything the
+    /// template puts around the turns is not.
+    fn chat(&self, messages: &[Message]) -> Result<(Vec<u32>, Vec<bool>), String> {
+        if !messages.iter().any(|m| is_assistant(&m.role)) {
+            return Err("no assistant message to learn from".into());
+        }
+        let eot = self.template.end_of_turn(self.tok);
+        let mut text = String::new();
+        let mut segs = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            if !is_assistant(&m.role) {
+                continue;
+            }
+            let prefix = self
+                .template
+                .render(&messages[..i], &self.bos, &self.eos)
+                .map_err(|e| e.to_string())?;
+            let Some(rest) = prefix.strip_prefix(text.as_str()) else {
+                return Err("the chat template does not render turns incrementally; \
+                            use prompt/completion lines instead"
+                    .into());
+            };
+            segs.push((rest.to_string(), false));
+            let reply = format!("{}{eot}", m.content);
+            segs.push((reply.clone(), true));
+            text = prefix + &reply;
+        }
+        Ok(self.segments(&segs, true))
+    }
+
+    /// A preference pair: the prompt (chat messages or raw text) and both answers.
+    fn preference(&self, v: &Value) -> Result<Preference, String> {
+        let chosen = string(v, "chosen")?;
+        let rejected = string(v, "rejected")?;
+        if chosen == rejected {
+            return Err("\"chosen\" and \"rejected\" are the same".into());
+        }
+        let (pairs, prompt_len) = match v.get("prompt").ok_or("missing \"prompt\"")? {
+            Value::String(p) => {
+                let a = self.raw(p, chosen);
+                let b = self.raw(p, rejected);
+                let n = a.1.iter().take_while(|t| !**t).count();
+                ((a.0, b.0), n)
+            }
+            msgs @ Value::Array(_) => {
+                let mut m = messages(msgs)?;
+                m.push(Message::new("assistant", chosen));
+                let a = self.chat(&m)?;
+                m.last_mut().expect("pushed above").content = rejected.to_string();
+                let b = self.chat(&m)?;
+                let n = a.1.iter().rposition(|t| !*t).map_or(0, |i| i + 1);
+                ((a.0, b.0), n)
+            }
+            _ => return Err("\"prompt\" must be a string or a list of messages".into()),
+        };
+        // Both answers follow the same prompt tokens; any merge across the boundary shortens it.
+        let (a, b) = pairs;
+        let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let p = prompt_len.min(shared);
+        Ok(Preference {
+            prompt: a[..p].to_vec(),
+            chosen: a[p..].to_vec(),
+            rejected: b[p..].to_vec(),
+        })
+    }
+}
+
+fn is_assistant(role: &str) -> bool {
+    role == "assistant" || role == "model"
+}
+
+fn messages(v: &Value) -> Result<Vec<Message>, String> {
+    serde_json::from_value::<Vec<Message>>(v.clone())
+        .map_err(|e| format!("\"messages\" must be a list of {{\"role\", \"content\"}}: {e}"))
+}
+
+fn string<'v>(obj: &'v Value, key: &str) -> Result<&'v str, String> {
+    obj.get(key)
+        .ok_or_else(|| format!("missing \"{key}\""))?
+        .as_str()
+        .ok_or_else(|| format!("\"{key}\" must be a string"))
+}
+
+/// Tokens and their trained marks into a sequence cut at `seq_len`; `None` when nothing trained
+/// survives the cut.
+fn to_sequence(
+    (mut tokens, mut trained): (Vec<u32>, Vec<bool>),
+    seq_len: usize,
+) -> (Option<Sequence>, bool) {
+    let cut = tokens.len() > seq_len;
+    tokens.truncate(seq_len);
+    trained.truncate(seq_len);
+    // Position i predicts token i + 1, trained when that token is.
+    let labels: Vec<Option<u32>> = (0..tokens.len())
+        .map(|i| (i + 1 < tokens.len() && trained[i + 1]).then(|| tokens[i + 1]))
+        .collect();
+    if labels.iter().all(Option::is_none) {
+        return (None, cut);
+    }
+    (Some(Sequence { tokens, labels }), cut)
+}
+
+fn read_lines(path: &Path) -> Result<String, TrainError> {
+    std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))
+}
+
+/// Runs `parse` over every non-blank line, collecting results and handling bad lines.
+fn each_line<T>(
+    path: &Path,
+    opts: &DataOptions,
+    mut parse: impl FnMut(&Value) -> Result<(Option<T>, bool), String>,
+) -> Result<(Vec<T>, LoadReport), TrainError> {
+    let text = read_lines(path)?;
+    let mut out = Vec::new();
+    let mut rep = LoadReport::default();
+    let name = path.display().to_string();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        rep.lines += 1;
+        let res = serde_json::from_str::<Value>(line)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|v| {
+                if v.is_object() {
+                    parse(&v)
+                } else {
+                    Err("each line must be a JSON object".into())
+                }
+            })
+            .and_then(|(item, cut)| {
+                rep.truncated += cut as usize;
+                item.map(|x| (x, cut)).ok_or_else(|| {
+                    format!("nothing left to train on within --seq-len {}", opts.seq_len)
+                })
+            });
+        match res {
+            Ok((x, _)) => out.push(x),
+            Err(what) if opts.on_bad == OnBadLine::Skip => rep.skipped.push((line_no, what)),
+            Err(what) => {
+                return Err(TrainError::Data {
+                    path: name,
+                    line: line_no,
+                    what: format!("{what} (pass --skip-bad to skip such lines)"),
+                })
+            }
+        }
+    }
+    if out.is_empty() {
+        let why = match rep.skipped.first() {
+            Some((l, w)) => format!(" ({} bad lines; line {l}: {w})", rep.skipped.len()),
+            None => " (the file is empty)".into(),
+        };
+        return Err(TrainError::NoData { path: name, why });
+    }
+    Ok((out, rep))
+}
+
+/// Supervised examples: `messages`, `prompt` + `completion`, or `text` (trained throughout).
+pub fn load_sft(
+    path: &Path,
+    m: &Model,
+    opts: &DataOptions,
+) -> Result<(Vec<Sequence>, LoadReport), TrainError> {
+    let enc = Encoder::new(m);
+    each_line(path, opts, |v| {
+        let marked = if let Some(msgs) = v.get("messages") {
+            enc.chat(&messages(msgs)?)?
+        } else if v.get("prompt").is_some() || v.get("completion").is_some() {
+            enc.raw(string(v, "prompt")?, string(v, "completion")?)
+        } else if v.get("text").is_some() {
+            enc.raw("", string(v, "text")?)
+        } else {
+            return Err("expected \"messages\", \"prompt\" and \"completion\", or \"text\"".into());
+        };
+        Ok(to_sequence(marked, opts.seq_len))
+    })
+}
+
+/// Preference pairs for DPO.
+pub fn load_preferences(
+    path: &Path,
+    m: &Model,
+    opts: &DataOptions,
+) -> Result<(Vec<Preference>, LoadReport), TrainError> {
+    let enc = Encoder::new(m);
+    each_line(path, opts, |v| {
+        let Preference {
+            prompt,
+            chosen,
+            rejected,
+        } = enc.preference(v)?;
+        // Cut both answers to fit; the prompt must leave room for at least one answer token.
+        let room = opts.seq_len.saturating_sub(prompt.len());
+        if room == 0 {
+            return Ok((None, true));
+        }
+        let cut = chosen.len() > room || rejected.len() > room;
+        let take = |a: Vec<u32>| a.into_iter().take(room).collect::<Vec<_>>();
+        Ok((
+            Some(Preference {
+                prompt,
+                chosen: take(chosen),
+                rejected: take(rejected),
+            }),
+            cut,
+        ))
+    })
+}

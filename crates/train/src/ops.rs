@@ -1,0 +1,262 @@
+//! Row operations of the transformer with their backward passes side by side: RMSNorm, RoPE, the
+//! gated activations, the final logit soft-cap and cross-entropy. Forwards are the inference
+//! kernels' own (`autodidact_kernels::vec`, `autodidact_model::apply_rope`), so training sees the
+//! numbers inference computes.
+use autodidact_kernels::vec::{gelu, rms_scale, silu};
+use autodidact_model::{Activation, RopeStyle, RopeTable};
+use rayon::prelude::*;
+
+/// Backward of `y = x · s · w`, `s = 1 / sqrt(mean(x²) + eps)` (kernels::vec::rms_norm), per row
+/// of `d = w.len()` elements (per head for Gemma's QK-norm): `dx += s·(dy∘w) − x · s³/d · Σ(dy∘w∘x)`.
+pub fn rms_norm_backward(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
+    let d = w.len();
+    dx.par_chunks_mut(d)
+        .zip(x.par_chunks(d).zip(dy.par_chunks(d)))
+        .for_each(|(dx, (x, dy))| rms_row_backward(x, w, eps, dy, dx));
+}
+
+fn rms_row_backward(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
+    let s = rms_scale(x, eps);
+    let dot: f64 = x
+        .iter()
+        .zip(dy)
+        .zip(w)
+        .map(|((&x, &g), &w)| (x * g * w) as f64)
+        .sum();
+    let k = s * s * s * (dot / x.len() as f64) as f32;
+    for (((o, &x), &g), &w) in dx.iter_mut().zip(x).zip(dy).zip(w) {
+        *o += s * g * w - x * k;
+    }
+}
+
+/// Backward of [`autodidact_model::apply_rope`]: a rotation's adjoint rotates by the opposite angle.
+pub fn rope_backward(style: RopeStyle, dy: &mut [f32], n_heads: usize, hd: usize, t: &RopeTable) {
+    let half = hd / 2;
+    dy.par_chunks_mut(n_heads * hd)
+        .enumerate()
+        .for_each(|(tok, row)| {
+            let cos = &t.cos[tok * half..(tok + 1) * half];
+            let sin = &t.sin[tok * half..(tok + 1) * half];
+            for head in row.chunks_exact_mut(hd) {
+                for i in 0..half {
+                    let (a, b) = match style {
+                        RopeStyle::Neox => (i, i + half),
+                        RopeStyle::Norm => (2 * i, 2 * i + 1),
+                    };
+                    let (g0, g1) = (head[a], head[b]);
+                    head[a] = g0 * cos[i] + g1 * sin[i];
+                    head[b] = -g0 * sin[i] + g1 * cos[i];
+                }
+            }
+        });
+}
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_COEF_A: f32 = 0.044_715;
+
+/// The activation and its derivative at `x`.
+#[inline]
+pub fn act_and_grad(a: Activation, x: f32) -> (f32, f32) {
+    match a {
+        Activation::GeluTanh => {
+            let u = SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x);
+            let th = u.tanh();
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_COEF_A * x * x);
+            (gelu(x), 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du)
+        }
+        Activation::Silu => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            (silu(x), s * (1.0 + x * (1.0 - s)))
+        }
+    }
+}
+
+/// Forward `h = act(g) ∘ u` (as `kernels::vec::gated`).
+pub fn gated_forward(a: Activation, g: &[f32], u: &[f32], h: &mut [f32]) {
+    let f: fn(f32) -> f32 = match a {
+        Activation::GeluTanh => gelu,
+        Activation::Silu => silu,
+    };
+    h.par_iter_mut()
+        .zip(g.par_iter().zip(u.par_iter()))
+        .for_each(|(h, (&g, &u))| *h = f(g) * u);
+}
+
+/// Backward of [`gated_forward`]: `dg = dh ∘ u ∘ act'(g)`, `du = dh ∘ act(g)` (overwrites both).
+pub fn gated_backward(
+    a: Activation,
+    g: &[f32],
+    u: &[f32],
+    dh: &[f32],
+    dg: &mut [f32],
+    du: &mut [f32],
+) {
+    dg.par_iter_mut()
+        .zip(du.par_iter_mut())
+        .zip(g.par_iter().zip(u.par_iter()).zip(dh.par_iter()))
+        .for_each(|((dg, du), ((&g, &u), &dh))| {
+            let (f, fp) = act_and_grad(a, g);
+            *dg = dh * u * fp;
+            *du = dh * f;
+        });
+}
+
+/// One row of logits after the optional soft-cap `l = cap · tanh(z / cap)`: the log-probability
+/// of `label`, and — when `coef` is given — the gradient of `coef · (−log p(label))` with respect
+/// to the raw logits `z`, written over `logits`.
+pub fn cross_entropy_row(
+    logits: &mut [f32],
+    softcap: Option<f32>,
+    label: usize,
+    coef: Option<f32>,
+) -> f32 {
+    if let Some(cap) = softcap {
+        for l in logits.iter_mut() {
+            *l = cap * (*l / cap).tanh();
+        }
+    }
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let lse = max + sum.ln() as f32;
+    let logp = logits[label] - lse;
+    if let Some(coef) = coef {
+        for (i, l) in logits.iter_mut().enumerate() {
+            let p = (*l - lse).exp();
+            let mut g = coef * (p - if i == label { 1.0 } else { 0.0 });
+            if let Some(cap) = softcap {
+                // d(cap·tanh(z/cap))/dz = 1 − tanh² = 1 − (l/cap)²
+                let th = *l / cap;
+                g *= 1.0 - th * th;
+            }
+            *l = g;
+        }
+    }
+    logp
+}
+
+#[cfg(test)]
+// Finite differences perturb coordinate i of the input and compare with element i of the gradient.
+#[allow(clippy::needless_range_loop)]
+mod tests {
+    use super::*;
+    use autodidact_kernels::vec::rms_norm;
+    use autodidact_model::apply_rope;
+
+    fn vals(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = autodidact_model::testing::Rng(seed);
+        (0..n).map(|_| r.f()).collect()
+    }
+
+    /// Central finite difference of the scalar `f` along coordinate `i` of `x`.
+    fn fd(x: &[f32], i: usize, f: &dyn Fn(&[f32]) -> f64) -> f64 {
+        let h = 1e-2f32;
+        let mut p = x.to_vec();
+        p[i] += h;
+        let up = f(&p);
+        p[i] -= 2.0 * h;
+        (up - f(&p)) / (2.0 * h as f64)
+    }
+
+    fn close(analytic: f32, numeric: f64, what: &str) {
+        let tol = 2e-3 + 2e-2 * numeric.abs();
+        assert!(
+            (analytic as f64 - numeric).abs() <= tol,
+            "{what}: analytic {analytic} vs finite difference {numeric}"
+        );
+    }
+
+    /// `Σ dy ∘ f(x)`: a scalar whose gradient is the backward of `f` applied to `dy`.
+    fn weighted(y: &[f32], dy: &[f32]) -> f64 {
+        y.iter().zip(dy).map(|(a, b)| *a as f64 * *b as f64).sum()
+    }
+
+    #[test]
+    fn rms_norm_backward_matches_finite_differences() {
+        let (rows, d) = (3, 16);
+        let x = vals(rows * d, 1);
+        let w: Vec<f32> = vals(d, 2).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let dy = vals(rows * d, 3);
+        let f = |x: &[f32]| {
+            let mut y = vec![0f32; x.len()];
+            for (o, xi) in y.chunks_mut(d).zip(x.chunks(d)) {
+                rms_norm(xi, &w, 1e-6, o);
+            }
+            weighted(&y, &dy)
+        };
+        let mut dx = vec![0f32; rows * d];
+        rms_norm_backward(&x, &w, 1e-6, &dy, &mut dx);
+        for i in 0..x.len() {
+            close(dx[i], fd(&x, i, &f), "rms_norm");
+        }
+    }
+
+    #[test]
+    fn rope_backward_matches_finite_differences() {
+        for style in [RopeStyle::Neox, RopeStyle::Norm] {
+            let (tokens, heads, hd) = (3, 2, 8);
+            let table = RopeTable {
+                cos: vals(tokens * hd / 2, 4)
+                    .iter()
+                    .map(|a| (3.0 * a).cos())
+                    .collect(),
+                sin: vals(tokens * hd / 2, 4)
+                    .iter()
+                    .map(|a| (3.0 * a).sin())
+                    .collect(),
+            };
+            let x = vals(tokens * heads * hd, 5);
+            let dy = vals(x.len(), 6);
+            let f = |x: &[f32]| {
+                let mut y = x.to_vec();
+                apply_rope(style, &mut y, heads, hd, &table);
+                weighted(&y, &dy)
+            };
+            let mut dx = dy.clone();
+            rope_backward(style, &mut dx, heads, hd, &table);
+            for i in 0..x.len() {
+                close(dx[i], fd(&x, i, &f), "rope");
+            }
+        }
+    }
+
+    #[test]
+    fn gated_activations_backward_match_finite_differences() {
+        for a in [Activation::GeluTanh, Activation::Silu] {
+            let n = 24;
+            let g: Vec<f32> = vals(n, 7).iter().map(|v| 3.0 * v).collect();
+            let u = vals(n, 8);
+            let dh = vals(n, 9);
+            let (mut dg, mut du) = (vec![0f32; n], vec![0f32; n]);
+            gated_backward(a, &g, &u, &dh, &mut dg, &mut du);
+            let fg = |g: &[f32]| {
+                let mut h = vec![0f32; n];
+                gated_forward(a, g, &u, &mut h);
+                weighted(&h, &dh)
+            };
+            let fu = |u: &[f32]| {
+                let mut h = vec![0f32; n];
+                gated_forward(a, &g, u, &mut h);
+                weighted(&h, &dh)
+            };
+            for i in 0..n {
+                close(dg[i], fd(&g, i, &fg), "gate");
+                close(du[i], fd(&u, i, &fu), "up");
+            }
+        }
+    }
+
+    #[test]
+    fn cross_entropy_with_softcap_matches_finite_differences() {
+        for cap in [None, Some(2.0)] {
+            let z: Vec<f32> = vals(20, 10).iter().map(|v| 4.0 * v).collect();
+            let label = 7;
+            let f = |z: &[f32]| -cross_entropy_row(&mut z.to_vec(), cap, label, None) as f64 * 0.5;
+            let mut g = z.clone();
+            let logp = cross_entropy_row(&mut g, cap, label, Some(0.5));
+            assert!(logp < 0.0);
+            for i in 0..z.len() {
+                close(g[i], fd(&z, i, &f), "cross-entropy");
+            }
+        }
+    }
+}

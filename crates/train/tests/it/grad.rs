@@ -1,0 +1,183 @@
+//! Gradients of the LoRA parameters through every layer of tiny models, against central finite
+//! differences of the loss, and the training forward's log-probabilities against inference.
+use autodidact_kernels::vec::log_softmax_at;
+use autodidact_kernels::GgmlType;
+use autodidact_model::gguf::GgufFile;
+use autodidact_model::testing::{tiny_model_with, Rng, TinySpec};
+use autodidact_model::{Arch, Logits, LoraAdapter, Model, SeqInput, Target};
+use autodidact_train::{Dropout, OutputGrad, Pack, Sequence, Trainer};
+
+fn small(arch: Arch) -> Model {
+    let spec = TinySpec {
+        d: 32,
+        ff: 48,
+        head_dim: 8,
+        n_head: 4,
+        n_head_kv: 2,
+        layers: 2,
+        window: 3,
+        ..TinySpec::new(arch, GgmlType::F32, 11)
+    };
+    let bytes = tiny_model_with(&spec);
+    Model::from_gguf(GgufFile::from_bytes("small", &bytes).unwrap()).unwrap()
+}
+
+fn adapter(m: &Model, seed: u64) -> LoraAdapter {
+    let mut ad = LoraAdapter::zeros(&m.config, 3, 6.0, &Target::ALL);
+    let mut rng = Rng(seed);
+    for p in ad
+        .layers
+        .iter_mut()
+        .flat_map(|l| l.pairs.iter_mut().flatten())
+    {
+        p.a.iter_mut().for_each(|v| *v = 0.5 * rng.f());
+        p.b.iter_mut().for_each(|v| *v = 0.5 * rng.f());
+    }
+    ad
+}
+
+fn sequences() -> Vec<Sequence> {
+    let a: Vec<u32> = (0..7).map(|i| 3 + (i * 37) % 290).collect();
+    let b: Vec<u32> = (0..5).map(|i| 10 + (i * 53) % 280).collect();
+    let lab = |t: &[u32], from: usize| -> Vec<Option<u32>> {
+        (0..t.len())
+            .map(|i| (i >= from && i + 1 < t.len()).then(|| t[i + 1]))
+            .collect()
+    };
+    vec![
+        Sequence {
+            labels: lab(&a, 2),
+            tokens: a,
+        },
+        Sequence {
+            labels: lab(&b, 0),
+            tokens: b,
+        },
+    ]
+}
+
+fn mean_loss(m: &Model, ad: &LoraAdapter, seqs: &[Sequence], drop: Option<Dropout>) -> f64 {
+    let tr = Trainer {
+        model: m,
+        adapter: Some(ad),
+    };
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    let tape = tr
+        .forward(Pack::new(&refs), OutputGrad::None, drop)
+        .unwrap();
+    -tape.logp.iter().map(|&v| v as f64).sum::<f64>() / tape.logp.len() as f64
+}
+
+fn check_gradients(arch: Arch, drop: Option<Dropout>) {
+    let m = small(arch);
+    let ad = adapter(&m, 5);
+    let seqs = sequences();
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    let pack = Pack::new(&refs);
+    let nl = pack.loss_rows.len();
+    let tr = Trainer {
+        model: &m,
+        adapter: Some(&ad),
+    };
+    let mut grads = LoraAdapter::zeros(&m.config, 3, 6.0, &Target::ALL);
+    let tape = tr
+        .forward(pack, OutputGrad::Now(vec![1.0 / nl as f32; nl]), drop)
+        .unwrap();
+    tr.backward(tape, None, &mut grads).unwrap();
+
+    let mut checked = 0;
+    let mut largest = 0f64;
+    for il in 0..m.config.n_layer {
+        for t in Target::ALL {
+            for is_a in [true, false] {
+                let g = grads.layers[il].get(t).unwrap();
+                let gv = if is_a { &g.a } else { &g.b };
+                for &i in &[0, gv.len() / 2, gv.len() - 1] {
+                    let h = 3e-3f32;
+                    let mut p = ad.clone();
+                    let bump = |p: &mut LoraAdapter, by: f32| {
+                        let q = p.layers[il].get_mut(t).unwrap();
+                        if is_a {
+                            q.a[i] += by
+                        } else {
+                            q.b[i] += by
+                        }
+                    };
+                    bump(&mut p, h);
+                    let up = mean_loss(&m, &p, &seqs, drop);
+                    bump(&mut p, -2.0 * h);
+                    let down = mean_loss(&m, &p, &seqs, drop);
+                    let num = (up - down) / (2.0 * h as f64);
+                    let tol = 3e-4 + 2e-2 * num.abs();
+                    assert!(
+                        (gv[i] as f64 - num).abs() <= tol,
+                        "{arch:?} layer {il} {t:?} {} [{i}]: analytic {} vs numeric {num}",
+                        if is_a { "A" } else { "B" },
+                        gv[i]
+                    );
+                    checked += 1;
+                    largest = largest.max(num.abs());
+                }
+            }
+        }
+    }
+    assert_eq!(checked, m.config.n_layer * 7 * 2 * 3);
+    // The comparison means something only if the loss does move.
+    assert!(largest > 0.02, "largest gradient {largest}");
+}
+
+#[test]
+fn lora_gradients_match_finite_differences_gemma3() {
+    check_gradients(Arch::Gemma3, None);
+}
+
+#[test]
+fn lora_gradients_match_finite_differences_llama() {
+    check_gradients(Arch::Llama, None);
+}
+
+#[test]
+fn lora_gradients_match_finite_differences_with_dropout() {
+    check_gradients(Arch::Gemma3, Some(Dropout { p: 0.2, seed: 77 }));
+}
+
+#[test]
+fn training_forward_agrees_with_inference() {
+    for arch in [Arch::Gemma3, Arch::Llama] {
+        let m = small(arch);
+        let ad = adapter(&m, 8);
+        let seqs = sequences();
+        let tr = Trainer {
+            model: &m,
+            adapter: Some(&ad),
+        };
+        let tape = tr
+            .forward(Pack::new(&[&seqs[0], &seqs[1]]), OutputGrad::None, None)
+            .unwrap();
+        let mut want = Vec::new();
+        for s in &seqs {
+            let mut cache = m.new_cache(32, 32);
+            let out = m
+                .forward(
+                    &mut [SeqInput {
+                        cache: &mut cache,
+                        tokens: &s.tokens,
+                        logits: Logits::All,
+                        adapter: Some(&ad),
+                    }],
+                    false,
+                )
+                .unwrap();
+            for (i, l) in s.labels.iter().enumerate() {
+                if let Some(l) = l {
+                    want.push(log_softmax_at(out.row(i), *l as usize));
+                }
+            }
+        }
+        assert_eq!(tape.logp.len(), want.len());
+        for (g, w) in tape.logp.iter().zip(&want) {
+            // Inference rounds keys, values and attention weights to f16; training stays in f32.
+            assert!((g - w).abs() < 2e-2, "{arch:?}: {g} vs {w}");
+        }
+    }
+}
