@@ -1,9 +1,10 @@
 //! `autodidact run`: streaming chat with history; Ctrl-C stops a reply, `/exit` or Ctrl-D ends.
 use anyhow::Result;
 use autodidact_engine::{Batch, FinishReason, GenConfig, Request, SamplingParams};
-use autodidact_model::{ChatTemplate, Message, Model};
+use autodidact_model::{ChatTemplate, LoraAdapter, Message, Model};
 use std::io::{BufRead, Write};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// One answer. `batch` lives across turns so each turn reuses the conversation's cached prefix.
 fn reply(
@@ -12,6 +13,7 @@ fn reply(
     template: &ChatTemplate,
     history: &[Message],
     params: &SamplingParams,
+    adapter: &Option<Arc<LoraAdapter>>,
 ) -> Result<String> {
     let n_ctx = batch.config().n_ctx;
     let prompt = template.render_tokens(&m.tokenizer, history)?;
@@ -28,6 +30,7 @@ fn reply(
             prompt,
             params: params.clone(),
             json: None,
+            adapter: adapter.clone(),
         },
     )?;
     let mut done = Vec::new();
@@ -46,7 +49,13 @@ fn reply(
     Ok(c.text.trim().to_string())
 }
 
-pub fn run(m: &Model, params: SamplingParams, n_ctx: usize, prompt: Option<String>) -> Result<()> {
+pub fn run(
+    m: &Model,
+    params: SamplingParams,
+    n_ctx: usize,
+    prompt: Option<String>,
+    adapter: Option<Arc<LoraAdapter>>,
+) -> Result<()> {
     let template = ChatTemplate::for_tokenizer(&m.tokenizer);
     let mut batch = Batch::new(GenConfig {
         n_ctx,
@@ -56,7 +65,7 @@ pub fn run(m: &Model, params: SamplingParams, n_ctx: usize, prompt: Option<Strin
     let mut history = Vec::new();
     if let Some(p) = prompt {
         history.push(Message::new("user", &p));
-        reply(m, &mut batch, &template, &history, &params)?;
+        reply(m, &mut batch, &template, &history, &params, &adapter)?;
         return Ok(());
     }
     eprintln!(
@@ -84,7 +93,7 @@ pub fn run(m: &Model, params: SamplingParams, n_ctx: usize, prompt: Option<Strin
             break;
         }
         history.push(Message::new("user", text));
-        match reply(m, &mut batch, &template, &history, &params) {
+        match reply(m, &mut batch, &template, &history, &params, &adapter) {
             Ok(answer) => history.push(Message::new("assistant", &answer)),
             Err(e) => {
                 history.pop();

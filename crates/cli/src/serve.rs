@@ -1,6 +1,6 @@
 //! `autodidact serve`: the OpenAI-compatible API and web UI on loopback (by default).
 use anyhow::{Context, Result};
-use autodidact_engine::{EngineConfig, EngineHandle, GenConfig};
+use autodidact_engine::{AdapterStore, EngineConfig, EngineHandle, GenConfig};
 use autodidact_model::Model;
 use autodidact_server::AppState;
 use clap::Args;
@@ -27,11 +27,21 @@ pub struct ServeArgs {
     /// Requests that may wait for a free sequence before new ones get 503.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
+    /// A stored LoRA adapter applied to requests that name the base model (others can still
+    /// ask for `MODEL+NAME`).
+    #[arg(long)]
+    pub adapter: Option<String>,
 }
 
-pub fn run(model: Arc<Model>, name: String, args: ServeArgs) -> Result<()> {
+pub fn run(model: Arc<Model>, name: String, adapters: AdapterStore, args: ServeArgs) -> Result<()> {
     if args.ctx < 16 || args.parallel == 0 {
         anyhow::bail!("--ctx must be at least 16 and --parallel at least 1");
+    }
+    if let Some(a) = &args.adapter {
+        // Fail at start, not on the first request.
+        adapters
+            .get(a, &model.config)
+            .with_context(|| format!("loading adapter {a}"))?;
     }
     let engine = EngineHandle::spawn(
         model,
@@ -52,7 +62,9 @@ pub fn run(model: Arc<Model>, name: String, args: ServeArgs) -> Result<()> {
             args.host
         );
     }
-    let state = AppState::new(engine, name.clone(), args.api_key);
+    let mut state = AppState::new(engine, name.clone(), args.api_key);
+    state.adapters = Some(Arc::new(adapters));
+    state.default_adapter = args.adapter;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -5,7 +5,7 @@
 use crate::json_grammar::{JsonGrammar, JsonMatcher};
 use crate::sampling::{top_k_indices, Sampled, Sampler, SamplingParams};
 use crate::EngineError;
-use autodidact_model::{Logits, Model, SeqCache, SeqInput, StreamDecoder};
+use autodidact_model::{Logits, LoraAdapter, Model, SeqCache, SeqInput, StreamDecoder};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::sync::Arc;
@@ -17,6 +17,17 @@ pub struct Request {
     pub params: SamplingParams,
     /// Output must be JSON matching this grammar (constrained decoding).
     pub json: Option<Arc<JsonGrammar>>,
+    /// A LoRA adapter for this sequence alone; others in the batch may use another or none.
+    pub adapter: Option<Arc<LoraAdapter>>,
+}
+
+/// Whether two sequences run the same weights (their KV caches are interchangeable).
+fn same_adapter(a: &Option<Arc<LoraAdapter>>, b: &Option<Arc<LoraAdapter>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,11 +116,13 @@ struct Active {
     logprobs: Vec<Sampled>,
     finish: Option<FinishReason>,
     json: Option<JsonMatcher>,
+    adapter: Option<Arc<LoraAdapter>>,
 }
 
 struct Parked {
     cache: SeqCache,
     history: Vec<u32>,
+    adapter: Option<Arc<LoraAdapter>>,
 }
 
 /// Length of the longest suffix of `text` that is a proper prefix of some stop string.
@@ -172,7 +185,10 @@ impl Batch {
     /// Adds a sequence under `id`, reusing the parked cache that shares the longest prefix.
     pub fn add(&mut self, model: &Model, id: u64, r: Request) -> Result<(), EngineError> {
         self.check(&r)?;
-        let (cache, history, fed) = self.take_cache(model, &r.prompt);
+        if let Some(ad) = &r.adapter {
+            ad.check(&model.config)?;
+        }
+        let (cache, history, fed) = self.take_cache(model, &r.prompt, &r.adapter);
         let mut sampler = Sampler::new(r.params.clone());
         sampler.observe(&r.prompt);
         let finish = (r.params.max_tokens == 0).then_some(FinishReason::Length);
@@ -192,19 +208,29 @@ impl Batch {
             logprobs: Vec::new(),
             finish,
             json: r.json.map(JsonMatcher::new),
+            adapter: r.adapter,
         });
         Ok(())
     }
 
-    fn take_cache(&mut self, model: &Model, prompt: &[u32]) -> (SeqCache, Vec<u32>, usize) {
+    fn take_cache(
+        &mut self,
+        model: &Model,
+        prompt: &[u32],
+        adapter: &Option<Arc<LoraAdapter>>,
+    ) -> (SeqCache, Vec<u32>, usize) {
         let mut best: Option<(usize, usize)> = None;
         for (i, p) in self.parked.iter().enumerate() {
-            let lcp = p
-                .history
-                .iter()
-                .zip(prompt)
-                .take_while(|(a, b)| a == b)
-                .count();
+            // Another adapter's keys and values are no prefix of this sequence's.
+            let lcp = if !same_adapter(&p.adapter, adapter) {
+                0
+            } else {
+                p.history
+                    .iter()
+                    .zip(prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            };
             // The last prompt token is always fed: its logits start the generation.
             let usable = lcp.min(prompt.len() - 1);
             if best.is_none_or(|(_, u)| usable > u) {
@@ -215,6 +241,7 @@ impl Batch {
             let Parked {
                 mut cache,
                 mut history,
+                ..
             } = self.parked.remove(i);
             if usable > 0 && cache.truncate(usable) {
                 history.truncate(usable);
@@ -308,7 +335,7 @@ impl Batch {
                     cache: &mut s.cache,
                     tokens: &feeds[k],
                     logits: if wants[k] { Logits::Last } else { Logits::None },
-                    adapter: None,
+                    adapter: s.adapter.as_deref(),
                 });
             }
             model.forward(&mut inputs, false)?
@@ -387,6 +414,7 @@ impl Batch {
                 self.parked.push(Parked {
                     cache: s.cache,
                     history: s.history,
+                    adapter: s.adapter,
                 });
             }
         }

@@ -10,6 +10,8 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("invalid sampling parameter: {0}")]
     BadParam(String),
+    #[error("no adapter named {0:?} (see `autodidact adapters list`)")]
+    UnknownAdapter(String),
     #[error("the engine's queue is full")]
     Busy,
     #[error("the engine has stopped")]

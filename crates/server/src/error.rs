@@ -76,6 +76,10 @@ impl From<EngineError> for ApiError {
                 ApiError::bad_request("the prompt is empty").param("prompt")
             }
             EngineError::BadParam(m) => ApiError::bad_request(m),
+            e @ EngineError::UnknownAdapter(_) => ApiError::bad_request(e.to_string())
+                .status(StatusCode::NOT_FOUND)
+                .param("model")
+                .code("model_not_found"),
             EngineError::Busy => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: "the server is at capacity; retry after a moment".into(),

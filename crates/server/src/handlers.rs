@@ -8,9 +8,9 @@ use crate::types::{
 use crate::AppState;
 use autodidact_engine::json_grammar::JsonGrammar;
 use autodidact_engine::{
-    Completion, Event, EventSink, FinishReason, Request, Sampled, SamplingParams,
+    Completion, EngineError, Event, EventSink, FinishReason, Request, Sampled, SamplingParams,
 };
-use autodidact_model::{ChatTemplate, Message, Model};
+use autodidact_model::{ChatTemplate, LoraAdapter, Message, Model};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -73,17 +73,60 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn check_model(state: &AppState, model: &str) -> Result<(), ApiError> {
-    if model == state.model_name {
-        return Ok(());
+/// The adapter a request asks for: `"model": "BASE+NAME"` or an `adapter` field.
+fn check_model(
+    state: &AppState,
+    model: &str,
+    adapter: Option<&str>,
+) -> Result<Option<Arc<LoraAdapter>>, ApiError> {
+    let not_found = |what: String| {
+        ApiError::bad_request(what)
+            .status(StatusCode::NOT_FOUND)
+            .param("model")
+            .code("model_not_found")
+    };
+    let named = if model == state.model_name {
+        None
+    } else if let Some(name) = model
+        .strip_prefix(state.model_name.as_str())
+        .and_then(|r| r.strip_prefix('+'))
+    {
+        Some(name)
+    } else {
+        return Err(not_found(format!(
+            "model `{model}` does not exist; this server serves `{}` and its adapters \
+             as `{}+NAME` (see GET /v1/models)",
+            state.model_name, state.model_name
+        )));
+    };
+    let name = match (named, adapter) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::bad_request(format!(
+                "the model names adapter `{a}` but the adapter field says `{b}`"
+            ))
+            .param("adapter"))
+        }
+        (a, b) => a.or(b).or(state.default_adapter.as_deref()),
+    };
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let Some(store) = &state.adapters else {
+        return Err(not_found(format!(
+            "adapter `{name}` does not exist: this server has no adapter store"
+        )));
+    };
+    match store.get(name, &state.engine.model.config) {
+        Ok(a) => Ok(Some(a)),
+        Err(EngineError::UnknownAdapter(_)) | Err(EngineError::BadParam(_)) => Err(not_found(
+            format!("adapter `{name}` does not exist (see GET /v1/models)"),
+        )),
+        Err(EngineError::Model(e)) => Err(ApiError::bad_request(format!(
+            "adapter `{name}` cannot be used with this model: {e}"
+        ))
+        .param("model")),
+        Err(e) => Err(e.into()),
     }
-    Err(ApiError::bad_request(format!(
-        "model `{model}` does not exist; this server serves `{}` (see GET /v1/models)",
-        state.model_name
-    ))
-    .status(StatusCode::NOT_FOUND)
-    .param("model")
-    .code("model_not_found"))
 }
 
 /// Turns the request's sampling fields into engine parameters for a prompt of `prompt_len`.
@@ -154,7 +197,7 @@ fn submit(
     prompts: Vec<Vec<u32>>,
     params: SamplingParams,
     n: usize,
-    json: Option<Arc<JsonGrammar>>,
+    (json, adapter): (Option<Arc<JsonGrammar>>, Option<Arc<LoraAdapter>>),
 ) -> Result<mpsc::UnboundedReceiver<(usize, Event)>, ApiError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut index = 0;
@@ -167,6 +210,7 @@ fn submit(
                     ..params.clone()
                 },
                 json: json.clone(),
+                adapter: adapter.clone(),
             };
             let sink = ChanSink {
                 tx: tx.clone(),
@@ -287,7 +331,7 @@ async fn chat_inner(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ChatRequest = parse(body)?;
-    check_model(&state, &req.model)?;
+    let adapter = check_model(&state, &req.model, req.sampling.adapter.as_deref())?;
     let json = match &req.response_format {
         None => None,
         Some(rf) => match rf.kind.as_str() {
@@ -335,12 +379,13 @@ async fn chat_inner(
     let prompt = chat_prompt(&state, &req)?;
     let n_ctx = state.engine.config.gen.n_ctx;
     let (params, n) = sampling(&req.sampling, n_ctx, prompt.len(), top)?;
-    let rx = submit(&state, vec![prompt], params, n, json)?;
+    let rx = submit(&state, vec![prompt], params, n, (json, adapter))?;
     let (id, created) = (new_id("chatcmpl"), now_secs());
-    let model_name = state.model_name.clone();
+    let model_name = req.model.clone();
     if req.sampling.stream {
         let include_usage = req.sampling.include_usage();
         let spec = StreamSpec {
+            model: req.model.clone(),
             count: n,
             n,
             kind: StreamKind::Chat {
@@ -394,7 +439,7 @@ async fn completions_inner(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse(body)?;
-    check_model(&state, &req.model)?;
+    let adapter = check_model(&state, &req.model, req.sampling.adapter.as_deref())?;
     let top = match req.logprobs {
         Some(k) if k > 5 => {
             return Err(
@@ -418,11 +463,12 @@ async fn completions_inner(
     let n_ctx = state.engine.config.gen.n_ctx;
     let (params, n) = sampling(&req.sampling, n_ctx, longest, top)?;
     let count = prompts.len() * n;
-    let rx = submit(&state, prompts, params, n, None)?;
+    let rx = submit(&state, prompts, params, n, (None, adapter))?;
     let (id, created) = (new_id("cmpl"), now_secs());
     if req.sampling.stream {
         let include_usage = req.sampling.include_usage();
         let spec = StreamSpec {
+            model: req.model.clone(),
             count,
             n,
             kind: StreamKind::Text {
@@ -457,7 +503,7 @@ async fn completions_inner(
         "id": id,
         "object": "text_completion",
         "created": created,
-        "model": state.model_name,
+        "model": req.model,
         "choices": choices,
         "usage": u,
     }))
@@ -493,6 +539,8 @@ enum StreamKind {
 /// Streams the sequences' events as server-sent events, ending with `data: [DONE]`.
 /// What a stream carries: `count` sequences, `n` per prompt, and the response's identity.
 struct StreamSpec {
+    /// The `model` the client asked for, echoed in every chunk.
+    model: String,
     count: usize,
     n: usize,
     kind: StreamKind,
@@ -507,6 +555,7 @@ fn stream(
     spec: StreamSpec,
 ) -> Response {
     let StreamSpec {
+        model: model_name,
         count,
         n,
         kind,
@@ -515,7 +564,6 @@ fn stream(
         include_usage,
     } = spec;
     let (out_tx, out_rx) = mpsc::channel::<SseEvent>(64);
-    let model_name = state.model_name.clone();
     tokio::spawn(async move {
         let m = state.engine.model.clone();
         let chunk = |choices: Value, usage: Option<Usage>| -> SseEvent {
@@ -606,17 +654,23 @@ fn stream(
         .into_response()
 }
 
+/// The base model, then `BASE+NAME` for every stored adapter.
 pub async fn models(State(state): State<AppState>) -> Response {
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": state.model_name,
+    let entry = |id: String| {
+        json!({
+            "id": id,
             "object": "model",
             "created": state.started,
             "owned_by": "autodidact",
-        }],
-    }))
-    .into_response()
+        })
+    };
+    let mut data = vec![entry(state.model_name.clone())];
+    if let Some(store) = &state.adapters {
+        for name in store.names() {
+            data.push(entry(format!("{}+{name}", state.model_name)));
+        }
+    }
+    Json(json!({"object": "list", "data": data})).into_response()
 }
 
 pub async fn health() -> Response {

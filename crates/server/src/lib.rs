@@ -9,7 +9,7 @@ mod ui;
 pub use error::ApiError;
 pub use metrics::Metrics;
 
-use autodidact_engine::EngineHandle;
+use autodidact_engine::{AdapterStore, EngineHandle};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
@@ -32,6 +32,10 @@ pub struct AppState {
     /// Unix seconds the server started (the model's `created`).
     pub started: u64,
     pub body_limit: usize,
+    /// Where `BASE+NAME` adapters are found (and loaded on first use).
+    pub adapters: Option<Arc<AdapterStore>>,
+    /// Applied when a request names the plain base model.
+    pub default_adapter: Option<String>,
 }
 
 impl AppState {
@@ -46,6 +50,8 @@ impl AppState {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             body_limit: DEFAULT_BODY_LIMIT,
+            adapters: None,
+            default_adapter: None,
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct SamplingFields {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    /// A stored LoRA adapter to answer with (also given as `"model": "BASE+NAME"`).
+    pub adapter: Option<String>,
 }
 
 impl SamplingFields {

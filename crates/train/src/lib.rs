@@ -16,3 +16,4 @@ pub mod optim;
 pub mod run;
 
 pub use run::{init_adapter, Data, Flow, Method, Outcome, Progress, Run, TrainConfig};
+pub mod peft;

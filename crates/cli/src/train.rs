@@ -1,0 +1,424 @@
+//! `autodidact train` (LoRA SFT or DPO into the adapter store, with progress, Ctrl-C to pause and
+//! `--resume`) and `autodidact bench-train` (training throughput and peak memory).
+use crate::adapters::{now_secs, store};
+use anyhow::{bail, Context, Result};
+use autodidact_engine::adapters::{check_name, ADAPTER_FILE, CHECKPOINT_FILE};
+use autodidact_engine::AdapterMeta;
+use autodidact_model::{Model, Target};
+use autodidact_train::data::{load_preferences, load_sft, DataOptions, LoadReport, OnBadLine};
+use autodidact_train::optim::{AdamW, Decay};
+use autodidact_train::{
+    Data, Flow, Method, OutputGrad, Pack, Progress, Run, Sequence, TrainConfig, Trainer,
+};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+#[derive(Clone, Copy, ValueEnum, Debug)]
+pub enum MethodArg {
+    Sft,
+    Dpo,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// JSONL: {"messages": [...]}, {"prompt", "completion"} or {"text"} lines for SFT;
+    /// {"prompt", "chosen", "rejected"} for DPO.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value_t = MethodArg::Sft)]
+    pub method: MethodArg,
+    #[arg(short, long, default_value = crate::store::DEFAULT_MODEL)]
+    pub model: String,
+    /// Adapter name in the store.
+    #[arg(long)]
+    pub out: String,
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank); default 2 × rank.
+    #[arg(long)]
+    pub alpha: Option<f32>,
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// Comma-separated modules: q,k,v,o,gate,up,down (PEFT or GGUF names work too).
+    #[arg(long, default_value = "q,k,v,o,gate,up,down")]
+    pub targets: String,
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Forward passes per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Longest example in tokens (longer ones are cut).
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    #[arg(long, default_value = "cosine", value_parser = ["cosine", "linear", "constant"])]
+    pub schedule: String,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 20)]
+    pub save_every: usize,
+    /// Validation every N steps (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Held-out data in the same format.
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Hold out this fraction of --data for validation when --val is not given.
+    #[arg(long, default_value_t = 0.0)]
+    pub val_split: f32,
+    /// DPO temperature.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f32,
+    /// Skip malformed lines (reported) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Continue an interrupted run of the same command from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace an existing adapter of the same name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn report(path: &Path, rep: &LoadReport) {
+    for (line, why) in rep.skipped.iter().take(10) {
+        eprintln!("warning: {}:{line}: skipped: {why}", path.display());
+    }
+    if rep.skipped.len() > 10 {
+        eprintln!("warning: {} more lines skipped", rep.skipped.len() - 10);
+    }
+    if rep.truncated > 0 {
+        eprintln!("warning: {} examples were cut to --seq-len", rep.truncated);
+    }
+}
+
+fn targets(s: &str) -> Result<Vec<Target>> {
+    let mut v = Vec::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let t = Target::parse(part)
+            .with_context(|| format!("unknown target module {part:?}: use q,k,v,o,gate,up,down"))?;
+        if !v.contains(&t) {
+            v.push(t);
+        }
+    }
+    Ok(v)
+}
+
+/// Splits off the last `fraction` of examples (after a seeded shuffle) for validation.
+fn split<T>(mut all: Vec<T>, fraction: f32, seed: u64) -> (Vec<T>, Vec<T>) {
+    let n_val = ((all.len() as f32) * fraction).round() as usize;
+    if n_val == 0 || n_val >= all.len() {
+        return (all, Vec::new());
+    }
+    let mut s = seed ^ 0x5eed;
+    for i in (1..all.len()).rev() {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        all.swap(i, (s >> 33) as usize % (i + 1));
+    }
+    let val = all.split_off(all.len() - n_val);
+    (all, val)
+}
+
+pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
+    check_name(&args.out)?;
+    let st = store(home);
+    let dir = st.path(&args.out);
+    let ckpt = dir.join(CHECKPOINT_FILE);
+    if args.resume && !ckpt.exists() {
+        bail!("nothing to resume: {} does not exist", ckpt.display());
+    }
+    if !args.resume && !args.force && (dir.join(ADAPTER_FILE).exists() || ckpt.exists()) {
+        bail!(
+            "adapter {:?} exists (or has an unfinished run); pass --resume to continue it or --force to start over",
+            args.out
+        );
+    }
+    if !(0.0..1.0).contains(&args.val_split) {
+        bail!("--val-split must be in [0, 1)");
+    }
+    let method = match args.method {
+        MethodArg::Sft => Method::Sft,
+        MethodArg::Dpo => Method::Dpo { beta: args.beta },
+    };
+    let cfg = TrainConfig {
+        method,
+        rank: args.rank,
+        alpha: args.alpha.unwrap_or(2.0 * args.rank as f32),
+        dropout: args.dropout,
+        targets: targets(&args.targets)?,
+        lr: args.lr,
+        epochs: args.epochs,
+        batch: args.batch,
+        grad_accum: args.grad_accum,
+        seq_len: args.seq_len,
+        warmup: args.warmup,
+        decay: Decay::parse(&args.schedule).context("--schedule")?,
+        adamw: AdamW {
+            weight_decay: args.weight_decay,
+            ..AdamW::default()
+        },
+        max_grad_norm: args.max_grad_norm,
+        seed: args.seed,
+        save_every: args.save_every,
+        eval_every: args.eval_every,
+        max_steps: args.max_steps,
+    };
+    cfg.check()?;
+    let opts = DataOptions {
+        seq_len: args.seq_len,
+        on_bad: if args.skip_bad {
+            OnBadLine::Skip
+        } else {
+            OnBadLine::Fail
+        },
+    };
+    let data = match method {
+        Method::Sft => {
+            let (all, rep) = load_sft(&args.data, m, &opts)?;
+            report(&args.data, &rep);
+            let (train, val) = match &args.val {
+                Some(v) => {
+                    let (val, rep) = load_sft(v, m, &opts)?;
+                    report(v, &rep);
+                    (all, val)
+                }
+                None => split(all, args.val_split, args.seed),
+            };
+            Data::Sft { train, val }
+        }
+        Method::Dpo { .. } => {
+            let (all, rep) = load_preferences(&args.data, m, &opts)?;
+            report(&args.data, &rep);
+            let (train, val) = match &args.val {
+                Some(v) => {
+                    let (val, rep) = load_preferences(v, m, &opts)?;
+                    report(v, &rep);
+                    (all, val)
+                }
+                None => split(all, args.val_split, args.seed),
+            };
+            Data::Dpo { train, val }
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let run = Run {
+        model: m,
+        config: cfg.clone(),
+        checkpoint: &ckpt,
+        resume: args.resume,
+    };
+    let total = run.total_steps(&data);
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+            .expect("the template is valid"),
+    );
+    let interrupted = crate::ctrl_c_flag()?;
+    interrupted.store(false, Ordering::SeqCst);
+    let mut last_val = None;
+    let outcome = run.train(&data, &mut |p: &Progress| {
+        bar.set_position(p.step as u64);
+        if p.val_loss.is_some() {
+            last_val = p.val_loss;
+        }
+        let mut msg = format!("loss {:.4}  {:.0} tok/s", p.loss, p.tokens_per_s);
+        if let Some(a) = p.reward_accuracy {
+            msg += &format!("  acc {:.2}", a);
+        }
+        if let Some(v) = last_val {
+            msg += &format!("  val {v:.4}");
+        }
+        bar.set_message(msg);
+        if bar.is_hidden() {
+            eprintln!("step {}/{}: {}", p.step, p.total, bar.message());
+        }
+        if interrupted.swap(false, Ordering::SeqCst) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    })?;
+    bar.finish();
+    if outcome.steps < outcome.total {
+        eprintln!(
+            "stopped at step {}/{}; the checkpoint is saved — continue with the same command plus --resume",
+            outcome.steps, outcome.total
+        );
+        return Ok(());
+    }
+    let last = outcome.history.last();
+    let meta = AdapterMeta {
+        name: args.out.clone(),
+        base_model: args.model.clone(),
+        arch: m.config.arch.name().into(),
+        rank: cfg.rank,
+        alpha: cfg.alpha,
+        targets: cfg
+            .targets
+            .iter()
+            .map(|t| t.peft_name().to_string())
+            .collect(),
+        method: format!("{:?}", args.method).to_lowercase(),
+        created: now_secs(),
+        source: Some(args.data.display().to_string()),
+        steps: Some(outcome.steps),
+        train_loss: last.map(|p| p.loss),
+        val_loss: last_val,
+        settings: serde_json::json!({
+            "lr": cfg.lr, "epochs": cfg.epochs, "batch": cfg.batch, "grad_accum": cfg.grad_accum,
+            "seq_len": cfg.seq_len, "warmup": cfg.warmup, "schedule": args.schedule,
+            "weight_decay": args.weight_decay, "max_grad_norm": cfg.max_grad_norm,
+            "seed": cfg.seed, "dropout": cfg.dropout, "beta": args.beta,
+        }),
+    };
+    st.save(&outcome.adapter, &meta)?;
+    eprintln!(
+        "trained {} steps; adapter {} saved in {} (use it with --adapter {})",
+        outcome.steps,
+        args.out,
+        dir.display(),
+        args.out
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchTrainArgs {
+    #[arg(short, long, default_value = crate::store::DEFAULT_MODEL)]
+    pub model: String,
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Timed optimizer steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Peak resident memory of this process so far, in bytes (Linux).
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The anchor configuration of the LoRA issue: rank 16 on every linear layer, batch 4 × 256
+/// tokens, loss on every token, AdamW — on pseudo-random tokens (speed does not depend on text).
+pub fn bench(args: BenchTrainArgs, m: &Model) -> Result<()> {
+    let cfg = TrainConfig {
+        method: Method::Sft,
+        rank: args.rank,
+        alpha: 2.0 * args.rank as f32,
+        dropout: 0.0,
+        targets: Target::ALL.to_vec(),
+        lr: 1e-4,
+        epochs: 1,
+        batch: args.batch,
+        grad_accum: 1,
+        seq_len: args.seq_len,
+        warmup: 0,
+        decay: Decay::Constant,
+        adamw: AdamW::default(),
+        max_grad_norm: 1.0,
+        seed: 1,
+        save_every: 0,
+        eval_every: 0,
+        max_steps: None,
+    };
+    cfg.check()?;
+    let vocab = m.config.n_vocab as u64;
+    let mut s = 0x1234_5678u64;
+    let seqs: Vec<Sequence> = (0..args.batch)
+        .map(|_| {
+            let tokens: Vec<u32> = (0..args.seq_len)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 33) % vocab) as u32
+                })
+                .collect();
+            let labels = (0..tokens.len())
+                .map(|i| tokens.get(i + 1).copied())
+                .collect();
+            Sequence { tokens, labels }
+        })
+        .collect();
+    let mut adapter = autodidact_train::init_adapter(m, &cfg);
+    let mut grads = adapter.clone();
+    let mut adam = autodidact_train::optim::AdamState::new(&adapter);
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    let mut times = Vec::new();
+    for step in 0..=args.steps {
+        let t0 = Instant::now();
+        autodidact_train::optim::zero(&mut grads);
+        let pack = Pack::new(&refs);
+        let nl = pack.loss_rows.len();
+        let tr = Trainer {
+            model: m,
+            adapter: Some(&adapter),
+        };
+        let tape = tr.forward(pack, OutputGrad::Now(vec![1.0 / nl as f32; nl]), None)?;
+        tr.backward(tape, None, &mut grads)?;
+        autodidact_train::optim::clip(&mut grads, 1.0);
+        cfg.adamw.step(&mut adapter, &grads, &mut adam, cfg.lr);
+        if step > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let tokens = (args.batch * args.seq_len) as f64;
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    let tps = tokens / mean;
+    let rss = peak_rss().unwrap_or(0);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "test": format!("train r{} b{}x{}", args.rank, args.batch, args.seq_len),
+                "tokens_per_s": tps,
+                "step_s": mean,
+                "peak_rss_bytes": rss,
+                "threads": rayon::current_num_threads(),
+            })
+        );
+    } else {
+        println!("| test | threads | step s | tokens/s | peak RSS MB |");
+        println!("| ---- | ------: | -----: | -------: | ----------: |");
+        println!(
+            "| train r{} b{}x{} | {} | {:.2} | {:.1} | {:.0} |",
+            args.rank,
+            args.batch,
+            args.seq_len,
+            rayon::current_num_threads(),
+            mean,
+            tps,
+            rss as f64 / 1e6
+        );
+    }
+    Ok(())
+}
