@@ -247,6 +247,7 @@ fn chat_matches_the_engine_and_reports_usage_and_logprobs() {
                 ..SamplingParams::greedy()
             },
             json: None,
+            adapter: None,
         }],
         |_| true,
     )
