@@ -223,6 +223,83 @@ impl PackedMatrix {
     }
 }
 
+impl PackedMatrix {
+    /// Rows `r0..r1` in f32 (`out` is `(r1 − r0) × cols`): whole groups are decoded block by
+    /// block, several times faster than row by row (the training backward reads weights so).
+    pub fn dequantize_rows(
+        &self,
+        r0: usize,
+        r1: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let cols = self.cols;
+        if r0 > r1 || r1 > self.rows || out.len() != (r1 - r0) * cols {
+            return Err(KernelError::Shape {
+                op: "PackedMatrix::dequantize_rows",
+                detail: format!(
+                    "rows {r0}..{r1} of {}x{} into {}",
+                    self.rows,
+                    cols,
+                    out.len()
+                ),
+            });
+        }
+        let mut r = r0;
+        while r < r1 {
+            let whole = r % GROUP == 0 && r + GROUP <= r1;
+            let o = &mut out[(r - r0) * cols..];
+            if whole && !self.kind.is_k() {
+                self.dequantize_group(r / GROUP, &mut o[..GROUP * cols]);
+                r += GROUP;
+            } else {
+                self.dequantize_row(r, &mut o[..cols])?;
+                r += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Group `g` (16 rows) of a Q4_0/Q5_0/Q8_0 matrix into `out (16, cols)`.
+    fn dequantize_group(&self, g: usize, out: &mut [f32]) {
+        let nb = self.cols / 32;
+        let gb = Self::group_bytes(self.kind, nb);
+        let group = &self.bytes()[g * gb..][..gb];
+        let (scales, quants) = group.split_at(Self::scale_bytes(nb));
+        let bb = self.kind.block_bytes();
+        let off = self.kind.offset() as f32;
+        let mut v = [0u8; 32];
+        for b in 0..nb {
+            let q = &quants[b * bb..(b + 1) * bb];
+            for i in 0..GROUP {
+                let s = (b * GROUP + i) * 2;
+                let d = f16::from_le_bytes([scales[s], scales[s + 1]]).to_f32();
+                // The 32 unsigned quants of row i: 8 runs of 4, one per 64-byte lane group.
+                for k in 0..8 {
+                    for j in 0..4 {
+                        v[k * 4 + j] = match self.kind {
+                            PackKind::Q8_0 => q[k * 64 + i * 4 + j],
+                            _ => {
+                                let byte = q[(k % 4) * 64 + i * 4 + j];
+                                let lo = if k < 4 { byte & 0x0f } else { byte >> 4 };
+                                if self.kind == PackKind::Q5_0 {
+                                    let bit = i * 4 + j;
+                                    lo | (((q[256 + k * 8 + bit / 8] >> (bit % 8)) & 1) << 4)
+                                } else {
+                                    lo
+                                }
+                            }
+                        };
+                    }
+                }
+                let o = &mut out[i * self.cols + b * 32..][..32];
+                for (o, &u) in o.iter_mut().zip(&v) {
+                    *o = d * (u as f32 - off);
+                }
+            }
+        }
+    }
+}
+
 /// Scale and the 32 unsigned quants (`q + offset`) of block `b` of a source row.
 fn unpack_block(kind: PackKind, row: &[u8], b: usize) -> (f16, [u8; 32]) {
     let mut v = [0u8; 32];

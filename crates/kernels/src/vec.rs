@@ -79,3 +79,110 @@ pub fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let sum: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
     logits[i] - max - sum.ln() as f32
 }
+
+/// `e^x` to within 2 ulp for finite inputs (inputs beyond ±88 saturate to 0 / f32::MAX),
+/// branch-free so loops over slices vectorize: `2^n · p(r)` with `r = x − n·ln 2` and a
+/// degree-6 polynomial for `e^r` on `|r| ≤ ln 2 / 2` (Cephes' coefficients).
+#[inline(always)]
+pub fn exp_approx(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest via the 1.5·2^23 trick: a libm call would stop vectorization.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let r2 = r * r;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let e = p * r2 + r + 1.0;
+    f32::from_bits(e.to_bits().wrapping_add(((n as i32) << 23) as u32))
+}
+
+/// `tanh(x) = sign(x) · (1 − 2 / (e^{2|x|} + 1))`, absolute error below 1e-7.
+#[inline(always)]
+pub fn tanh_approx(x: f32) -> f32 {
+    let e = exp_approx(2.0 * x.abs());
+    let t = 1.0 - 2.0 / (e + 1.0);
+    t.copysign(x)
+}
+
+fn exp_plain(x: &mut [f32]) {
+    for v in x {
+        *v = exp_approx(*v);
+    }
+}
+
+fn tanh_plain(x: &mut [f32]) {
+    for v in x {
+        *v = tanh_approx(*v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp_avx512(x: &mut [f32]) {
+    exp_plain(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tanh_avx512(x: &mut [f32]) {
+    tanh_plain(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+/// `x = e^x` element-wise, 16 lanes at a time where the CPU has AVX-512.
+pub fn exp_inplace(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        return unsafe { exp_avx512(x) };
+    }
+    exp_plain(x)
+}
+
+/// `x = tanh(x)` element-wise, 16 lanes at a time where the CPU has AVX-512.
+pub fn tanh_inplace(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        return unsafe { tanh_avx512(x) };
+    }
+    tanh_plain(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_and_tanh_are_accurate() {
+        let mut worst_exp = 0f32;
+        let mut worst_tanh = 0f32;
+        for i in -20_000..20_000 {
+            let x = i as f32 * 0.004_3;
+            let e = exp_approx(x);
+            let want = (x as f64).exp() as f32;
+            worst_exp = worst_exp.max(((e - want) / want).abs());
+            worst_tanh = worst_tanh.max((tanh_approx(x) - x.tanh()).abs());
+        }
+        assert!(worst_exp < 3e-7, "exp relative error {worst_exp}");
+        assert!(worst_tanh < 2e-7, "tanh absolute error {worst_tanh}");
+        assert_eq!(exp_approx(-200.0), exp_approx(-87.3));
+        let mut v: Vec<f32> = (0..37).map(|i| i as f32 * 0.1 - 2.0).collect();
+        let want: Vec<f32> = v.iter().map(|&x| exp_approx(x)).collect();
+        exp_inplace(&mut v);
+        assert_eq!(v, want);
+    }
+}

@@ -55,6 +55,23 @@ impl Matrix {
         }
     }
 
+    /// Rows `r0..r1` in f32, `out` being `(r1 − r0) × cols` (the training backward's tiles).
+    pub fn dequantize_rows(
+        &self,
+        file: &[u8],
+        r0: usize,
+        r1: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        match &self.packed {
+            Some(p) => p.dequantize_rows(r0, r1, out),
+            None => {
+                let v = self.view(file).rows_range(r0, r1);
+                dequantize_row(self.ty, v.data, out)
+            }
+        }
+    }
+
     /// Repacks into the fast kernel's layout when this CPU has one for the type, and lets the
     /// mapped pages go.
     fn pack(&mut self, g: &GgufFile) {

@@ -1,6 +1,7 @@
 //! Causal (and sliding-window) attention over packed sequences, forward and backward, with GQA.
 //! Each sequence of a pack attends only to itself, from position 0. Scores are recomputed in the
 //! backward pass instead of stored: a `(T, T)` matrix per head would dominate memory at long T.
+use autodidact_kernels::vec::exp_inplace;
 use autodidact_kernels::{sgemm, Accumulate, MatMut, MatRef};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -34,12 +35,9 @@ fn probabilities(s: &AttnShape, q: MatRef, k: MatRef, p: &mut [f32]) {
         let lo = s.window.map_or(0, |w| (i + 1).saturating_sub(w));
         let live = &mut row[lo..=i];
         let max = live.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        for v in live.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
+        live.iter_mut().for_each(|v| *v -= max);
+        exp_inplace(live);
+        let inv = 1.0 / live.iter().sum::<f32>();
         live.iter_mut().for_each(|v| *v *= inv);
         row[..lo].fill(0.0);
         row[i + 1..].fill(0.0);

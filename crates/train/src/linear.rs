@@ -24,9 +24,14 @@ pub fn base_backward(
     while r0 < rows {
         let r1 = (r0 + tile).min(rows);
         buf.resize((r1 - r0) * cols, 0.0);
-        buf.par_chunks_mut(cols)
+        // Chunks of whole 16-row groups, decoded in parallel.
+        const ROWS: usize = 256;
+        buf.par_chunks_mut(ROWS * cols)
             .enumerate()
-            .try_for_each(|(i, row)| w.dequantize_row(file, r0 + i, row))?;
+            .try_for_each(|(i, chunk)| {
+                let a = r0 + i * ROWS;
+                w.dequantize_rows(file, a, a + chunk.len() / cols, chunk)
+            })?;
         sgemm(
             MatMut::new(dx, n, cols),
             MatRef::strided(&dy[r0..], n, r1 - r0, rows, 1),

@@ -166,6 +166,10 @@ fn packed_weights_match_unpacked_products() {
             assert_eq!(row, dense[r * cols..(r + 1) * cols], "{ty:?} row {r}");
         }
         assert!(packed.dequantize_row(rows, &mut row).is_err());
+        // Group-wise decoding of a range that starts and ends inside groups.
+        let mut block = vec![0f32; 30 * cols];
+        packed.dequantize_rows(3, 33, &mut block).unwrap();
+        assert_eq!(block, dense[3 * cols..33 * cols], "{ty:?} rows 3..33");
         for n in [1usize, 5, 13] {
             let x = values(n * cols, 11 + n as u64);
             let mut want = vec![0f32; n * rows];
