@@ -246,7 +246,7 @@ impl PackedMatrix {
         }
         let mut r = r0;
         while r < r1 {
-            let whole = r % GROUP == 0 && r + GROUP <= r1;
+            let whole = r.is_multiple_of(GROUP) && r + GROUP <= r1;
             let o = &mut out[(r - r0) * cols..];
             if whole && !self.kind.is_k() {
                 self.dequantize_group(r / GROUP, &mut o[..GROUP * cols]);
