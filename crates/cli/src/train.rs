@@ -96,6 +96,9 @@ pub struct TrainArgs {
     /// Replace an existing adapter of the same name.
     #[arg(long)]
     pub force: bool,
+    /// The output layer's backward in f32 (slower) instead of int8.
+    #[arg(long)]
+    pub exact_output_grad: bool,
 }
 
 fn report(path: &Path, rep: &LoadReport) {
@@ -227,6 +230,7 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
         config: cfg.clone(),
         checkpoint: &ckpt,
         resume: args.resume,
+        exact_output_grad: args.exact_output_grad,
     };
     let total = run.total_steps(&data);
     let bar = ProgressBar::new(total as u64);
@@ -318,6 +322,9 @@ pub struct BenchTrainArgs {
     pub steps: usize,
     #[arg(long)]
     pub json: bool,
+    /// The output layer's backward in f32 (slower) instead of int8.
+    #[arg(long)]
+    pub exact_output_grad: bool,
 }
 
 /// Keeps freed training buffers in the heap instead of unmapping them: a step allocates and
@@ -395,6 +402,11 @@ pub fn bench(args: BenchTrainArgs, m: &Model) -> Result<()> {
     let mut grads = adapter.clone();
     let mut adam = autodidact_train::optim::AdamState::new(&adapter);
     let refs: Vec<&Sequence> = seqs.iter().collect();
+    let out_t = if args.exact_output_grad {
+        None
+    } else {
+        autodidact_train::output_t::TransposedOutput::build(m)?
+    };
     let mut times = Vec::new();
     for step in 0..=args.steps {
         let t0 = Instant::now();
@@ -404,6 +416,7 @@ pub fn bench(args: BenchTrainArgs, m: &Model) -> Result<()> {
         let tr = Trainer {
             model: m,
             adapter: Some(&adapter),
+            output_t: out_t.as_ref(),
         };
         let tape = tr.forward(pack, OutputGrad::Now(vec![1.0 / nl as f32; nl]), None)?;
         tr.backward(tape, None, &mut grads)?;

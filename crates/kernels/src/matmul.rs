@@ -2,7 +2,7 @@
 use crate::blocks::{
     cast, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K,
 };
-use crate::quant::{quantize_q8_0_block, quantize_q8k_block};
+use crate::quant::{quantize_q8_0_row, quantize_q8k_block};
 use crate::simd::Kernels;
 use crate::{GgmlType, KernelError};
 use half::{bf16, f16};
@@ -104,11 +104,7 @@ impl QuantizedActs {
                 self.q8_0
                     .par_chunks_mut((self.k / 32).max(1))
                     .zip(self.f32.par_chunks(self.k.max(1)))
-                    .for_each(|(blocks, row)| {
-                        for (b, x) in blocks.iter_mut().zip(row.chunks_exact(32)) {
-                            quantize_q8_0_block(x, b);
-                        }
-                    });
+                    .for_each(|(blocks, row)| quantize_q8_0_row(row, blocks));
                 self.q8_0_sums.clear();
                 self.q8_0_sums.extend(
                     self.q8_0

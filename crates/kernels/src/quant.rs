@@ -404,6 +404,43 @@ pub fn quantize_q8_0_block(x: &[f32], b: &mut BlockQ8_0) {
     }
 }
 
+/// Q8_0 blocks of a whole row: the same numbers as [`quantize_q8_0_block`], written so the
+/// loops vectorize (16 lanes under AVX-512); activations of every matmul go through here.
+pub fn quantize_q8_0_row(x: &[f32], out: &mut [BlockQ8_0]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::cpu_features().avx512 {
+        // SAFETY: the CPU has AVX-512 (checked above).
+        return unsafe { quantize_q8_0_row_avx512(x, out) };
+    }
+    quantize_q8_0_row_plain(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quantize_q8_0_row_avx512(x: &[f32], out: &mut [BlockQ8_0]) {
+    quantize_q8_0_row_plain(x, out)
+}
+
+#[inline(always)]
+fn quantize_q8_0_row_plain(x: &[f32], out: &mut [BlockQ8_0]) {
+    for (b, x) in out.iter_mut().zip(x.chunks_exact(32)) {
+        // Lane-wise maxima first: a plain max-fold is a serial dependency chain.
+        let mut m = [0f32; 16];
+        for i in 0..16 {
+            m[i] = x[i].abs().max(x[i + 16].abs());
+        }
+        let amax = m.iter().fold(0.0f32, |a, &v| a.max(v));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = f16::from_f32(d);
+        for (q, &v) in b.qs.iter_mut().zip(x) {
+            // |v·id| ≤ 127, inside nearest_int's fast range.
+            let bits = (v * id + 12582912.0).to_bits() as i32;
+            *q = ((bits & 0x007f_ffff) - 0x0040_0000) as i8;
+        }
+    }
+}
+
 /// Q8_K activation block as ggml's `quantize_row_q8_K`: the largest-magnitude value maps to -127.
 #[inline]
 pub fn quantize_q8k_block(x: &[f32], b: &mut BlockQ8K) {
@@ -447,6 +484,25 @@ pub fn dequantize_to_vec(ty: GgmlType, src: &[u8], n: usize) -> Result<Vec<f32>,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn row_quantizer_matches_the_block_quantizer() {
+        use super::*;
+        let x: Vec<f32> = (0..32 * 9)
+            .map(|i| (((i * 2654435761u64 as usize) % 2001) as f32 - 1000.0) / 37.0)
+            .collect();
+        let zero = BlockQ8_0 {
+            d: f16::ZERO,
+            qs: [0; 32],
+        };
+        let mut row = vec![zero; 9];
+        quantize_q8_0_row(&x, &mut row);
+        for (b, chunk) in row.iter().zip(x.chunks_exact(32)) {
+            let mut want = zero;
+            quantize_q8_0_block(chunk, &mut want);
+            assert_eq!((b.d, b.qs), (want.d, want.qs));
+        }
+    }
+
     #[test]
     fn nearest_int_rounds_half_to_even() {
         for (x, want) in [

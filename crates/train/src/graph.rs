@@ -6,6 +6,7 @@ use crate::linear::{base_backward, Dropout, LoraBackward, LoraCtx};
 use crate::ops::{
     cross_entropy_row, gated_backward, gated_forward, rms_norm_backward, rope_backward,
 };
+use crate::output_t::TransposedOutput;
 use crate::TrainError;
 use autodidact_kernels::vec::rms_norm;
 use autodidact_kernels::QuantizedActs;
@@ -137,6 +138,8 @@ const OUT_CHUNK: usize = 256;
 pub struct Trainer<'a> {
     pub model: &'a Model,
     pub adapter: Option<&'a LoraAdapter>,
+    /// The int8 output backward; `None` runs it in f32 on dequantized tiles.
+    pub output_t: Option<&'a TransposedOutput>,
 }
 
 fn norm_rows(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
@@ -381,7 +384,11 @@ impl Trainer<'_> {
                     );
                 });
             if coefs.is_some() {
-                base_backward(out_w, file, &logits, nr, &mut dhs[r0 * d..r1 * d], &mut buf)?;
+                let dh = &mut dhs[r0 * d..r1 * d];
+                match self.output_t {
+                    Some(t) => t.backward(&logits, nr, dh)?,
+                    None => base_backward(out_w, file, &logits, nr, dh, &mut buf)?,
+                }
             }
         }
         Ok((logp, dhs))

@@ -13,6 +13,7 @@ pub use linear::Dropout;
 pub mod checkpoint;
 pub mod data;
 pub mod optim;
+pub mod output_t;
 pub mod run;
 
 pub use run::{init_adapter, Data, Flow, Method, Outcome, Progress, Run, TrainConfig};

@@ -2,7 +2,7 @@
 //! gated activations, the final logit soft-cap and cross-entropy. Forwards are the inference
 //! kernels' own (`autodidact_kernels::vec`, `autodidact_model::apply_rope`), so training sees the
 //! numbers inference computes.
-use autodidact_kernels::vec::{exp_inplace, gelu, rms_scale, silu, tanh_inplace};
+use autodidact_kernels::vec::{exp_inplace, gelu, max_of, rms_scale, silu, sum_of, tanh_inplace};
 use autodidact_model::{Activation, RopeStyle, RopeTable};
 use rayon::prelude::*;
 
@@ -167,11 +167,11 @@ pub fn cross_entropy_row(
         logits.iter_mut().for_each(|l| *l *= cap);
         logits.to_vec()
     });
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_of(logits);
     let at_label = logits[label] - max;
     logits.iter_mut().for_each(|l| *l -= max);
     exp_inplace(logits);
-    let sum: f64 = logits.iter().map(|&e| e as f64).sum();
+    let sum = sum_of(logits);
     let logp = at_label - sum.ln() as f32;
     if let Some(coef) = coef {
         let inv = (1.0 / sum) as f32;

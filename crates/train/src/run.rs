@@ -5,6 +5,7 @@ use crate::data::Preference;
 use crate::graph::{OutputGrad, Pack, Sequence, Trainer};
 use crate::linear::Dropout;
 use crate::optim::{clip, zero, AdamState, AdamW, Decay, Schedule};
+use crate::output_t::TransposedOutput;
 use crate::TrainError;
 use autodidact_model::{LoraAdapter, Model, Target};
 use std::path::Path;
@@ -214,6 +215,8 @@ pub struct Run<'a> {
     /// Where checkpoints go; with `resume`, where the run continues from.
     pub checkpoint: &'a Path,
     pub resume: bool,
+    /// Run the output projection's backward in f32 instead of int8 (slower, see `output_t`).
+    pub exact_output_grad: bool,
 }
 
 struct StepStats {
@@ -298,6 +301,11 @@ impl Run<'_> {
             decay: cfg.decay,
         };
         let mut grads = adapter.clone();
+        let out_t = if self.exact_output_grad {
+            None
+        } else {
+            TransposedOutput::build(self.model)?
+        };
         let mut ref_cache: Vec<Option<[f64; 2]>> = vec![None; data.len()];
         let mut history = Vec::new();
         let t0 = Instant::now();
@@ -314,15 +322,19 @@ impl Run<'_> {
             zero(&mut grads);
             let dropout = (cfg.dropout > 0.0).then_some(cfg.dropout);
             let stats = match data {
-                Data::Sft { train, .. } => {
-                    self.sft_step(train, ids, &adapter, &mut grads, (step, dropout))?
-                }
+                Data::Sft { train, .. } => self.sft_step(
+                    train,
+                    ids,
+                    &adapter,
+                    &mut grads,
+                    (step, dropout, out_t.as_ref()),
+                )?,
                 Data::Dpo { train, .. } => self.dpo_step(
                     train,
                     ids,
                     &adapter,
                     &mut grads,
-                    (step, dropout),
+                    (step, dropout, out_t.as_ref()),
                     &mut ref_cache,
                 )?,
             };
@@ -407,11 +419,12 @@ impl Run<'_> {
         ids: &[usize],
         adapter: &LoraAdapter,
         grads: &mut LoraAdapter,
-        (step, dropout): (usize, Option<f32>),
+        (step, dropout, out_t): (usize, Option<f32>, Option<&TransposedOutput>),
     ) -> Result<StepStats, TrainError> {
         let tr = Trainer {
             model: self.model,
             adapter: Some(adapter),
+            output_t: out_t,
         };
         let n_labels: usize = ids.iter().map(|&i| train[i].n_labels()).sum();
         let coef = 1.0 / n_labels.max(1) as f32;
@@ -442,6 +455,7 @@ impl Run<'_> {
         let base = Trainer {
             model: self.model,
             adapter: None,
+            output_t: None,
         };
         let seqs: Vec<Sequence> = prefs
             .iter()
@@ -461,7 +475,7 @@ impl Run<'_> {
         ids: &[usize],
         adapter: &LoraAdapter,
         grads: &mut LoraAdapter,
-        (step, dropout): (usize, Option<f32>),
+        (step, dropout, out_t): (usize, Option<f32>, Option<&TransposedOutput>),
         ref_cache: &mut [Option<[f64; 2]>],
     ) -> Result<StepStats, TrainError> {
         let Method::Dpo { beta } = self.config.method else {
@@ -473,6 +487,7 @@ impl Run<'_> {
         let tr = Trainer {
             model: self.model,
             adapter: Some(adapter),
+            output_t: out_t,
         };
         let n = ids.len() as f64;
         let (mut loss, mut correct, mut tokens) = (0f64, 0usize, 0u64);
@@ -524,6 +539,7 @@ impl Run<'_> {
         let tr = Trainer {
             model: self.model,
             adapter: Some(adapter),
+            output_t: None,
         };
         match data {
             Data::Sft { val, .. } if !val.is_empty() => {

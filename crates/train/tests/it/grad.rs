@@ -60,6 +60,7 @@ fn mean_loss(m: &Model, ad: &LoraAdapter, seqs: &[Sequence], drop: Option<Dropou
     let tr = Trainer {
         model: m,
         adapter: Some(ad),
+        output_t: None,
     };
     let refs: Vec<&Sequence> = seqs.iter().collect();
     let tape = tr
@@ -78,6 +79,7 @@ fn check_gradients(arch: Arch, drop: Option<Dropout>) {
     let tr = Trainer {
         model: &m,
         adapter: Some(&ad),
+        output_t: None,
     };
     let mut grads = LoraAdapter::zeros(&m.config, 3, 6.0, &Target::ALL);
     let tape = tr
@@ -150,6 +152,7 @@ fn training_forward_agrees_with_inference() {
         let tr = Trainer {
             model: &m,
             adapter: Some(&ad),
+            output_t: None,
         };
         let tape = tr
             .forward(Pack::new(&[&seqs[0], &seqs[1]]), OutputGrad::None, None)
