@@ -172,7 +172,9 @@ pub fn max_of(x: &[f32]) -> f32 {
             m[i] = m[i].max(c[i]);
         }
     }
-    rest.iter().chain(&m).fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+    rest.iter()
+        .chain(&m)
+        .fold(f32::NEG_INFINITY, |a, &v| a.max(v))
 }
 
 /// Sum of a slice in 16 f32 lanes, combined in f64 (vectorizes; error ~1e-7 relative).
@@ -194,8 +196,13 @@ mod tests {
 
     #[test]
     fn lane_max_and_sum_agree_with_plain_folds() {
-        let x: Vec<f32> = (0..1003).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 3.0).collect();
-        assert_eq!(max_of(&x), x.iter().cloned().fold(f32::NEG_INFINITY, f32::max));
+        let x: Vec<f32> = (0..1003)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 3.0)
+            .collect();
+        assert_eq!(
+            max_of(&x),
+            x.iter().cloned().fold(f32::NEG_INFINITY, f32::max)
+        );
         let want: f64 = x.iter().map(|&v| v as f64).sum();
         assert!((sum_of(&x) - want).abs() < 1e-3);
         assert_eq!(max_of(&[]), f32::NEG_INFINITY);

@@ -35,7 +35,11 @@ impl TransposedOutput {
         if v % 32 != 0 {
             return Ok(None);
         }
-        let w = model.weights.output.as_ref().unwrap_or(&model.weights.token_embd);
+        let w = model
+            .weights
+            .output
+            .as_ref()
+            .unwrap_or(&model.weights.token_embd);
         let file = model.gguf.bytes();
         let mut tile = Vec::new();
         let mut pieces = Vec::new();

@@ -184,3 +184,57 @@ fn training_forward_agrees_with_inference() {
         }
     }
 }
+
+#[test]
+fn int8_output_backward_stays_close_to_the_f32_one() {
+    use autodidact_train::optim::tensors;
+    use autodidact_train::output_t::TransposedOutput;
+    let spec = TinySpec {
+        d: 64,
+        ff: 128,
+        head_dim: 16,
+        n_head: 4,
+        n_head_kv: 2,
+        layers: 2,
+        vocab: 320,
+        ..TinySpec::new(Arch::Gemma3, GgmlType::Q8_0, 4)
+    };
+    let m = Model::from_gguf(GgufFile::from_bytes("q8", &tiny_model_with(&spec)).unwrap()).unwrap();
+    let Some(out_t) = TransposedOutput::build(&m).unwrap() else {
+        // No packed int8 kernels on this CPU: training uses the f32 path only.
+        return;
+    };
+    let ad = adapter(&m, 3);
+    let seqs = sequences();
+    let grads = |o: Option<&TransposedOutput>| {
+        let tr = Trainer {
+            model: &m,
+            adapter: Some(&ad),
+            output_t: o,
+        };
+        let pack = Pack::new(&[&seqs[0], &seqs[1]]);
+        let nl = pack.loss_rows.len();
+        let mut g = LoraAdapter::zeros(&m.config, 3, 6.0, &Target::ALL);
+        let tape = tr
+            .forward(pack, OutputGrad::Now(vec![1.0 / nl as f32; nl]), None)
+            .unwrap();
+        tr.backward(tape, None, &mut g).unwrap();
+        tensors(&g).concat()
+    };
+    let exact = grads(None);
+    let int8 = grads(Some(&out_t));
+    let dot: f64 = exact
+        .iter()
+        .zip(&int8)
+        .map(|(a, b)| *a as f64 * *b as f64)
+        .sum();
+    let na: f64 = exact
+        .iter()
+        .map(|a| (*a as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let nb: f64 = int8.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+    let cos = dot / (na * nb);
+    assert!(cos > 0.999, "cosine {cos}");
+    assert!((na - nb).abs() / na < 0.02, "norms {na} vs {nb}");
+}

@@ -78,6 +78,7 @@ fn train(
         config: cfg,
         checkpoint: ck,
         resume,
+        exact_output_grad: false,
     };
     let out = run
         .train(data, &mut |p| {
@@ -154,6 +155,7 @@ fn a_stopped_and_resumed_run_ends_on_the_same_weights() {
         config: other,
         checkpoint: &dir.join("b.ckpt"),
         resume: true,
+        exact_output_grad: false,
     };
     let err = run
         .train(&data, &mut |_| Flow::Continue)
