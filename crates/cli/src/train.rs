@@ -55,9 +55,9 @@ pub struct TrainArgs {
     /// Forward passes per optimizer step.
     #[arg(long, default_value_t = 1)]
     pub grad_accum: usize,
-    /// Longest example in tokens (longer ones are cut).
-    #[arg(long, default_value_t = 512)]
-    pub seq_len: usize,
+    /// Longest example in tokens (longer ones are cut); default 512 or the model's context.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// Warmup steps.
     #[arg(long, default_value_t = 0)]
     pub warmup: usize,
@@ -164,6 +164,7 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
         MethodArg::Sft => Method::Sft,
         MethodArg::Dpo => Method::Dpo { beta: args.beta },
     };
+    let seq_len = args.seq_len.unwrap_or(512.min(m.config.ctx_train));
     let cfg = TrainConfig {
         method,
         rank: args.rank,
@@ -174,7 +175,7 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
         epochs: args.epochs,
         batch: args.batch,
         grad_accum: args.grad_accum,
-        seq_len: args.seq_len,
+        seq_len,
         warmup: args.warmup,
         decay: Decay::parse(&args.schedule).context("--schedule")?,
         adamw: AdamW {
@@ -189,7 +190,7 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
     };
     cfg.check()?;
     let opts = DataOptions {
-        seq_len: args.seq_len,
+        seq_len,
         on_bad: if args.skip_bad {
             OnBadLine::Skip
         } else {

@@ -1,4 +1,6 @@
 //! The real `autodidact` binary: command shapes other tools rely on, errors, and the real model.
+mod train;
+
 use std::path::PathBuf;
 use std::process::Command;
 
