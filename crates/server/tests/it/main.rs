@@ -1,7 +1,10 @@
 //! Server tests over real HTTP on loopback against the real default model: chat and completions,
 //! streaming, logprobs, errors in OpenAI's shape, auth, queue limits, disconnect cancellation and
 //! concurrent streams. Each server binds a free port; the model is loaded once and shared.
-use autodidact_engine::{generate, EngineConfig, EngineHandle, GenConfig, Request, SamplingParams};
+use autodidact_engine::{
+    generate, AdapterMeta, AdapterStore, EngineConfig, EngineHandle, GenConfig, Request,
+    SamplingParams,
+};
 use autodidact_model::{ChatTemplate, Message, Model};
 use autodidact_server::AppState;
 use serde_json::{json, Value};
@@ -40,6 +43,7 @@ struct Opts {
     queue: usize,
     key: Option<&'static str>,
     body_limit: usize,
+    adapters: Option<Arc<AdapterStore>>,
 }
 
 impl Default for Opts {
@@ -50,6 +54,7 @@ impl Default for Opts {
             queue: 16,
             key: None,
             body_limit: autodidact_server::DEFAULT_BODY_LIMIT,
+            adapters: None,
         }
     }
 }
@@ -72,6 +77,7 @@ fn start(o: Opts) -> Option<u16> {
     .unwrap();
     let mut state = AppState::new(engine, "gemma3-270m".into(), o.key.map(String::from));
     state.body_limit = o.body_limit;
+    state.adapters = o.adapters;
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = std_listener.local_addr().unwrap().port();
     std_listener.set_nonblocking(true).unwrap();
@@ -684,5 +690,119 @@ fn the_ui_page_is_served_self_contained() {
     assert!(
         !r.body.contains("http://") && !r.body.contains("https://"),
         "no external assets"
+    );
+}
+
+/// A random LoRA adapter for the real model, saved in a fresh adapter store.
+fn random_adapter_store(m: &Model) -> (Arc<AdapterStore>, Arc<autodidact_model::LoraAdapter>) {
+    use autodidact_model::{LoraAdapter, Target};
+    let mut ad = LoraAdapter::zeros(&m.config, 4, 8.0, &[Target::Q, Target::V, Target::Down]);
+    let mut s = 1u64;
+    for p in ad
+        .layers
+        .iter_mut()
+        .flat_map(|l| l.pairs.iter_mut().flatten())
+    {
+        for v in p.a.iter_mut().chain(p.b.iter_mut()) {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("ad-server-adapters-{}", std::process::id()));
+    let store = AdapterStore::new(dir);
+    let meta = AdapterMeta {
+        name: "rnd".into(),
+        base_model: "gemma3-270m".into(),
+        ..AdapterMeta::default()
+    };
+    store.save(&ad, &meta).unwrap();
+    let loaded = store.get("rnd", &m.config).unwrap();
+    (Arc::new(store), loaded)
+}
+
+#[test]
+fn adapters_are_chosen_per_request_and_listed() {
+    let Some(m) = model() else { return };
+    let (store, ad) = random_adapter_store(&m);
+    let port = start(Opts {
+        adapters: Some(store),
+        ..Opts::default()
+    })
+    .unwrap();
+    let prompt = "The three primary colors are";
+    let engine_text = |adapter: Option<Arc<autodidact_model::LoraAdapter>>| {
+        generate(
+            &m,
+            GenConfig {
+                n_ctx: 1024,
+                ..GenConfig::default()
+            },
+            vec![Request {
+                prompt: m.tokenizer.encode(prompt, true, true),
+                params: SamplingParams {
+                    max_tokens: 10,
+                    ..SamplingParams::greedy()
+                },
+                json: None,
+                adapter,
+            }],
+            |_| true,
+        )
+        .unwrap()[0]
+            .text
+            .clone()
+    };
+    let (with, without) = (engine_text(Some(ad)), engine_text(None));
+    assert_ne!(with, without, "the adapter should change this greedy text");
+    let body = |model: &str, extra: Value| {
+        let mut b = json!({"model": model, "prompt": prompt, "max_tokens": 10, "temperature": 0});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    // Both at once: the two sequences share batches with different weights.
+    let (a, b) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| post(port, "/v1/completions", &body("gemma3-270m+rnd", json!({}))));
+        let b = sc.spawn(|| post(port, "/v1/completions", &body("gemma3-270m", json!({}))));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.json()["choices"][0]["text"], with.as_str());
+    assert_eq!(a.json()["model"], "gemma3-270m+rnd");
+    assert_eq!(b.json()["choices"][0]["text"], without.as_str());
+    let c = post(
+        port,
+        "/v1/completions",
+        &body("gemma3-270m", json!({"adapter": "rnd"})),
+    );
+    assert_eq!(c.json()["choices"][0]["text"], with.as_str());
+
+    let models = http(port, "GET", "/v1/models", &[], b"").json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["gemma3-270m", "gemma3-270m+rnd"]);
+    assert_error(
+        &post(
+            port,
+            "/v1/completions",
+            &body("gemma3-270m+nope", json!({})),
+        ),
+        404,
+        "nope",
+    );
+    assert_error(
+        &post(
+            port,
+            "/v1/completions",
+            &body("gemma3-270m+rnd", json!({"adapter": "other"})),
+        ),
+        400,
+        "adapter",
     );
 }
