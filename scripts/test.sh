@@ -7,14 +7,27 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 cargo build --release -p autodidact
 ./target/release/autodidact pull gemma3-270m >/dev/null
 cargo test --workspace --release
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+pip_install() {
+  python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+}
+apt_install() {
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@"
+}
 # The official OpenAI Python client against `autodidact serve` on loopback.
-python3 -m pip install --quiet --disable-pip-version-check openai 2>/dev/null \
-  || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openai
+pip_install openai
 python3 scripts/openai_client_test.py ./target/release/autodidact
 # The web UI in a real headless Chromium (screenshots in target/ui-artifacts/).
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium chromium-driver
+  apt_install chromium chromium-driver
 fi
 python3 scripts/ui_test.py ./target/release/autodidact
+# A trained adapter exported as GGUF-LoRA gives llama.cpp the same greedy output as autodidact.
+# llama-cpp-python builds llama.cpp from source (about 10-25 minutes on 2 cores, once).
+if ! python3 -c "import llama_cpp" 2>/dev/null; then
+  command -v g++ >/dev/null && command -v make >/dev/null || apt_install g++ make
+  pip_install llama-cpp-python
+fi
+python3 scripts/llamacpp_lora_test.py ./target/release/autodidact
