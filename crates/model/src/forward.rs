@@ -6,7 +6,7 @@ use crate::lora::{LoraAdapter, Target};
 use crate::model::Model;
 use crate::ModelError;
 use autodidact_kernels::vec::{
-    add_inplace, gated, gelu, rms_norm, rms_norm_inplace, silu, softmax,
+    add_inplace, gelu_gated_inplace, rms_norm, rms_norm_inplace, silu_gated_inplace, softmax,
 };
 use autodidact_kernels::{Kernels, QuantizedActs};
 use half::f16;
@@ -243,9 +243,9 @@ impl Model {
         let mut gate = vec![0f32; total * c.n_ff];
         let mut up = vec![0f32; total * c.n_ff];
         let mut acts = QuantizedActs::default();
-        let act_fn: fn(f32) -> f32 = match c.activation {
-            Activation::GeluTanh => gelu,
-            Activation::Silu => silu,
+        let gated: fn(&mut [f32], &[f32]) = match c.activation {
+            Activation::GeluTanh => gelu_gated_inplace,
+            Activation::Silu => silu_gated_inplace,
         };
 
         for (il, lw) in w.layers.iter().enumerate() {
@@ -305,7 +305,7 @@ impl Model {
             lora.apply(il, Target::Up, &h, &mut up);
             gate.par_chunks_mut(c.n_ff)
                 .zip(up.par_chunks(c.n_ff))
-                .for_each(|(g, u)| gated(g, u, act_fn));
+                .for_each(|(g, u)| gated(g, u));
             acts.set(&gate, total, c.n_ff);
             lw.ffn_down.matmul(file, &mut acts, &mut o)?; // (total, d)
             lora.apply(il, Target::Down, &gate, &mut o);

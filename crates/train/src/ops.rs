@@ -2,7 +2,10 @@
 //! gated activations, the final logit soft-cap and cross-entropy. Forwards are the inference
 //! kernels' own (`autodidact_kernels::vec`, `autodidact_model::apply_rope`), so training sees the
 //! numbers inference computes.
-use autodidact_kernels::vec::{exp_inplace, gelu, max_of, rms_scale, silu, sum_of, tanh_inplace};
+use autodidact_kernels::vec::{
+    exp_inplace, gelu, gelu_core, gelu_gated_inplace, max_of, rms_scale, sigmoid, silu,
+    silu_gated_inplace, sum_of, tanh_inplace, GELU_COEF_A, SQRT_2_OVER_PI,
+};
 use autodidact_model::{Activation, RopeStyle, RopeTable};
 use rayon::prelude::*;
 
@@ -51,9 +54,6 @@ pub fn rope_backward(style: RopeStyle, dy: &mut [f32], n_heads: usize, hd: usize
         });
 }
 
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_COEF_A: f32 = 0.044_715;
-
 /// The activation and its derivative at `x` (the scalar reference of the slice versions).
 #[inline]
 pub fn act_and_grad(a: Activation, x: f32) -> (f32, f32) {
@@ -75,39 +75,23 @@ pub fn act_and_grad(a: Activation, x: f32) -> (f32, f32) {
 const CHUNK: usize = 4096;
 
 /// `t` = the transcendental part of the activation at `g`: `tanh(√(2/π)(g + a·g³))` for GELU,
-/// `σ(g)` for SiLU, computed 16 lanes at a time.
+/// `σ(g)` for SiLU.
 fn act_core(a: Activation, g: &[f32], t: &mut [f32]) {
     match a {
-        Activation::GeluTanh => {
-            for (t, &x) in t.iter_mut().zip(g) {
-                *t = SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x);
-            }
-            tanh_inplace(t);
-        }
-        Activation::Silu => {
-            for (t, &x) in t.iter_mut().zip(g) {
-                *t = -x;
-            }
-            exp_inplace(t);
-            for t in t.iter_mut() {
-                *t = 1.0 / (1.0 + *t);
-            }
-        }
+        Activation::GeluTanh => gelu_core(g, t),
+        Activation::Silu => sigmoid(g, t),
     }
 }
 
-/// Forward `h = act(g) ∘ u` (as `kernels::vec::gated`, with vectorized transcendentals).
+/// Forward `h = act(g) ∘ u`: the inference pass's own vectorized gated activation.
 pub fn gated_forward(a: Activation, g: &[f32], u: &[f32], h: &mut [f32]) {
     h.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .for_each(|(h, (g, u))| {
-            act_core(a, g, h);
-            for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
-                let f = match a {
-                    Activation::GeluTanh => 0.5 * g * (1.0 + *h),
-                    Activation::Silu => g * *h,
-                };
-                *h = f * u;
+            h.copy_from_slice(g);
+            match a {
+                Activation::GeluTanh => gelu_gated_inplace(h, u),
+                Activation::Silu => silu_gated_inplace(h, u),
             }
         });
 }
