@@ -109,6 +109,15 @@ pub enum Accumulate {
 
 /// `c (m, n) = [c +] alpha · a (m, k) · b (k, n)`, on the process-wide thread pool when large.
 pub fn sgemm(c: MatMut, a: MatRef, b: MatRef, acc: Accumulate, alpha: f32) {
+    sgemm_on(c, a, b, acc, alpha, true)
+}
+
+/// [`sgemm`] on the calling thread alone, for products that are already one task among many.
+pub fn sgemm_serial(c: MatMut, a: MatRef, b: MatRef, acc: Accumulate, alpha: f32) {
+    sgemm_on(c, a, b, acc, alpha, false)
+}
+
+fn sgemm_on(c: MatMut, a: MatRef, b: MatRef, acc: Accumulate, alpha: f32, parallel: bool) {
     assert!(
         a.rows == c.rows && b.cols == c.cols && a.cols == b.rows,
         "sgemm shapes: c {}x{}, a {}x{}, b {}x{}",
@@ -134,7 +143,7 @@ pub fn sgemm(c: MatMut, a: MatRef, b: MatRef, acc: Accumulate, alpha: f32) {
         return;
     }
     // Small products lose more to fork/join than they gain.
-    let par = if m * n * k >= 1 << 18 && rayon::current_num_threads() > 1 {
+    let par = if parallel && m * n * k >= 1 << 18 && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None

@@ -19,7 +19,7 @@ pub mod vec;
 pub use blocks::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K};
 pub use dtype::GgmlType;
 pub use error::KernelError;
-pub use gemm::{linear, sgemm, Accumulate, MatMut, MatRef};
+pub use gemm::{linear, sgemm, sgemm_serial, Accumulate, MatMut, MatRef};
 pub use matmul::{matmul, matmul_threads, QuantizedActs, WeightView};
 pub use packed::{matmul_packed, PackKind, PackedMatrix};
 pub use simd::{cpu_features, CpuFeatures, Kernels, SimdLevel};

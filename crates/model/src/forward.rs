@@ -1,15 +1,16 @@
 //! The batched forward pass shared by `gemma3` and `llama`: several sequences of different lengths
 //! run as one activation matrix through every matmul; attention reads each token's own cache.
+use crate::attention::{attention, AttnArgs, TokenAt};
 use crate::config::{Activation, Config, RopeStyle};
 use crate::kv_cache::SeqCache;
 use crate::lora::{LoraAdapter, Target};
 use crate::model::Model;
 use crate::ModelError;
 use autodidact_kernels::vec::{
-    add_inplace, gelu_gated_inplace, rms_norm, rms_norm_inplace, silu_gated_inplace, softmax,
+    add_inplace, gelu_gated_inplace, rms_norm, rms_norm_inplace, silu_gated_inplace,
 };
-use autodidact_kernels::{Kernels, QuantizedActs};
-use half::f16;
+use autodidact_kernels::QuantizedActs;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -134,13 +135,6 @@ fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 fn norm_rows_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     x.par_chunks_mut(w.len())
         .for_each(|r| rms_norm_inplace(r, w, eps));
-}
-
-/// Per token of the batch: which input it belongs to and its position.
-#[derive(Clone, Copy)]
-struct TokenAt {
-    input: usize,
-    pos: usize,
 }
 
 impl Model {
@@ -270,23 +264,23 @@ impl Model {
             for (t, a) in at.iter().enumerate() {
                 let lc = &mut inputs[a.input].cache.layers[il];
                 let slot = a.pos % lc.cap;
-                for (dst, src) in lc.k[slot * kvd..(slot + 1) * kvd]
-                    .iter_mut()
-                    .zip(&k[t * kvd..])
-                {
-                    *dst = f16::from_f32(*src);
-                }
-                for (dst, src) in lc.v[slot * kvd..(slot + 1) * kvd]
-                    .iter_mut()
-                    .zip(&v[t * kvd..])
-                {
-                    *dst = f16::from_f32(*src);
-                }
+                lc.k[slot * kvd..(slot + 1) * kvd]
+                    .convert_from_f32_slice(&k[t * kvd..(t + 1) * kvd]);
+                lc.v[slot * kvd..(slot + 1) * kvd]
+                    .convert_from_f32_slice(&v[t * kvd..(t + 1) * kvd]);
             }
             {
                 let caches: Vec<&SeqCache> = inputs.iter().map(|i| &*i.cache).collect();
                 let window = if swa { c.sliding_window } else { None };
-                attention(c, il, window, &q, &caches, &at, &mut attn);
+                let args = AttnArgs {
+                    c,
+                    il,
+                    window,
+                    q: &q,
+                    caches: &caches,
+                    at: &at,
+                };
+                attention(&args, &mut attn);
             }
             acts.set(&attn, total, qd);
             lw.attn_output.matmul(file, &mut acts, &mut o)?; // (total, d)
@@ -362,50 +356,4 @@ impl Model {
             hidden: want_hidden.then_some(hs),
         })
     }
-}
-
-/// Causal (and, for sliding layers, windowed) attention of every query head over its sequence's
-/// cache. `q` (total, n_head * hd) is already scaled; writes `out` (total, n_head * hd).
-///
-/// Rounding follows llama.cpp's CPU attention: the query is rounded to f16 like the cached keys, and
-/// the softmax weights are rounded to f16 before they weight the f16 values. This model amplifies
-/// such rounding differences, so mirroring them keeps logits closer to llama.cpp's.
-fn attention(
-    c: &Config,
-    il: usize,
-    window: Option<usize>,
-    q: &[f32],
-    caches: &[&SeqCache],
-    at: &[TokenAt],
-    out: &mut [f32],
-) {
-    let hd = c.head_dim;
-    let kvd = c.kv_dim();
-    let group = c.n_head / c.n_head_kv;
-    let kern = Kernels::get();
-    out.par_chunks_mut(hd).enumerate().for_each_init(
-        || (Vec::new(), vec![0f32; hd]),
-        |(scores, q16), (job, o)| {
-            let (t, head) = (job / c.n_head, job % c.n_head);
-            let a = at[t];
-            let layer = &caches[a.input].layers[il];
-            let (k0, k1) = (head / group * hd, (head / group + 1) * hd);
-            let lo = window.map_or(0, |w| (a.pos + 1).saturating_sub(w));
-            for (d, s) in q16.iter_mut().zip(&q[job * hd..(job + 1) * hd]) {
-                *d = f16::from_f32(*s).to_f32();
-            }
-            scores.clear();
-            for kp in lo..=a.pos {
-                let row = (kp % layer.cap) * kvd;
-                scores.push((kern.f16)(&layer.k[row + k0..row + k1], q16));
-            }
-            softmax(scores);
-            o.fill(0.0);
-            for (i, kp) in (lo..=a.pos).enumerate() {
-                let row = (kp % layer.cap) * kvd;
-                let p = f16::from_f32(scores[i]).to_f32();
-                (kern.axpy_f16)(o, p, &layer.v[row + k0..row + k1]);
-            }
-        },
-    );
 }

@@ -1,4 +1,5 @@
 //! GGUF files, tokenizers, chat templates and the gemma3/llama transformer forward pass.
+mod attention;
 pub mod chat;
 pub mod config;
 mod error;

@@ -175,12 +175,20 @@ fn reference_forward(m: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
 fn check(arch: Arch, ty: GgmlType) {
     let bytes = tiny_model(arch, ty, 42 + ty.id() as u64);
     let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
-    let tokens: Vec<u32> = (0..12).map(|i| (2 + i * 23 % 290) as u32).collect();
+    let tokens: Vec<u32> = (0..70).map(|i| (2 + i * 23 % 290) as u32).collect();
     let want = reference_forward(&m, &tokens);
-    // Prefill in two batched chunks, then one token: exercises the cache, the sliding ring and batching.
-    let mut cache = m.new_cache(64, 8);
+    // Short chunks and single tokens take attention's per-key path; the two long chunks its
+    // matrix-product path, over several query tiles and, in the last, a sliding ring (window 8,
+    // 48 rows) that has wrapped around.
+    let mut cache = m.new_cache(80, 40);
     let mut got = Vec::new();
-    for part in [&tokens[..7], &tokens[7..11], &tokens[11..]] {
+    for part in [
+        &tokens[..7],
+        &tokens[7..11],
+        &tokens[11..12],
+        &tokens[12..30],
+        &tokens[30..],
+    ] {
         let out = m
             .forward(
                 &mut [SeqInput {
