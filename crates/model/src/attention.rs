@@ -91,14 +91,20 @@ fn keys_f32(layer: &LayerKv, kvd: usize, from: usize, k: &mut [f32], v: &mut [f3
         });
 }
 
+/// A long span's visible keys and values in f32, `(n, kv_dim)` each, from position `lo` on.
+struct SpanKeys {
+    lo: usize,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
 /// The matrix-product path: per sequence, its visible keys and values in f32 once; then per tile
 /// of query rows and head, `S = Q·Kᵀ`, masked softmax, `O = P·V`.
 fn attention_tiles(a: &AttnArgs, spans: &[(usize, usize)], tiles: Vec<(usize, &mut [f32])>) {
     let c = a.c;
     let (hd, kvd, qd) = (c.head_dim, c.kv_dim(), c.q_dim());
     let group = c.n_head / c.n_head_kv;
-    // Per long span: the first visible key and the f32 keys/values from it to the last token.
-    let converted: Vec<Option<(usize, Vec<f32>, Vec<f32>)>> = spans
+    let converted: Vec<Option<SpanKeys>> = spans
         .iter()
         .map(|&(start, end)| {
             (end - start >= GEMM_MIN_TOKENS).then(|| {
@@ -107,16 +113,17 @@ fn attention_tiles(a: &AttnArgs, spans: &[(usize, usize)], tiles: Vec<(usize, &m
                 let layer = &a.caches[a.at[start].input].layers[a.il];
                 let (mut k, mut v) = (vec![0f32; n * kvd], vec![0f32; n * kvd]);
                 keys_f32(layer, kvd, lo, &mut k, &mut v);
-                (lo, k, v)
+                SpanKeys { lo, k, v }
             })
         })
         .collect();
     let span_of = |t: usize| spans.partition_point(|&(_, end)| end <= t);
     tiles.into_par_iter().for_each(|(t0, out)| {
         let rows = out.len() / qd;
-        let (lo0, k, v) = converted[span_of(t0)]
+        let SpanKeys { lo: lo0, k, v } = converted[span_of(t0)]
             .as_ref()
             .expect("tiles belong to long spans");
+        let lo0 = *lo0;
         let (first, last) = (a.at[t0].pos, a.at[t0 + rows - 1].pos);
         // Keys this tile can see, as offsets into the converted span.
         let (k_from, k_to) = (a.lowest_key(first) - lo0, last + 1 - lo0);
