@@ -162,7 +162,7 @@ pub fn run(home: &Path, cmd: AdaptersCmd, load: impl Fn(&str) -> Result<Arc<Mode
         AdaptersCmd::Merge { name, model, out } => {
             let m = load(&model)?;
             let ad = st.get(&name, &m.config)?;
-            ad.merged_gguf(&m.gguf, &m.config)?
+            ad.merged_gguf(&m)?
                 .write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", out.display());

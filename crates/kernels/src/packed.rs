@@ -134,6 +134,16 @@ impl PackedMatrix {
 
     /// Repacks `w`, or `None` when its type has no packed form (or memory cannot be mapped).
     pub fn pack(w: &WeightView) -> Option<PackedMatrix> {
+        Self::pack_releasing(w, |_| {})
+    }
+
+    /// [`PackedMatrix::pack`], calling `done` with each byte range of `w.data` once it has been
+    /// read for the last time, a few megabytes at a time: a caller that drops those source pages
+    /// as they go never holds a large matrix twice.
+    pub fn pack_releasing(
+        w: &WeightView,
+        mut done: impl FnMut(std::ops::Range<usize>),
+    ) -> Option<PackedMatrix> {
         let kind = PackKind::of(w.ty)?;
         let nb = w.cols / kind.block_len();
         let gb = Self::group_bytes(kind, nb);
@@ -145,44 +155,55 @@ impl PackedMatrix {
             .populate()
             .map_anon()
             .ok()?;
-        let sb = Self::scale_bytes(nb);
-        buf[..groups * gb]
-            .par_chunks_mut(gb)
-            .enumerate()
-            .for_each(|(g, dst)| {
-                if kind.is_k() {
-                    let rows: Vec<&[u8]> = (g * GROUP..((g + 1) * GROUP).min(w.rows))
-                        .map(|r| w.row(r))
-                        .collect();
-                    if kind == PackKind::Q4K {
-                        crate::packed_k::pack_group(dst, &rows, nb);
-                    } else {
-                        crate::packed_k::pack_group_q6k(dst, &rows, nb);
-                    }
-                    return;
-                }
-                let (scales, quants) = dst.split_at_mut(sb);
-                let bb = kind.block_bytes();
-                for b in 0..nb {
-                    // Padding rows: scale 0, and quants equal to the offset so they read as 0.
-                    let mut vals = [[kind.offset() as u8; 32]; GROUP];
-                    for (i, v) in vals.iter_mut().enumerate() {
-                        let r = g * GROUP + i;
-                        if r < w.rows {
-                            let (d, row_vals) = unpack_block(kind, w.row(r), b);
-                            scales[(b * GROUP + i) * 2..][..2].copy_from_slice(&d.to_le_bytes());
-                            *v = row_vals;
-                        }
-                    }
-                    put_block(kind, &mut quants[b * bb..(b + 1) * bb], &vals);
-                }
-            });
+        let chunk = (4 << 20) / (GROUP * w.row_bytes()).max(1) + 1;
+        for (c, chunk_buf) in buf[..groups * gb].chunks_mut(chunk * gb).enumerate() {
+            let first = c * chunk;
+            Self::pack_groups(w, kind, first, chunk_buf);
+            let rows = (first * GROUP).min(w.rows)..((first + chunk) * GROUP).min(w.rows);
+            done(rows.start * w.row_bytes()..rows.end * w.row_bytes());
+        }
         Some(PackedMatrix {
             kind,
             rows: w.rows,
             cols: w.cols,
             buf,
         })
+    }
+
+    /// Packs groups `first..` of `w` into `dst` (whole groups).
+    fn pack_groups(w: &WeightView, kind: PackKind, first: usize, dst: &mut [u8]) {
+        let nb = w.cols / kind.block_len();
+        let gb = Self::group_bytes(kind, nb);
+        let sb = Self::scale_bytes(nb);
+        dst.par_chunks_mut(gb).enumerate().for_each(|(g, dst)| {
+            let g = first + g;
+            if kind.is_k() {
+                let rows: Vec<&[u8]> = (g * GROUP..((g + 1) * GROUP).min(w.rows))
+                    .map(|r| w.row(r))
+                    .collect();
+                if kind == PackKind::Q4K {
+                    crate::packed_k::pack_group(dst, &rows, nb);
+                } else {
+                    crate::packed_k::pack_group_q6k(dst, &rows, nb);
+                }
+                return;
+            }
+            let (scales, quants) = dst.split_at_mut(sb);
+            let bb = kind.block_bytes();
+            for b in 0..nb {
+                // Padding rows: scale 0, and quants equal to the offset so they read as 0.
+                let mut vals = [[kind.offset() as u8; 32]; GROUP];
+                for (i, v) in vals.iter_mut().enumerate() {
+                    let r = g * GROUP + i;
+                    if r < w.rows {
+                        let (d, row_vals) = unpack_block(kind, w.row(r), b);
+                        scales[(b * GROUP + i) * 2..][..2].copy_from_slice(&d.to_le_bytes());
+                        *v = row_vals;
+                    }
+                }
+                put_block(kind, &mut quants[b * bb..(b + 1) * bb], &vals);
+            }
+        });
     }
 
     /// Row `r` in f32 (embedding lookups read the tied output matrix this way).

@@ -10,6 +10,16 @@ pub(crate) struct LayerKv {
     pub cap: usize,
 }
 
+/// `n` zeros straight from the allocator's zeroed pages, which stay unresident until written:
+/// a short chat touches only the first rows of a cache sized for the whole context.
+/// (`vec![f16::ZERO; n]` would write every element.)
+fn zeroed_f16(n: usize) -> Vec<f16> {
+    let mut v = std::mem::ManuallyDrop::new(vec![0u16; n]);
+    // SAFETY: f16 is a transparent u16 (same size and alignment) and all-zero bits are +0.0; the
+    // pointer, length and capacity come from a live Vec whose ownership moves to the new one.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut f16, v.len(), v.capacity()) }
+}
+
 /// The cache of one sequence: `len` positions filled so far.
 pub struct SeqCache {
     pub(crate) layers: Vec<LayerKv>,
@@ -30,8 +40,8 @@ impl SeqCache {
                     _ => n_ctx,
                 };
                 LayerKv {
-                    k: vec![f16::ZERO; cap * kv],
-                    v: vec![f16::ZERO; cap * kv],
+                    k: zeroed_f16(cap * kv),
+                    v: zeroed_f16(cap * kv),
                     cap,
                 }
             })

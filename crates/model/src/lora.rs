@@ -6,6 +6,7 @@
 //! `lora_a` has dims `[in, rank]` and `lora_b` `[rank, out]`: the same row-major bytes.
 use crate::config::{Arch, Config};
 use crate::gguf::{GgufFile, GgufWriter, TensorData, Value, KEY_ARCHITECTURE};
+use crate::model::Model;
 use crate::ModelError;
 use autodidact_kernels::quant::dequantize_to_vec;
 use autodidact_kernels::{sgemm, Accumulate, GgmlType, MatMut, MatRef};
@@ -420,13 +421,17 @@ impl LoraAdapter {
 }
 
 impl LoraAdapter {
-    /// A copy of base model `g` with the adapter folded into its weights, each re-encoded in its
+    /// A copy of base model `m` with the adapter folded into its weights, each re-encoded in its
     /// own type (`autodidact adapters merge`).
-    pub fn merged_gguf(&self, g: &GgufFile, c: &Config) -> Result<GgufWriter, ModelError> {
-        self.check(c)?;
+    pub fn merged_gguf(&self, m: &Model) -> Result<GgufWriter, ModelError> {
+        self.check(&m.config)?;
+        let g = &m.gguf;
         let mut w = GgufWriter::new();
         for (k, v) in &g.metadata {
             w.set(k, v.clone());
+        }
+        for (k, v) in m.tokenizer.taken_metadata() {
+            w.set(k, v);
         }
         for info in &g.tensors {
             let (_, data) = g.tensor_data(&info.name)?;

@@ -20,9 +20,11 @@ impl Model {
         Self::from_gguf(gguf)
     }
 
-    pub fn from_gguf(gguf: GgufFile) -> Result<Self, ModelError> {
+    /// The vocabulary moves from `gguf`'s metadata into the tokenizer (see
+    /// [`Tokenizer::taken_metadata`] to write it back).
+    pub fn from_gguf(mut gguf: GgufFile) -> Result<Self, ModelError> {
         let config = Config::from_gguf(&gguf)?;
-        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let tokenizer = Tokenizer::take_from_gguf(&mut gguf)?;
         if tokenizer.vocab_size() != config.n_vocab {
             return Err(ModelError::Invalid(format!(
                 "tokenizer has {} tokens, the model {}",

@@ -78,7 +78,11 @@ impl Matrix {
         if Kernels::get().packed.is_none() {
             return;
         }
-        if let Some(p) = PackedMatrix::pack(&self.view(g.bytes())) {
+        let offset = self.offset;
+        let packed = PackedMatrix::pack_releasing(&self.view(g.bytes()), |done| {
+            g.release(offset + done.start, done.len())
+        });
+        if let Some(p) = packed {
             self.packed = Some(p);
             g.release(self.offset, self.len);
         }

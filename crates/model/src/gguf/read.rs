@@ -388,6 +388,19 @@ impl GgufFile {
         self.index.get(key).map(|&i| &self.metadata[i].1)
     }
 
+    /// Removes a metadata entry and hands it over, for large values (the vocabulary) that their
+    /// user would otherwise copy and so hold twice.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        let i = self.index.remove(key)?;
+        let (_, v) = self.metadata.remove(i);
+        for slot in self.index.values_mut() {
+            if *slot > i {
+                *slot -= 1;
+            }
+        }
+        Some(v)
+    }
+
     pub fn require(&self, key: &str) -> Result<&Value, ModelError> {
         self.get(key)
             .ok_or_else(|| ModelError::MissingKey(key.to_string()))

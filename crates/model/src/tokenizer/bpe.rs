@@ -58,11 +58,7 @@ pub(super) fn decode_token(text: &str) -> Vec<u8> {
 }
 
 impl Bpe {
-    pub(super) fn new(
-        pre: &str,
-        merges: &[String],
-        _vocab: &HashMap<String, u32>,
-    ) -> Result<Self, ModelError> {
+    pub(super) fn new(pre: &str, merges: &[String]) -> Result<Self, ModelError> {
         let patterns: Vec<&str> = match pre {
             "llama3" | "llama-bpe" | "llama-v3" | "dbrx" | "smaug-bpe" | "tekken" => {
                 vec![LLAMA3_PATTERN]
@@ -119,7 +115,12 @@ impl Bpe {
         pieces
     }
 
-    pub(super) fn encode(&self, text: &str, vocab: &HashMap<String, u32>, out: &mut Vec<u32>) {
+    pub(super) fn encode(
+        &self,
+        text: &str,
+        token_id: impl Fn(&str) -> Option<u32>,
+        out: &mut Vec<u32>,
+    ) {
         let table = &byte_tables().0;
         for word in self.split(text) {
             let mut syms: Vec<String> = word
@@ -141,11 +142,11 @@ impl Bpe {
                 syms[i].push_str(&right);
             }
             for s in syms {
-                match vocab.get(&s) {
-                    Some(&id) => out.push(id),
+                match token_id(&s) {
+                    Some(id) => out.push(id),
                     None => {
                         for c in s.chars() {
-                            if let Some(&id) = vocab.get(&c.to_string()) {
+                            if let Some(id) = token_id(c.encode_utf8(&mut [0; 4])) {
                                 out.push(id);
                             }
                         }

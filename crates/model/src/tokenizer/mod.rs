@@ -8,9 +8,10 @@ mod stream;
 
 pub use stream::StreamDecoder;
 
-use crate::gguf::{Array, GgufFile};
+use crate::gguf::{Array, GgufFile, Value};
 use crate::ModelError;
-use std::collections::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
 
 pub const KEY_MODEL: &str = "tokenizer.ggml.model";
 pub const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -74,7 +75,7 @@ pub struct Tokenizer {
     tokens: Vec<String>,
     scores: Vec<f32>,
     types: Vec<TokenType>,
-    token_to_id: HashMap<String, u32>,
+    vocab: Vocab,
     /// Control, user-defined and unknown tokens, longest text first.
     specials: Vec<u32>,
     byte_tokens: [Option<u32>; 256],
@@ -89,6 +90,35 @@ pub struct Tokenizer {
     pub chat_template: Option<String>,
 }
 
+/// Token text → id without a second copy of the vocabulary's strings: the table holds ids and
+/// hashes the texts they point at (a `HashMap<String, u32>` cost ~25 MB for 262k tokens).
+struct Vocab {
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Vocab {
+    fn new(tokens: &[String]) -> Self {
+        let hasher = DefaultHashBuilder::default();
+        let mut table = HashTable::with_capacity(tokens.len());
+        for (i, t) in tokens.iter().enumerate() {
+            let h = hasher.hash_one(t.as_str());
+            // A text listed twice keeps its first id.
+            if table.find(h, |&j| tokens[j as usize] == *t).is_none() {
+                table.insert_unique(h, i as u32, |&j| {
+                    hasher.hash_one(tokens[j as usize].as_str())
+                });
+            }
+        }
+        Vocab { table, hasher }
+    }
+
+    fn get(&self, tokens: &[String], text: &str) -> Option<u32> {
+        let h = self.hasher.hash_one(text);
+        self.table.find(h, |&j| tokens[j as usize] == text).copied()
+    }
+}
+
 fn id_key(gguf: &GgufFile, key: &str, n: usize) -> Result<Option<u32>, ModelError> {
     Ok(gguf
         .get_u64(key)?
@@ -98,14 +128,47 @@ fn id_key(gguf: &GgufFile, key: &str, n: usize) -> Result<Option<u32>, ModelErro
 
 impl Tokenizer {
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self, ModelError> {
+        let tokens = gguf.get_array(KEY_TOKENS)?.cloned();
+        let scores = gguf.get_array(KEY_SCORES)?.cloned();
+        Self::build(gguf, tokens, scores)
+    }
+
+    /// [`Tokenizer::from_gguf`], moving the vocabulary and scores out of the file's metadata
+    /// instead of copying them (tens of megabytes for a 262k vocabulary).
+    pub fn take_from_gguf(gguf: &mut GgufFile) -> Result<Self, ModelError> {
+        // Type-check both before taking either, so an error leaves the metadata whole.
+        gguf.get_array(KEY_TOKENS)?;
+        gguf.get_array(KEY_SCORES)?;
+        let array = |v: Option<Value>| match v {
+            Some(Value::Array(a)) => Some(a),
+            _ => None,
+        };
+        let tokens = array(gguf.take(KEY_TOKENS));
+        let scores = array(gguf.take(KEY_SCORES));
+        Self::build(gguf, tokens, scores)
+    }
+
+    /// The metadata entries [`Tokenizer::take_from_gguf`] moved out, rebuilt for writing a GGUF.
+    pub fn taken_metadata(&self) -> [(&'static str, Value); 2] {
+        [
+            (KEY_TOKENS, Value::Array(Array::String(self.tokens.clone()))),
+            (KEY_SCORES, Value::Array(Array::F32(self.scores.clone()))),
+        ]
+    }
+
+    fn build(
+        gguf: &GgufFile,
+        tokens: Option<Array>,
+        scores: Option<Array>,
+    ) -> Result<Self, ModelError> {
         let model = gguf.get_str(KEY_MODEL)?.unwrap_or("llama").to_string();
         let kind = match model.as_str() {
             "llama" => TokenizerKind::Spm,
             "gpt2" => TokenizerKind::Bpe,
             other => return Err(ModelError::UnsupportedTokenizer(other.to_string())),
         };
-        let tokens = match gguf.get_array(KEY_TOKENS)? {
-            Some(Array::String(v)) => v.clone(),
+        let tokens = match tokens {
+            Some(Array::String(v)) => v,
             Some(_) => {
                 return Err(ModelError::Tokenizer(format!(
                     "{KEY_TOKENS} is not a string array"
@@ -117,8 +180,8 @@ impl Tokenizer {
         if n == 0 {
             return Err(ModelError::Tokenizer("empty vocabulary".into()));
         }
-        let scores = match gguf.get_array(KEY_SCORES)? {
-            Some(Array::F32(v)) if v.len() == n => v.clone(),
+        let scores = match scores {
+            Some(Array::F32(v)) if v.len() == n => v,
             Some(_) => {
                 return Err(ModelError::Tokenizer(format!(
                     "{KEY_SCORES} must be {n} floats"
@@ -135,14 +198,12 @@ impl Tokenizer {
             }
             None => vec![TokenType::Normal; n],
         };
-        let mut token_to_id = HashMap::with_capacity(n);
-        for (i, t) in tokens.iter().enumerate() {
-            token_to_id.entry(t.clone()).or_insert(i as u32);
-        }
+        let vocab = Vocab::new(&tokens);
+        let token_id = |t: &str| vocab.get(&tokens, t);
         let mut byte_tokens = [None; 256];
         if kind == TokenizerKind::Spm {
             for (b, slot) in byte_tokens.iter_mut().enumerate() {
-                *slot = token_to_id.get(&format!("<0x{b:02X}>")).copied();
+                *slot = token_id(&format!("<0x{b:02X}>"));
             }
         }
         let mut specials: Vec<u32> = (0..n as u32)
@@ -160,11 +221,11 @@ impl Tokenizer {
         if eot.is_none() {
             eot = ["<end_of_turn>", "<|eot_id|>", "<|im_end|>"]
                 .iter()
-                .find_map(|t| token_to_id.get(*t).copied());
+                .find_map(|t| token_id(t));
         }
         let mut eog: Vec<u32> = eos.into_iter().chain(eot).collect();
         for t in EOG_TEXTS {
-            if let Some(&id) = token_to_id.get(t) {
+            if let Some(id) = token_id(t) {
                 if !eog.contains(&id) {
                     eog.push(id);
                 }
@@ -181,7 +242,7 @@ impl Tokenizer {
                 }
                 None => return Err(ModelError::MissingKey(KEY_MERGES.into())),
             };
-            Some(bpe::Bpe::new(pre, merges, &token_to_id)?)
+            Some(bpe::Bpe::new(pre, merges)?)
         } else {
             None
         };
@@ -190,7 +251,7 @@ impl Tokenizer {
             tokens,
             scores,
             types,
-            token_to_id,
+            vocab,
             specials,
             byte_tokens,
             bos,
@@ -218,7 +279,7 @@ impl Tokenizer {
     }
 
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        self.vocab.get(&self.tokens, text)
     }
 
     pub fn token_type(&self, id: u32) -> Option<TokenType> {
@@ -263,7 +324,7 @@ impl Tokenizer {
                         }
                         TokenizerKind::Bpe => {
                             if let Some(b) = &self.bpe {
-                                b.encode(s, &self.token_to_id, &mut out);
+                                b.encode(s, |t| self.vocab.get(&self.tokens, t), &mut out);
                             }
                         }
                     }

@@ -39,11 +39,7 @@ fn an_adapter_in_the_forward_pass_equals_merging_it_into_the_weights() {
         let bytes = tiny_model(arch, GgmlType::F32, 5);
         let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
         let ad = random_adapter(&m, 4, 9);
-        let merged = ad
-            .merged_gguf(&m.gguf, &m.config)
-            .unwrap()
-            .to_bytes()
-            .unwrap();
+        let merged = ad.merged_gguf(&m).unwrap().to_bytes().unwrap();
         let mm = Model::from_gguf(GgufFile::from_bytes("merged", &merged).unwrap()).unwrap();
         let tokens: Vec<u32> = (0..10).map(|i| 3 + i * 17 % 280).collect();
         let with = logits(&m, &tokens, Some(&ad));
