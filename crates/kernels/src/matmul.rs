@@ -2,7 +2,7 @@
 use crate::blocks::{
     cast, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K,
 };
-use crate::quant::{quantize_q8_0_row, quantize_q8k_block};
+use crate::quant::{quantize_q8_0_row, quantize_q8k_row};
 use crate::simd::Kernels;
 use crate::{GgmlType, KernelError};
 use half::{bf16, f16};
@@ -123,11 +123,7 @@ impl QuantizedActs {
                 self.q8k
                     .par_chunks_mut((self.k / QK_K).max(1))
                     .zip(self.f32.par_chunks(self.k.max(1)))
-                    .for_each(|(blocks, row)| {
-                        for (b, x) in blocks.iter_mut().zip(row.chunks_exact(QK_K)) {
-                            quantize_q8k_block(x, b);
-                        }
-                    });
+                    .for_each(|(blocks, row)| quantize_q8k_row(row, blocks));
                 self.have_q8k = true;
             }
             _ => {}

@@ -461,6 +461,54 @@ pub fn quantize_q8k_block(x: &[f32], b: &mut BlockQ8K) {
     b.d = 1.0 / iscale;
 }
 
+/// Q8_K blocks of a whole row: the same numbers as [`quantize_q8k_block`], written so the loops
+/// vectorize (K-quant matmuls quantize their activations through here).
+pub fn quantize_q8k_row(x: &[f32], out: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::cpu_features().avx512 {
+        // SAFETY: the CPU has AVX-512 (checked above).
+        return unsafe { quantize_q8k_row_avx512(x, out) };
+    }
+    quantize_q8k_row_plain(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quantize_q8k_row_avx512(x: &[f32], out: &mut [BlockQ8K]) {
+    quantize_q8k_row_plain(x, out)
+}
+
+#[inline(always)]
+fn quantize_q8k_row_plain(x: &[f32], out: &mut [BlockQ8K]) {
+    for (b, x) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let mut m = [0f32; 16];
+        for c in x.chunks_exact(16) {
+            for i in 0..16 {
+                m[i] = m[i].max(c[i].abs());
+            }
+        }
+        let amax = m.iter().fold(0.0f32, |a, &v| a.max(v));
+        // ggml keeps the sign of the first element of largest magnitude.
+        let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
+        if max == 0.0 {
+            b.d = 0.0;
+            b.qs = [0; QK_K];
+            b.bsums = [0; 16];
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in b.qs.iter_mut().zip(x) {
+            // |v·iscale| ≤ 127 (plus an ulp), inside nearest_int's fast range.
+            let bits = (iscale * v + 12582912.0).to_bits() as i32;
+            *q = ((bits & 0x007f_ffff) - 0x0040_0000).min(127) as i8;
+        }
+        for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&q| q as i16).sum();
+        }
+        b.d = 1.0 / iscale;
+    }
+}
+
 /// Quantizes a whole f32 row into a fresh byte vector of type `ty`.
 pub fn quantize_to_vec(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>, KernelError> {
     let mut out = vec![0u8; ty.row_bytes(src.len())?];
@@ -500,6 +548,30 @@ mod tests {
             let mut want = zero;
             quantize_q8_0_block(chunk, &mut want);
             assert_eq!((b.d, b.qs), (want.d, want.qs));
+        }
+    }
+
+    #[test]
+    fn q8k_row_quantizer_matches_the_block_quantizer() {
+        use super::*;
+        let mut x: Vec<f32> = (0..QK_K * 4)
+            .map(|i| (((i * 2654435761u64 as usize) % 2001) as f32 - 1000.0) / 37.0)
+            .collect();
+        // A block of zeros, and one whose extremes tie in magnitude with opposite signs.
+        x[QK_K..2 * QK_K].fill(0.0);
+        x[2 * QK_K + 5] = -99.0;
+        x[2 * QK_K + 9] = 99.0;
+        let zero = BlockQ8K {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; 16],
+        };
+        let mut row = vec![zero; 4];
+        quantize_q8k_row(&x, &mut row);
+        for (b, chunk) in row.iter().zip(x.chunks_exact(QK_K)) {
+            let mut want = zero;
+            quantize_q8k_block(chunk, &mut want);
+            assert_eq!((b.d, b.qs, b.bsums), (want.d, want.qs, want.bsums));
         }
     }
 
