@@ -3,6 +3,7 @@
 use crate::store::{Store, DEFAULT_MODEL};
 use anyhow::{bail, Result};
 use autodidact_model::{Logits, Model, SeqInput};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -135,7 +136,9 @@ fn time_batched(m: &Model, b: usize) -> Result<f64> {
             })
             .collect();
         let out = m.forward(&mut inputs, false)?;
+        // Sequences are sampled in parallel, as the engine's batch does.
         next = (0..b)
+            .into_par_iter()
             .map(|i| autodidact_engine::sampling::argmax(out.row(i)))
             .collect();
     }
