@@ -5,8 +5,8 @@ source) and gives the same greedy output as autodidact with it.
     python3 scripts/llamacpp_lora_test.py ./target/release/autodidact
 
 llama.cpp and autodidact already differ on some base-model continuations (see the README's golden
-numbers), so the check runs on the prompts where the two agree without the adapter: with it they
-must agree too, and the adapter must change at least one of those continuations.
+numbers), so the check runs on the prompts where the two agree without the adapter: with it, at
+least 80 % of them must agree too, and the adapter must change at least half of them.
 """
 import json, os, subprocess, sys, tempfile
 
@@ -16,7 +16,9 @@ PROMPTS = [
     "The capital of France is", "Once upon a time", "The three primary colors are",
     "def add(a, b):", "Water boils at", "My favourite food is", "The sun rises in the",
     "Question: What is 2 + 2?\nAnswer:", "A list of fruits: apple,", "In 1969, humans",
-    "The best way to learn is", "Dear John,",
+    "The best way to learn is", "Dear John,", "Monday, Tuesday,", "import numpy as",
+    "The opposite of hot is", "1, 2, 3,", "Hello, my name is", "The chemical symbol for gold is",
+    "Roses are red,", "Item 3:",
 ]
 
 
@@ -63,7 +65,9 @@ def main():
     print(f"{agree} prompts agree without the adapter; {same_with} of them agree with it; "
           f"the adapter changed {changed}")
     run("adapters", "rm", "llamacpp-check")
-    if agree < 3 or same_with != agree or changed == 0:
+    # The same rounding noise that splits some base continuations can split an adapted one at a
+    # near-tie (seen once: EOS against " the" after "import numpy as np."), so the bar is 80 %.
+    if agree < 5 or same_with < 0.8 * agree or changed < agree / 2:
         sys.exit("llama.cpp and autodidact disagree with the adapter")
 
 
