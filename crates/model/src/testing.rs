@@ -60,6 +60,21 @@ impl TinySpec {
     }
 }
 
+impl TinySpec {
+    /// A smaller model (d 64, 2 layers) for tests that run many forward and backward passes.
+    pub fn small(arch: Arch, ty: GgmlType, seed: u64) -> Self {
+        TinySpec {
+            d: 64,
+            ff: 128,
+            head_dim: 16,
+            n_head: 4,
+            n_head_kv: 2,
+            layers: 2,
+            ..TinySpec::new(arch, ty, seed)
+        }
+    }
+}
+
 /// A tiny model: matrices in `ty`, norms in F32; returns the GGUF bytes.
 pub fn tiny_model(arch: Arch, ty: GgmlType, seed: u64) -> Vec<u8> {
     tiny_model_with(&TinySpec::new(arch, ty, seed))

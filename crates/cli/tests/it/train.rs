@@ -18,15 +18,7 @@ fn setup(tag: &str, arch: Arch) -> Env {
     let home = std::env::temp_dir().join(format!("ad-train-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
-    let spec = TinySpec {
-        d: 64,
-        ff: 128,
-        head_dim: 16,
-        n_head: 4,
-        n_head_kv: 2,
-        layers: 2,
-        ..TinySpec::new(arch, GgmlType::Q8_0, 3)
-    };
+    let spec = TinySpec::small(arch, GgmlType::Q8_0, 3);
     let model = home.join("tiny.gguf");
     std::fs::write(&model, tiny_model_with(&spec)).unwrap();
     Env { home, model }

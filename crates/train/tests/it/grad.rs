@@ -190,14 +190,8 @@ fn int8_output_backward_stays_close_to_the_f32_one() {
     use autodidact_train::optim::tensors;
     use autodidact_train::output_t::TransposedOutput;
     let spec = TinySpec {
-        d: 64,
-        ff: 128,
-        head_dim: 16,
-        n_head: 4,
-        n_head_kv: 2,
-        layers: 2,
         vocab: 320,
-        ..TinySpec::new(Arch::Gemma3, GgmlType::Q8_0, 4)
+        ..TinySpec::small(Arch::Gemma3, GgmlType::Q8_0, 4)
     };
     let m = Model::from_gguf(GgufFile::from_bytes("q8", &tiny_model_with(&spec)).unwrap()).unwrap();
     let Some(out_t) = TransposedOutput::build(&m).unwrap() else {

@@ -11,14 +11,8 @@ use std::path::{Path, PathBuf};
 
 fn model(arch: Arch) -> Model {
     let spec = TinySpec {
-        d: 64,
-        ff: 128,
-        head_dim: 16,
-        n_head: 4,
-        n_head_kv: 2,
-        layers: 2,
         window: 4,
-        ..TinySpec::new(arch, GgmlType::Q8_0, 21)
+        ..TinySpec::small(arch, GgmlType::Q8_0, 21)
     };
     Model::from_gguf(GgufFile::from_bytes("tiny", &tiny_model_with(&spec)).unwrap()).unwrap()
 }
