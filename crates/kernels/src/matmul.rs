@@ -2,6 +2,7 @@
 use crate::blocks::{
     cast, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K,
 };
+use crate::packed::ActAux;
 use crate::quant::{quantize_q8_0_row, quantize_q8k_row};
 use crate::simd::Kernels;
 use crate::{GgmlType, KernelError};
@@ -68,8 +69,11 @@ pub struct QuantizedActs {
     pub k: usize,
     pub f32: Vec<f32>,
     q8_0: Vec<BlockQ8_0>,
-    /// Sum of each Q8_0 block's quants (packed kernels fold their weight offset out with it).
+    /// Sum of each Q8_0 block's quants.
     q8_0_sums: Vec<i32>,
+    /// Per Q8_0 block, the packed kernels' [`ActAux`] for the weight offset `aux_offset`.
+    q8_0_aux: Vec<ActAux>,
+    aux_offset: Option<i32>,
     q8k: Vec<BlockQ8K>,
     have_q8_0: bool,
     have_q8k: bool,
@@ -111,6 +115,7 @@ impl QuantizedActs {
                         .iter()
                         .map(|b| b.qs.iter().map(|&q| q as i32).sum::<i32>()),
                 );
+                self.aux_offset = None;
                 self.have_q8_0 = true;
             }
             GgmlType::Q8K if !self.have_q8k => {
@@ -132,10 +137,24 @@ impl QuantizedActs {
 }
 
 impl QuantizedActs {
-    /// The Q8_0 encoding `(n, k / 32)` and each block's sum of quants, made on first use.
-    pub(crate) fn q8_0_with_sums(&mut self) -> (&[BlockQ8_0], &[i32]) {
+    /// The Q8_0 encoding `(n, k / 32)` and each block's [`ActAux`] for weights stored with
+    /// `offset` added, made on first use (Q, K and V of one layer mostly share an offset).
+    pub(crate) fn q8_0_with_aux(&mut self, offset: i32) -> (&[BlockQ8_0], &[ActAux]) {
         self.ensure(GgmlType::Q8_0);
-        (&self.q8_0, &self.q8_0_sums)
+        if self.aux_offset != Some(offset) {
+            self.q8_0_aux.clear();
+            self.q8_0_aux.extend(
+                self.q8_0
+                    .iter()
+                    .zip(&self.q8_0_sums)
+                    .map(|(b, &sum)| ActAux {
+                        corr: -offset * sum,
+                        d: b.d.to_f32(),
+                    }),
+            );
+            self.aux_offset = Some(offset);
+        }
+        (&self.q8_0, &self.q8_0_aux)
     }
 
     /// The Q8_K encoding `(n, k / 256)`, made on first use.

@@ -96,9 +96,9 @@ pub struct PackedTask<'a> {
     pub data: &'a [u8],
     /// Blocks per row.
     pub nb: usize,
-    /// `(ntok, nb)` Q8_0 activation blocks and their `(ntok, nb)` sums of quants.
+    /// `(ntok, nb)` Q8_0 activation blocks and their `(ntok, nb)` [`ActAux`].
     pub acts: &'a [BlockQ8_0],
-    pub sums: &'a [i32],
+    pub aux: &'a [ActAux],
     /// `(ntok, nb)` Q8_K activation blocks, for [`PackKind::Q4K`] (empty otherwise).
     pub acts_k: &'a [BlockQ8K],
     pub ntok: usize,
@@ -107,6 +107,16 @@ pub struct PackedTask<'a> {
     pub stride: usize,
     /// Rows of the task that exist (the last group may be partly padding).
     pub rows: usize,
+}
+
+/// What the packed kernels need of a Q8_0 activation block besides its quants, kept apart so a
+/// kernel reaches each with one broadcast load: the weight offset `o` folded out,
+/// `−o · Σ a`, and the block's scale in f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct ActAux {
+    pub corr: i32,
+    pub d: f32,
 }
 
 /// Computes a [`PackedTask`]. Unsafe: `out` must be valid for every written index.
@@ -437,12 +447,12 @@ pub unsafe fn gemm_reference(t: &PackedTask) {
             for b in 0..t.nb {
                 let a = &t.acts[tok * t.nb + b];
                 let q = &g[sb + b * bb..][..bb];
-                let mut s = -t.kind.offset() * t.sums[tok * t.nb + b];
+                let mut s = t.aux[tok * t.nb + b].corr;
                 for c in 0..32 {
                     s += get(t.kind, q, i, c) as i32 * a.qs[c] as i32;
                 }
                 let dw = f16::from_le_bytes([g[(b * GROUP + i) * 2], g[(b * GROUP + i) * 2 + 1]]);
-                acc = (s as f32).mul_add(dw.to_f32() * a.d.to_f32(), acc);
+                acc = (s as f32).mul_add(dw.to_f32() * t.aux[tok * t.nb + b].d, acc);
             }
             *t.out.add(tok * t.stride + r) = acc;
         }
@@ -458,10 +468,10 @@ pub fn matmul_packed(
 ) -> Result<(), KernelError> {
     check_shapes("matmul_packed", w.rows, w.cols, acts, out)?;
     let n = acts.n;
-    let (blocks, sums, acts_k) = if w.kind.is_k() {
+    let (blocks, aux, acts_k) = if w.kind.is_k() {
         (&[][..], &[][..], acts.q8k())
     } else {
-        let (b, s) = acts.q8_0_with_sums();
+        let (b, s) = acts.q8_0_with_aux(w.kind.offset());
         (b, s, &[][..])
     };
     let nb = w.cols / w.kind.block_len();
@@ -480,7 +490,7 @@ pub fn matmul_packed(
             data: &data[g0 * gb..g1 * gb],
             nb,
             acts: blocks,
-            sums,
+            aux,
             acts_k,
             ntok: n,
             // SAFETY: row g0 * GROUP < rows, inside `out` (checked to be n * rows long).

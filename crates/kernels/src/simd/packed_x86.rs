@@ -13,38 +13,29 @@ const Q8_0: u8 = 2;
 const Q4K: u8 = 3;
 const Q6K: u8 = 4;
 
-/// The eight column-quad registers of one packed block.
+/// Column quad `k` (0..8) of one packed block as unsigned bytes, sixteen rows of four.
 #[inline(always)]
-unsafe fn load_block<const KIND: u8>(q: *const u8) -> [__m512i; 8] {
-    let mut w = [_mm512_setzero_si512(); 8];
+unsafe fn quad<const KIND: u8>(q: *const u8, k: usize) -> __m512i {
     if KIND == Q8_0 {
-        for (k, r) in w.iter_mut().enumerate() {
-            *r = _mm512_loadu_si512(q.add(k * 64) as *const _);
-        }
-    } else {
-        let m = _mm512_set1_epi8(0x0f);
-        for p in 0..4 {
-            let n = _mm512_loadu_si512(q.add(p * 64) as *const _);
-            w[p] = _mm512_and_si512(n, m);
-            w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(n, 4), m);
-        }
-        if KIND == Q5_0 {
-            let hi = _mm512_set1_epi8(0x10);
-            for (k, r) in w.iter_mut().enumerate() {
-                let bits = (q.add(256 + k * 8) as *const u64).read_unaligned();
-                *r = _mm512_or_si512(*r, _mm512_maskz_mov_epi8(bits, hi));
-            }
-        }
+        return _mm512_loadu_si512(q.add(k * 64) as *const _);
     }
-    w
+    let n = _mm512_loadu_si512(q.add((k % 4) * 64) as *const _);
+    let m = _mm512_set1_epi8(0x0f);
+    let v = if k < 4 {
+        _mm512_and_si512(n, m)
+    } else {
+        _mm512_and_si512(_mm512_srli_epi16(n, 4), m)
+    };
+    if KIND == Q5_0 {
+        let bits = (q.add(256 + k * 8) as *const u64).read_unaligned();
+        return _mm512_or_si512(v, _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10)));
+    }
+    v
 }
 
-#[inline(always)]
-unsafe fn h2f(h: half::f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
-}
-
-/// Tokens `tok0..tok0 + N` against one group at `g`.
+/// Tokens `tok0..tok0 + N` against one group at `g`. Each token's block sum runs as two
+/// `vpdpbusd` chains (even and odd quads): a chain waits on its own latency, and this CPU needs
+/// about ten chains in flight to keep its `vpdpbusd` unit busy.
 #[inline(always)]
 unsafe fn tile<const KIND: u8, const N: usize>(
     t: &PackedTask,
@@ -55,20 +46,35 @@ unsafe fn tile<const KIND: u8, const N: usize>(
     let nb = t.nb;
     let sb = PackedMatrix::scale_bytes(nb);
     let bb = t.kind.block_bytes();
-    let off = t.kind.offset();
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..nb {
-        let w = load_block::<KIND>(g.add(sb + b * bb));
+        let q = g.add(sb + b * bb);
+        let mut even = [_mm512_setzero_si512(); N];
+        let mut odd = [_mm512_setzero_si512(); N];
+        for (u, s) in even.iter_mut().enumerate() {
+            let aux = t.aux.as_ptr().add((tok0 + u) * nb + b);
+            *s = _mm512_set1_epi32((*aux).corr);
+        }
+        for k in (0..8).step_by(2) {
+            let w0 = quad::<KIND>(q, k);
+            let w1 = quad::<KIND>(q, k + 1);
+            for u in 0..N {
+                let a = t.acts.as_ptr().add((tok0 + u) * nb + b);
+                let ap = (*a).qs.as_ptr() as *const i32;
+                even[u] =
+                    _mm512_dpbusd_epi32(even[u], w0, _mm512_set1_epi32(ap.add(k).read_unaligned()));
+                odd[u] = _mm512_dpbusd_epi32(
+                    odd[u],
+                    w1,
+                    _mm512_set1_epi32(ap.add(k + 1).read_unaligned()),
+                );
+            }
+        }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(g.add(b * GROUP * 2) as *const __m256i));
         for (u, acc) in acc.iter_mut().enumerate() {
-            let ti = (tok0 + u) * nb + b;
-            let a = t.acts.get_unchecked(ti);
-            let ap = a.qs.as_ptr() as *const i32;
-            let mut s = _mm512_set1_epi32(-off * *t.sums.get_unchecked(ti));
-            for (k, wk) in w.iter().enumerate() {
-                s = _mm512_dpbusd_epi32(s, *wk, _mm512_set1_epi32(ap.add(k).read_unaligned()));
-            }
-            let d = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(a.d)));
+            let aux = t.aux.as_ptr().add((tok0 + u) * nb + b);
+            let d = _mm512_mul_ps(dw, _mm512_set1_ps((*aux).d));
+            let s = _mm512_add_epi32(even[u], odd[u]);
             *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, *acc);
         }
     }
@@ -77,7 +83,9 @@ unsafe fn tile<const KIND: u8, const N: usize>(
     }
 }
 
-/// Q4_K: tokens `tok0..tok0 + N` against one group at `g`, integer sub-block sums scaled in i32.
+/// Q4_K: tokens `tok0..tok0 + N` against one group at `g`. Sub-block sums run as two chains per
+/// token (low and high nibble planes) and are scaled in i32; the mins term `Σ_j m_j · Σ a` comes
+/// from `vpdpwssd` over the activation's 16-column sums, each min repeated in both 16-bit halves.
 #[inline(always)]
 unsafe fn tile_q4k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, mask: u16) {
     let nb = t.nb;
@@ -85,36 +93,51 @@ unsafe fn tile_q4k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, ma
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..nb {
         let s = g.add(b * SUPER_BYTES);
+        let y = |u: usize| t.acts_k.as_ptr().add((tok0 + u) * nb + b);
         let mut sumi = [_mm512_setzero_si512(); N];
-        let mut summ = [_mm512_setzero_si512(); N];
         for j in 0..8 {
             let q = s.add(QUANTS + j * 256);
-            let mut w = [_mm512_setzero_si512(); 8];
+            let mut lo = [_mm512_setzero_si512(); N];
+            let mut hi = [_mm512_setzero_si512(); N];
             for p in 0..4 {
                 let n = _mm512_loadu_si512(q.add(p * 64) as *const _);
-                w[p] = _mm512_and_si512(n, m4);
-                w[p + 4] = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
+                let wl = _mm512_and_si512(n, m4);
+                let wh = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
+                for u in 0..N {
+                    let ap = (*y(u)).qs.as_ptr().add(j * 32) as *const i32;
+                    lo[u] = _mm512_dpbusd_epi32(
+                        lo[u],
+                        wl,
+                        _mm512_set1_epi32(ap.add(p).read_unaligned()),
+                    );
+                    hi[u] = _mm512_dpbusd_epi32(
+                        hi[u],
+                        wh,
+                        _mm512_set1_epi32(ap.add(p + 4).read_unaligned()),
+                    );
+                }
             }
             let sc =
                 _mm512_cvtepu8_epi32(_mm_loadu_si128(s.add(SCALES + j * GROUP) as *const __m128i));
+            for u in 0..N {
+                let d = _mm512_add_epi32(lo[u], hi[u]);
+                sumi[u] = _mm512_add_epi32(sumi[u], _mm512_mullo_epi32(d, sc));
+            }
+        }
+        let mut summ = [_mm512_setzero_si512(); N];
+        for j in 0..8 {
             let mn =
                 _mm512_cvtepu8_epi32(_mm_loadu_si128(s.add(MINS + j * GROUP) as *const __m128i));
-            for u in 0..N {
-                let y = t.acts_k.get_unchecked((tok0 + u) * nb + b);
-                let ap = y.qs.as_ptr().add(j * 32) as *const i32;
-                let mut d = _mm512_setzero_si512();
-                for (k, wk) in w.iter().enumerate() {
-                    d = _mm512_dpbusd_epi32(d, *wk, _mm512_set1_epi32(ap.add(k).read_unaligned()));
-                }
-                sumi[u] = _mm512_add_epi32(sumi[u], _mm512_mullo_epi32(d, sc));
-                let bs = y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32;
-                summ[u] = _mm512_add_epi32(summ[u], _mm512_mullo_epi32(mn, _mm512_set1_epi32(bs)));
+            let mn2 = _mm512_or_si512(mn, _mm512_slli_epi32::<16>(mn));
+            for (u, summ) in summ.iter_mut().enumerate() {
+                let bs = ((*y(u)).bsums.as_ptr().add(2 * j) as *const i32).read_unaligned();
+                *summ = _mm512_dpwssd_epi32(*summ, mn2, _mm512_set1_epi32(bs));
             }
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(s as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(s.add(32) as *const __m256i));
         for u in 0..N {
-            let da = _mm512_set1_ps(t.acts_k.get_unchecked((tok0 + u) * nb + b).d);
+            let da = _mm512_set1_ps((*y(u)).d);
             acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[u]), _mm512_mul_ps(d, da), acc[u]);
             acc[u] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ[u]), _mm512_mul_ps(dmin, da), acc[u]);
         }
@@ -124,50 +147,59 @@ unsafe fn tile_q4k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, ma
     }
 }
 
-/// Q6_K: as Q4_K with signed 16-column scales and the −32 offset folded out through `bsums`.
+/// Q6_K: as Q4_K with signed 16-column scales, one chain per half of each 32-column chunk, and the
+/// −32 offset folded out through `Σ_j sc_j · Σ a` (`vpdpwssd` over pairs of scales).
 #[inline(always)]
 unsafe fn tile_q6k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, mask: u16) {
     let nb = t.nb;
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..nb {
         let s = g.add(b * SUPER6_BYTES);
+        let y = |u: usize| t.acts_k.as_ptr().add((tok0 + u) * nb + b);
         let mut sumi = [_mm512_setzero_si512(); N];
         let mut summ = [_mm512_setzero_si512(); N];
         for m in 0..8 {
             let q = s.add(QUANTS6 + m * 512);
-            let mut w = [_mm512_setzero_si512(); 8];
-            for (k, wk) in w.iter_mut().enumerate() {
-                *wk = _mm512_loadu_si512(q.add(k * 64) as *const _);
-            }
-            let sc = [
-                _mm512_cvtepi8_epi32(_mm_loadu_si128(
-                    s.add(SCALES6 + 2 * m * GROUP) as *const __m128i
-                )),
-                _mm512_cvtepi8_epi32(_mm_loadu_si128(
-                    s.add(SCALES6 + (2 * m + 1) * GROUP) as *const __m128i
-                )),
-            ];
-            for u in 0..N {
-                let y = t.acts_k.get_unchecked((tok0 + u) * nb + b);
-                let ap = y.qs.as_ptr().add(m * 32) as *const i32;
-                for (half, sch) in sc.iter().enumerate() {
-                    let mut d = _mm512_setzero_si512();
-                    for k in 4 * half..4 * half + 4 {
-                        d = _mm512_dpbusd_epi32(
-                            d,
-                            w[k],
-                            _mm512_set1_epi32(ap.add(k).read_unaligned()),
-                        );
-                    }
-                    sumi[u] = _mm512_add_epi32(sumi[u], _mm512_mullo_epi32(d, *sch));
-                    let bs = _mm512_set1_epi32(y.bsums[2 * m + half] as i32);
-                    summ[u] = _mm512_add_epi32(summ[u], _mm512_mullo_epi32(*sch, bs));
+            let mut h0 = [_mm512_setzero_si512(); N];
+            let mut h1 = [_mm512_setzero_si512(); N];
+            for k in 0..4 {
+                let w0 = _mm512_loadu_si512(q.add(k * 64) as *const _);
+                let w1 = _mm512_loadu_si512(q.add((k + 4) * 64) as *const _);
+                for u in 0..N {
+                    let ap = (*y(u)).qs.as_ptr().add(m * 32) as *const i32;
+                    h0[u] = _mm512_dpbusd_epi32(
+                        h0[u],
+                        w0,
+                        _mm512_set1_epi32(ap.add(k).read_unaligned()),
+                    );
+                    h1[u] = _mm512_dpbusd_epi32(
+                        h1[u],
+                        w1,
+                        _mm512_set1_epi32(ap.add(k + 4).read_unaligned()),
+                    );
                 }
+            }
+            let s0 = _mm_loadu_si128(s.add(SCALES6 + 2 * m * GROUP) as *const __m128i);
+            let s1 = _mm_loadu_si128(s.add(SCALES6 + (2 * m + 1) * GROUP) as *const __m128i);
+            let (sc0, sc1) = (_mm512_cvtepi8_epi32(s0), _mm512_cvtepi8_epi32(s1));
+            // (sc_2m, sc_2m+1) of each row as a pair of i16, against the pair of 16-column sums.
+            let pair = _mm512_cvtepi8_epi16(_mm256_set_m128i(
+                _mm_unpackhi_epi8(s0, s1),
+                _mm_unpacklo_epi8(s0, s1),
+            ));
+            for u in 0..N {
+                let scaled = _mm512_add_epi32(
+                    _mm512_mullo_epi32(h0[u], sc0),
+                    _mm512_mullo_epi32(h1[u], sc1),
+                );
+                sumi[u] = _mm512_add_epi32(sumi[u], scaled);
+                let bs = ((*y(u)).bsums.as_ptr().add(2 * m) as *const i32).read_unaligned();
+                summ[u] = _mm512_dpwssd_epi32(summ[u], pair, _mm512_set1_epi32(bs));
             }
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(s as *const __m256i));
         for u in 0..N {
-            let da = _mm512_set1_ps(t.acts_k.get_unchecked((tok0 + u) * nb + b).d);
+            let da = _mm512_set1_ps((*y(u)).d);
             let isum = _mm512_sub_epi32(sumi[u], _mm512_slli_epi32(summ[u], 5));
             acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, da), acc[u]);
         }
