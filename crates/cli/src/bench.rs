@@ -2,7 +2,7 @@
 //! load time and peak memory, as a table or one JSON object per test.
 use crate::store::{Store, DEFAULT_MODEL};
 use anyhow::{bail, Result};
-use autodidact_model::{Logits, Model, SeqInput};
+use autodidact_model::{ForwardOutput, Logits, Model, SeqInput};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -84,9 +84,11 @@ fn time_pp(m: &Model, n: usize) -> Result<f64> {
 fn time_tg(m: &Model, n: usize) -> Result<f64> {
     let mut cache = m.new_cache(n + 1, 1);
     let mut tok = m.tokenizer.bos.unwrap_or(0);
+    // One output reused across steps, as the engine's batch keeps one.
+    let mut out = ForwardOutput::default();
     let t = Instant::now();
     for _ in 0..n {
-        let out = m.forward(
+        m.forward_into(
             &mut [SeqInput {
                 cache: &mut cache,
                 tokens: &[tok],
@@ -94,6 +96,7 @@ fn time_tg(m: &Model, n: usize) -> Result<f64> {
                 adapter: None,
             }],
             false,
+            &mut out,
         )?;
         tok = autodidact_engine::sampling::argmax(out.row(0));
     }
@@ -122,6 +125,7 @@ fn time_batched(m: &Model, b: usize) -> Result<f64> {
     let mut next: Vec<u32> = (0..b)
         .map(|i| autodidact_engine::sampling::argmax(out.row(i)))
         .collect();
+    let mut out = ForwardOutput::default();
     let t = Instant::now();
     for _ in 0..ntg {
         let feeds: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
@@ -135,7 +139,7 @@ fn time_batched(m: &Model, b: usize) -> Result<f64> {
                 adapter: None,
             })
             .collect();
-        let out = m.forward(&mut inputs, false)?;
+        m.forward_into(&mut inputs, false, &mut out)?;
         // Sequences are sampled in parallel, as the engine's batch does.
         next = (0..b)
             .into_par_iter()
@@ -177,7 +181,8 @@ pub fn run(store: &Store, a: BenchArgs) -> Result<()> {
         println!("|{:-<16}|{:->12}|{:->10}|", "", "", "");
     }
     time_tg(&m, 4)?; // warm the mapping and the thread pool
-    for &n in &a.pp {
+    // A zero in a list skips that test, as `--tg 0` does.
+    for &n in a.pp.iter().filter(|&&n| n > 0) {
         let s = median((0..a.reps).map(|_| time_pp(&m, n)).collect::<Result<_>>()?);
         emit(
             Row {
@@ -205,7 +210,7 @@ pub fn run(store: &Store, a: BenchArgs) -> Result<()> {
             a.json,
         );
     }
-    for &b in &a.batch {
+    for &b in a.batch.iter().filter(|&&b| b > 0) {
         let s = median(
             (0..a.reps)
                 .map(|_| time_batched(&m, b))

@@ -5,7 +5,9 @@
 use crate::json_grammar::{JsonGrammar, JsonMatcher};
 use crate::sampling::{top_k_indices, Sampled, Sampler, SamplingParams};
 use crate::EngineError;
-use autodidact_model::{Logits, LoraAdapter, Model, SeqCache, SeqInput, StreamDecoder};
+use autodidact_model::{
+    ForwardOutput, Logits, LoraAdapter, Model, SeqCache, SeqInput, StreamDecoder,
+};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::sync::Arc;
@@ -148,6 +150,8 @@ pub struct Batch {
     cfg: GenConfig,
     active: Vec<Active>,
     parked: Vec<Parked>,
+    /// The last step's logits, kept so the next step reuses the buffer.
+    out: ForwardOutput,
 }
 
 impl Batch {
@@ -156,6 +160,7 @@ impl Batch {
             cfg,
             active: Vec::new(),
             parked: Vec::new(),
+            out: ForwardOutput::default(),
         }
     }
 
@@ -320,7 +325,7 @@ impl Batch {
                 s.last.is_some() || s.fed + n == s.prompt.len()
             })
             .collect();
-        let out = {
+        {
             let mut inputs = Vec::with_capacity(plan.len());
             let mut rest: &mut [Active] = &mut self.active;
             let mut base = 0;
@@ -338,8 +343,9 @@ impl Batch {
                     adapter: s.adapter.as_deref(),
                 });
             }
-            model.forward(&mut inputs, false)?
-        };
+            model.forward_into(&mut inputs, false, &mut self.out)?;
+        }
+        let out = &self.out;
         for (k, &(i, n)) in plan.iter().enumerate() {
             let s = &mut self.active[i];
             s.history.extend_from_slice(&feeds[k]);

@@ -268,13 +268,23 @@ impl Sampler {
 }
 
 pub fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
+    // Two passes the compiler vectorizes: the largest value over 16 lanes (NaN never wins, as
+    // `f32::max` ignores it), then the first index holding it. The vocabulary stays in cache
+    // between them; one branchy pass was 3-4 % of a batched decode step.
+    const L: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let chunks = x.chunks_exact(L);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v);
         }
     }
-    best as u32
+    let best = tail.iter().fold(
+        lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+        |a, &b| a.max(b),
+    );
+    x.iter().position(|&v| v == best).unwrap_or(0) as u32
 }
 
 /// Indices of the `k` largest values, largest first (ties: lower index first).
@@ -321,6 +331,34 @@ mod tests {
 
     fn logits() -> Vec<f32> {
         (0..100).map(|i| ((i * 37) % 100) as f32 / 10.0).collect()
+    }
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_skips_nan() {
+        let plain = |x: &[f32]| {
+            let mut best = None::<usize>;
+            for (i, &v) in x.iter().enumerate() {
+                if !v.is_nan() && best.is_none_or(|b| v > x[b]) {
+                    best = Some(i);
+                }
+            }
+            best.unwrap_or(0) as u32
+        };
+        for n in [0usize, 1, 15, 16, 17, 100, 1000] {
+            let mut x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 263) as f32 - 100.0).collect();
+            assert_eq!(argmax(&x), plain(&x), "n={n}");
+            if n > 20 {
+                // A tie in the tail and one in the first lanes: the first index wins.
+                let top = x.iter().cloned().fold(f32::MIN, f32::max);
+                x[n - 1] = top;
+                x[3] = top;
+                x[5] = f32::NAN;
+                assert_eq!(argmax(&x), plain(&x), "n={n}");
+                assert!(argmax(&x) <= 3);
+            }
+        }
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 40]), 0);
+        assert_eq!(argmax(&[f32::NAN, 1.0, 2.0]), 2);
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl AdapterSpans<'_> {
     }
 }
 
+#[derive(Default)]
 pub struct ForwardOutput {
     pub n_vocab: usize,
     /// (rows, n_vocab), rows in input order.
@@ -156,16 +157,30 @@ impl Model {
         inputs: &mut [SeqInput],
         want_hidden: bool,
     ) -> Result<ForwardOutput, ModelError> {
+        let mut out = ForwardOutput::default();
+        self.forward_into(inputs, want_hidden, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`Model::forward`], reusing `out`'s buffers: a decode loop that keeps one output saves
+    /// allocating and zeroing `(batch, vocabulary)` logits on every step.
+    pub fn forward_into(
+        &self,
+        inputs: &mut [SeqInput],
+        want_hidden: bool,
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
         // Run the whole pass on a pool worker: its many short parallel regions then hand work to
         // the other workers without waking and blocking the calling thread each time.
-        rayon::scope(|_| self.forward_on_pool(inputs, want_hidden))
+        rayon::scope(|_| self.forward_on_pool(inputs, want_hidden, out))
     }
 
     fn forward_on_pool(
         &self,
         inputs: &mut [SeqInput],
         want_hidden: bool,
-    ) -> Result<ForwardOutput, ModelError> {
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
         let c = &self.config;
         let w = &self.weights;
         let file = self.gguf.bytes();
@@ -314,7 +329,8 @@ impl Model {
 
         // Only the rows that need logits go through the final norm and the (large) output matmul.
         let mut selected = Vec::new();
-        let mut rows = Vec::with_capacity(inputs.len());
+        let rows = &mut out.rows;
+        rows.clear();
         let mut t0 = 0;
         for inp in inputs.iter() {
             let n = inp.tokens.len();
@@ -338,22 +354,21 @@ impl Model {
                 &mut hs[r * d..(r + 1) * d],
             );
         }
-        let mut logits = vec![0f32; ns * c.n_vocab];
+        // Every element is written by the matmul: a reused buffer needs no zeroing.
+        let logits = &mut out.logits;
+        logits.resize(ns * c.n_vocab, 0.0);
         if ns > 0 {
             let out_w = w.output.as_ref().unwrap_or(&w.token_embd);
             acts.set(&hs, ns, d);
-            out_w.matmul(file, &mut acts, &mut logits)?; // (ns, n_vocab)
+            out_w.matmul(file, &mut acts, logits)?; // (ns, n_vocab)
             if let Some(cap) = c.final_logit_softcap {
                 logits
                     .par_iter_mut()
                     .for_each(|l| *l = cap * (*l / cap).tanh());
             }
         }
-        Ok(ForwardOutput {
-            n_vocab: c.n_vocab,
-            logits,
-            rows,
-            hidden: want_hidden.then_some(hs),
-        })
+        out.n_vocab = c.n_vocab;
+        out.hidden = want_hidden.then_some(hs);
+        Ok(())
     }
 }
