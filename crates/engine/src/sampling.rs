@@ -267,24 +267,9 @@ impl Sampler {
     }
 }
 
+/// Index of the first largest logit (NaN never wins; 0 when there is none).
 pub fn argmax(x: &[f32]) -> u32 {
-    // Two passes the compiler vectorizes: the largest value over 16 lanes (NaN never wins, as
-    // `f32::max` ignores it), then the first index holding it. The vocabulary stays in cache
-    // between them; one branchy pass was 3-4 % of a batched decode step.
-    const L: usize = 16;
-    let mut lanes = [f32::NEG_INFINITY; L];
-    let chunks = x.chunks_exact(L);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = m.max(v);
-        }
-    }
-    let best = tail.iter().fold(
-        lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
-        |a, &b| a.max(b),
-    );
-    x.iter().position(|&v| v == best).unwrap_or(0) as u32
+    autodidact_kernels::vec::argmax(x) as u32
 }
 
 /// Indices of the `k` largest values, largest first (ties: lower index first).

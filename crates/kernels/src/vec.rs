@@ -206,19 +206,112 @@ pub fn silu_gated_inplace(g: &mut [f32], u: &[f32]) {
     }
 }
 
-/// Maximum of a slice (−∞ when empty), in 16 independent lanes so it vectorizes.
+/// `dst = src` widened from f16, 16 values per instruction where the CPU has AVX-512 (the `half`
+/// crate's slice conversion takes 8 at a time and was most of batched decoding's attention).
+pub fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "f16_to_f32 lengths");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F (checked above); the lengths are equal.
+        return unsafe { f16_to_f32_avx512(src, dst) };
+    }
+    half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn f16_to_f32_avx512(src: &[half::f16], dst: &mut [f32]) {
+    use core::arch::x86_64::*;
+    let whole = src.len() / 16 * 16;
+    for i in (0..whole).step_by(16) {
+        let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
+        _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
+    }
+    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[whole..], &mut dst[whole..]);
+}
+
+/// `y += a · x`, 16 lanes at a time where the CPU has AVX-512.
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        return unsafe { axpy_avx512(y, a, x) };
+    }
+    axpy_plain(y, a, x)
+}
+
+#[inline(always)]
+fn axpy_plain(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = a.mul_add(x, *y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn axpy_avx512(y: &mut [f32], a: f32, x: &[f32]) {
+    axpy_plain(y, a, x)
+}
+
+/// Maximum of a slice (−∞ when empty; NaN never wins), 16 lanes at a time where the CPU has AVX-512.
 pub fn max_of(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        return unsafe { max_of_avx512(x) };
+    }
+    max_of_plain(x)
+}
+
+/// In 16 independent lanes so it vectorizes; `if v > m` keeps NaN out as `maxps` does.
+#[inline(always)]
+fn max_of_plain(x: &[f32]) -> f32 {
     let mut m = [f32::NEG_INFINITY; 16];
     let chunks = x.chunks_exact(16);
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..16 {
-            m[i] = m[i].max(c[i]);
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
         }
     }
     rest.iter()
         .chain(&m)
-        .fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+        .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a })
+}
+
+/// Index of the first largest value (0 when empty or all NaN): greedy decoding's choice, one
+/// vectorized pass for the maximum and one for its first position, chunk by chunk.
+pub fn argmax(x: &[f32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        return unsafe { argmax_avx512(x) };
+    }
+    argmax_plain(x)
+}
+
+#[inline(always)]
+fn argmax_plain(x: &[f32]) -> usize {
+    let best = max_of_plain(x);
+    for (i, c) in x.chunks(64).enumerate() {
+        // A whole chunk compared without an early exit vectorizes; the hit is then found in it.
+        if c.iter().fold(false, |hit, &v| hit | (v == best)) {
+            return i * 64 + c.iter().position(|&v| v == best).unwrap_or(0);
+        }
+    }
+    0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_of_avx512(x: &[f32]) -> f32 {
+    max_of_plain(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn argmax_avx512(x: &[f32]) -> usize {
+    argmax_plain(x)
 }
 
 /// Sum of a slice in 16 f32 lanes, combined in f64 (vectorizes; error ~1e-7 relative).
@@ -250,6 +343,36 @@ mod tests {
         let want: f64 = x.iter().map(|&v| v as f64).sum();
         assert!((sum_of(&x) - want).abs() < 1e-3);
         assert_eq!(max_of(&[]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn argmax_finds_the_first_largest_on_every_path() {
+        let mut x: Vec<f32> = (0..1003)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 3.0)
+            .collect();
+        x[17] = f32::NAN;
+        x[700] = 50.0;
+        x[900] = 50.0;
+        for f in [argmax, argmax_plain] {
+            assert_eq!(f(&x), 700);
+            assert_eq!(f(&x[..700]), (0..700).find(|&i| x[i] == 6.99).unwrap());
+            assert_eq!(f(&[]), 0);
+            assert_eq!(f(&[f32::NAN, f32::NAN]), 0);
+            assert_eq!(f(&[f32::NAN, -1.0, 3.0, 3.0]), 2);
+        }
+        assert_eq!(max_of_plain(&x), 50.0);
+    }
+
+    #[test]
+    fn f16_widening_and_axpy_match_scalar_steps() {
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.37).collect();
+        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let mut wide = vec![0f32; 37];
+        f16_to_f32(&h, &mut wide);
+        assert!(wide.iter().zip(&h).all(|(&w, &h)| w == h.to_f32()));
+        let mut y = vec![1f32; 37];
+        axpy(&mut y, 0.5, &x);
+        assert!(y.iter().zip(&x).all(|(&y, &x)| y == 0.5f32.mul_add(x, 1.0)));
     }
 
     #[test]

@@ -10,10 +10,9 @@
 //! (decoding) take a dot product per cached key, which needs no conversion and no scratch.
 use crate::config::Config;
 use crate::kv_cache::{LayerKv, SeqCache};
-use autodidact_kernels::vec::{exp_inplace, max_of, softmax};
+use autodidact_kernels::vec::{axpy, exp_inplace, f16_to_f32, max_of, softmax};
 use autodidact_kernels::{sgemm_serial, Accumulate, Kernels, MatMut, MatRef};
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 /// Per token of the batch: which input it belongs to and its position.
@@ -74,7 +73,10 @@ pub(crate) fn attention(a: &AttnArgs, out: &mut [f32]) {
     if !tiles.is_empty() {
         attention_tiles(a, &spans, tiles);
     }
-    if !singles.is_empty() {
+    let group = a.c.n_head / a.c.n_head_kv;
+    if group > 1 && singles.len() * a.c.n_head_kv >= 2 * rayon::current_num_threads() {
+        attention_grouped(a, singles);
+    } else if !singles.is_empty() {
         attention_single(a, singles);
     }
 }
@@ -86,8 +88,8 @@ fn keys_f32(layer: &LayerKv, kvd: usize, from: usize, k: &mut [f32], v: &mut [f3
         .enumerate()
         .for_each(|(j, (k, v))| {
             let row = ((from + j) % layer.cap) * kvd;
-            layer.k[row..row + kvd].convert_to_f32_slice(k);
-            layer.v[row..row + kvd].convert_to_f32_slice(v);
+            f16_to_f32(&layer.k[row..row + kvd], k);
+            f16_to_f32(&layer.v[row..row + kvd], v);
         });
 }
 
@@ -169,6 +171,60 @@ fn attention_tiles(a: &AttnArgs, spans: &[(usize, usize)], tiles: Vec<(usize, &m
             );
         }
     });
+}
+
+/// Few tokens from many sequences (batched decoding): one job per (token, cached head), which
+/// converts that head's visible keys and values to f32 once for all the query heads sharing it.
+fn attention_grouped(a: &AttnArgs, rows: Vec<(usize, &mut [f32])>) {
+    let c = a.c;
+    let (hd, kvd, qd) = (c.head_dim, c.kv_dim(), c.q_dim());
+    let group = c.n_head / c.n_head_kv;
+    let jobs: Vec<(usize, usize, &mut [f32])> = rows
+        .into_iter()
+        .flat_map(|(t, row)| {
+            row.chunks_mut(group * hd)
+                .enumerate()
+                .map(move |(g, o)| (t, g, o))
+        })
+        .collect();
+    let kern = Kernels::get();
+    jobs.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new(), Vec::new(), vec![0f32; group * hd]),
+        |(k, v, s, q16), (t, g, o)| {
+            let tok = a.at[t];
+            let layer = &a.caches[tok.input].layers[a.il];
+            let lo = a.lowest_key(tok.pos);
+            let n = tok.pos + 1 - lo;
+            // (n, hd) each: this head's visible keys and values.
+            k.resize(n * hd, 0.0);
+            v.resize(n * hd, 0.0);
+            for (j, (kr, vr)) in k.chunks_mut(hd).zip(v.chunks_mut(hd)).enumerate() {
+                let row = ((lo + j) % layer.cap) * kvd + g * hd;
+                f16_to_f32(&layer.k[row..row + hd], kr);
+                f16_to_f32(&layer.v[row..row + hd], vr);
+            }
+            // (group, hd): the group's queries, rounded to f16 like the keys.
+            let q = &a.q[t * qd + g * group * hd..][..group * hd];
+            for (d, &x) in q16.iter_mut().zip(q) {
+                *d = f16::from_f32(x).to_f32();
+            }
+            // (group, n) scores, softmax weights rounded to f16 like the values.
+            s.resize(group * n, 0.0);
+            for (qh, sh) in q16.chunks(hd).zip(s.chunks_mut(n)) {
+                for (sc, kr) in sh.iter_mut().zip(k.chunks(hd)) {
+                    *sc = (kern.f32)(kr, qh);
+                }
+                softmax(sh);
+                sh.iter_mut().for_each(|p| *p = f16::from_f32(*p).to_f32());
+            }
+            o.fill(0.0);
+            for (oh, sh) in o.chunks_mut(hd).zip(s.chunks(n)) {
+                for (&p, vr) in sh.iter().zip(v.chunks(hd)) {
+                    axpy(oh, p, vr);
+                }
+            }
+        },
+    );
 }
 
 /// The per-key path for sequences that bring few tokens: one (token, head) job each.
