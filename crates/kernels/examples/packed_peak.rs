@@ -1,4 +1,5 @@
-//! Single-thread throughput of the packed kernels, matrix in cache vs streamed from memory:
+//! Single-thread throughput of the packed kernels, matrix in cache, in L3, and streamed from memory
+//! (262144 rows: the tied output projection of the default model):
 //! `cargo run --release -p autodidact-kernels --example packed_peak`.
 use autodidact_kernels::packed::{matmul_packed, PackedMatrix};
 use autodidact_kernels::quant::quantize_to_vec;
@@ -32,7 +33,10 @@ fn main() {
         (GgmlType::Q4K, 1024),
         (GgmlType::Q6K, 2048),
     ] {
-        for rows in [256usize, 16384] {
+        for rows in [256usize, 16384, 262144] {
+            if rows > 16384 && ty != GgmlType::Q8_0 {
+                continue;
+            }
             let w = quantize_to_vec(ty, &values(rows * cols, 1)).unwrap();
             let view = WeightView::new(ty, &w, rows, cols).unwrap();
             let p = PackedMatrix::pack(&view).unwrap();

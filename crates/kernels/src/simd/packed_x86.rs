@@ -42,12 +42,14 @@ unsafe fn tile<const KIND: u8, const N: usize>(
     g: *const u8,
     tok0: usize,
     mask: u16,
+    next: *const u8,
 ) {
     let nb = t.nb;
     let sb = PackedMatrix::scale_bytes(nb);
     let bb = t.kind.block_bytes();
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..nb {
+        prefetch_share(t, next, b);
         let q = g.add(sb + b * bb);
         let mut even = [_mm512_setzero_si512(); N];
         let mut odd = [_mm512_setzero_si512(); N];
@@ -87,11 +89,18 @@ unsafe fn tile<const KIND: u8, const N: usize>(
 /// token (low and high nibble planes) and are scaled in i32; the mins term `Σ_j m_j · Σ a` comes
 /// from `vpdpwssd` over the activation's 16-column sums, each min repeated in both 16-bit halves.
 #[inline(always)]
-unsafe fn tile_q4k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, mask: u16) {
+unsafe fn tile_q4k<const N: usize>(
+    t: &PackedTask,
+    g: *const u8,
+    tok0: usize,
+    mask: u16,
+    next: *const u8,
+) {
     let nb = t.nb;
     let m4 = _mm512_set1_epi8(0x0f);
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..nb {
+        prefetch_share(t, next, b);
         let s = g.add(b * SUPER_BYTES);
         let y = |u: usize| t.acts_k.as_ptr().add((tok0 + u) * nb + b);
         let mut sumi = [_mm512_setzero_si512(); N];
@@ -150,10 +159,17 @@ unsafe fn tile_q4k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, ma
 /// Q6_K: as Q4_K with signed 16-column scales, one chain per half of each 32-column chunk, and the
 /// −32 offset folded out through `Σ_j sc_j · Σ a` (`vpdpwssd` over pairs of scales).
 #[inline(always)]
-unsafe fn tile_q6k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, mask: u16) {
+unsafe fn tile_q6k<const N: usize>(
+    t: &PackedTask,
+    g: *const u8,
+    tok0: usize,
+    mask: u16,
+    next: *const u8,
+) {
     let nb = t.nb;
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..nb {
+        prefetch_share(t, next, b);
         let s = g.add(b * SUPER6_BYTES);
         let y = |u: usize| t.acts_k.as_ptr().add((tok0 + u) * nb + b);
         let mut sumi = [_mm512_setzero_si512(); N];
@@ -209,26 +225,51 @@ unsafe fn tile_q6k<const N: usize>(t: &PackedTask, g: *const u8, tok0: usize, ma
     }
 }
 
-/// One tile of `N` tokens for the kind `KIND`.
+/// How many groups ahead the first tile of a group prefetches into L2.
+const PREFETCH_GROUPS: usize = 2;
+
+/// Block `b`'s share of the group at `next` (null: none) into L1. A group (~11 KB for the tied
+/// output projection) is fetched while the one before it is computed: with many tokens per step
+/// the big matrices otherwise wait on memory, which the hardware prefetcher does not hide here.
+#[inline(always)]
+unsafe fn prefetch_share(t: &PackedTask, next: *const u8, b: usize) {
+    if next.is_null() {
+        return;
+    }
+    let share = PackedMatrix::group_bytes(t.kind, t.nb).div_ceil(t.nb);
+    for line in (b * share..(b + 1) * share).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T1>(next.add(line) as *const i8);
+    }
+}
+
+/// One tile of `N` tokens for the kind `KIND`, prefetching the group at `next` unless it is null.
 #[inline(always)]
 unsafe fn tile_of<const KIND: u8, const N: usize>(
     t: &PackedTask,
     g: *const u8,
     tok: usize,
     mask: u16,
+    next: *const u8,
 ) {
     match KIND {
-        Q4K => tile_q4k::<N>(t, g, tok, mask),
-        Q6K => tile_q6k::<N>(t, g, tok, mask),
-        _ => tile::<KIND, N>(t, g, tok, mask),
+        Q4K => tile_q4k::<N>(t, g, tok, mask, next),
+        Q6K => tile_q6k::<N>(t, g, tok, mask, next),
+        _ => tile::<KIND, N>(t, g, tok, mask, next),
     }
 }
 
 #[inline(always)]
 unsafe fn groups<const KIND: u8>(t: &PackedTask) {
     let gb = PackedMatrix::group_bytes(t.kind, t.nb);
-    for gi in 0..t.rows.div_ceil(GROUP) {
+    let ngroups = t.rows.div_ceil(GROUP);
+    for gi in 0..ngroups {
         let g = t.data.as_ptr().add(gi * gb);
+        // The first tile of each group prefetches the next group of the task.
+        let mut next = if gi + PREFETCH_GROUPS < ngroups {
+            g.add(PREFETCH_GROUPS * gb)
+        } else {
+            core::ptr::null()
+        };
         let valid = (t.rows - gi * GROUP).min(GROUP);
         let mask = ((1u32 << valid) - 1) as u16;
         let sub = PackedTask {
@@ -239,16 +280,19 @@ unsafe fn groups<const KIND: u8>(t: &PackedTask) {
         // K-quant tiles keep three accumulators per token: eight tokens would spill registers.
         if KIND < Q4K {
             while tok + 8 <= t.ntok {
-                tile_of::<KIND, 8>(&sub, g, tok, mask);
+                tile_of::<KIND, 8>(&sub, g, tok, mask, next);
+                next = core::ptr::null();
                 tok += 8;
             }
         }
         while tok + 4 <= t.ntok {
-            tile_of::<KIND, 4>(&sub, g, tok, mask);
+            tile_of::<KIND, 4>(&sub, g, tok, mask, next);
+            next = core::ptr::null();
             tok += 4;
         }
         while tok < t.ntok {
-            tile_of::<KIND, 1>(&sub, g, tok, mask);
+            tile_of::<KIND, 1>(&sub, g, tok, mask, next);
+            next = core::ptr::null();
             tok += 1;
         }
     }
