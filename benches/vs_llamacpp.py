@@ -2,7 +2,7 @@
 """autodidact and llama.cpp side by side, in one run on this machine.
 
     pip install llama-cpp-python       # builds llama.cpp from source, native CPU flags
-    python3 benches/vs_llamacpp.py [--bin target/release/autodidact] [--reps 3] [--threads 2]
+    python3 benches/vs_llamacpp.py [--bin target/release/autodidact] [--reps 3] [--rounds 3] [--threads 2]
 
 llama.cpp runs through llama-cpp-python's low-level API (no Python work inside the timed decode
 except reading the argmax, as `autodidact bench` does), in its own process so that each side's
@@ -99,10 +99,31 @@ def main():
     ap.add_argument("--bin", default="target/release/autodidact")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--llama-worker", action="store_true")
     a = ap.parse_args()
     if a.llama_worker:
         return llama_worker(a.reps, a.threads)
+    rounds = []
+    for _ in range(a.rounds):
+        # Alternate the two sides round by round: this machine is shared, and its slow spells
+        # then fall on both rather than on whichever happened to run during them.
+        rounds.append((ours_once(a), theirs_once(a)))
+    med = lambda v: sorted(v)[len(v) // 2]
+    print(f"{time.strftime('%Y-%m-%d')}, {a.threads} threads, median of {a.reps} per round, "
+          f"{a.rounds} alternating round(s); ratio = median of the per-round ratios")
+    print("| test | autodidact | llama.cpp | ratio |")
+    print("|---|---|---|---|")
+    for k in [f"pp{n}" for n in PP] + ["tg64"] + [f"batched B={b}" for b in BATCH]:
+        o, t = med([r[0][k] for r in rounds]), med([r[1][k] for r in rounds])
+        ratio = med([r[0][k] / r[1][k] for r in rounds])
+        print(f"| {k} (tokens/s) | {o:.1f} | {t:.1f} | {ratio:.2f}x |")
+    for k, name, fmt in [("load_s", "load (s)", ".2f"), ("peak_rss_mb", "peak RSS (MB)", ".0f")]:
+        o, t = med([r[0][k] for r in rounds]), med([r[1][k] for r in rounds])
+        print(f"| {name} | {o:{fmt}} | {t:{fmt}} | |")
+
+
+def ours_once(a):
     out = subprocess.run([a.bin, "bench", "-m", MODEL, "--pp", ",".join(map(str, PP)), "--tg", "64",
                           "--batch", ",".join(map(str, BATCH)), "--reps", str(a.reps), "--threads",
                           str(a.threads), "--json"], capture_output=True, text=True, check=True).stdout
@@ -113,17 +134,13 @@ def main():
             ours["load_s"], ours["peak_rss_mb"] = r["seconds"], r["peak_rss_mb"]
         else:
             ours[r["test"]] = r["tokens_per_s"]
-    theirs = json.loads(subprocess.run([sys.executable, __file__, "--llama-worker", "--reps", str(a.reps),
-                                        "--threads", str(a.threads)], capture_output=True, text=True,
-                                       check=True).stdout.splitlines()[-1])
-    print(f"{time.strftime('%Y-%m-%d')}, {a.threads} threads, median of {a.reps}")
-    print("| test | autodidact | llama.cpp | ratio |")
-    print("|---|---|---|---|")
-    for k in [f"pp{n}" for n in PP] + ["tg64"] + [f"batched B={b}" for b in BATCH]:
-        print(f"| {k} (tokens/s) | {ours[k]:.1f} | {theirs[k]:.1f} | {ours[k] / theirs[k]:.2f}x |")
-    print(f"| load (s) | {ours['load_s']:.2f} | {theirs['load_s']:.2f} | |")
-    print(f"| peak RSS (MB) | {ours['peak_rss_mb']:.0f} | {theirs['peak_rss_mb']:.0f} | |")
+    return ours
 
+
+def theirs_once(a):
+    return json.loads(subprocess.run([sys.executable, __file__, "--llama-worker", "--reps", str(a.reps),
+                                      "--threads", str(a.threads)], capture_output=True, text=True,
+                                     check=True).stdout.splitlines()[-1])
 
 if __name__ == "__main__":
     sys.exit(main())
