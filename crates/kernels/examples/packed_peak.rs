@@ -6,17 +6,7 @@ use autodidact_kernels::quant::quantize_to_vec;
 use autodidact_kernels::{GgmlType, Kernels, QuantizedActs, WeightView};
 use std::time::Instant;
 
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use autodidact_kernels::testing::weight_like_values as values;
 
 fn main() {
     let Some(gemm) = Kernels::get().packed else {

@@ -14,6 +14,7 @@ mod packed_k;
 pub mod quant;
 pub mod reference;
 mod simd;
+pub mod testing;
 pub mod vec;
 
 pub use blocks::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K};

@@ -3,25 +3,7 @@
 use autodidact_kernels::quant::{dequantize_to_vec, quantize_to_vec};
 use autodidact_kernels::{matmul_threads, GgmlType, Kernels, QuantizedActs, SimdLevel, WeightView};
 
-/// Deterministic pseudo-random values in [-1, 1) with occasional outliers, like real weights.
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|i| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let v = ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
-            if i % 97 == 0 {
-                v * 6.0
-            } else {
-                v
-            }
-        })
-        .collect()
-}
+use autodidact_kernels::testing::weight_like_values as values;
 
 const WEIGHT_TYPES: [GgmlType; 9] = [
     GgmlType::F32,
