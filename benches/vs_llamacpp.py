@@ -3,6 +3,7 @@
 
     pip install llama-cpp-python       # builds llama.cpp from source, native CPU flags
     python3 benches/vs_llamacpp.py [--bin target/release/autodidact] [--reps 3] [--rounds 3] [--threads 2]
+                                   [--batch 1,16]
 
 llama.cpp runs through llama-cpp-python's low-level API (no Python work inside the timed decode
 except reading the argmax, as `autodidact bench` does), in its own process so that each side's
@@ -100,8 +101,10 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--batch", default="1,16", help="batched sizes, comma-separated (e.g. 1,16,32)")
     ap.add_argument("--llama-worker", action="store_true")
     a = ap.parse_args()
+    BATCH[:] = [int(b) for b in a.batch.split(",")]
     if a.llama_worker:
         return llama_worker(a.reps, a.threads)
     rounds = []
@@ -139,7 +142,7 @@ def ours_once(a):
 
 def theirs_once(a):
     return json.loads(subprocess.run([sys.executable, __file__, "--llama-worker", "--reps", str(a.reps),
-                                      "--threads", str(a.threads)], capture_output=True, text=True,
+                                      "--threads", str(a.threads), "--batch", a.batch], capture_output=True, text=True,
                                      check=True).stdout.splitlines()[-1])
 
 if __name__ == "__main__":
