@@ -181,7 +181,8 @@ pub fn run(store: &Store, a: BenchArgs) -> Result<()> {
         println!("|{:-<16}|{:->12}|{:->10}|", "", "", "");
     }
     time_tg(&m, 4)?; // warm the mapping and the thread pool
-                     // A zero in a list skips that test, as `--tg 0` does.
+
+    // A zero in a list skips that test, as `--tg 0` does.
     for &n in a.pp.iter().filter(|&&n| n > 0) {
         let s = median((0..a.reps).map(|_| time_pp(&m, n)).collect::<Result<_>>()?);
         emit(

@@ -4,6 +4,28 @@
 // Block formats are specified by index arithmetic; the loops mirror that layout on purpose.
 #![allow(clippy::needless_range_loop)]
 
+/// Defines `pub fn $name` running `$plain` compiled with the target features `$features` when
+/// [`simd::cpu_features`] reports `$check`, and the portable `$plain` elsewhere: the same loops,
+/// vectorized 16 lanes wide under the wider target.
+macro_rules! dispatch_wider {
+    ($(#[$attr:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+        = $plain:ident where $check:ident, $features:literal) => {
+        $(#[$attr])*
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if crate::simd::cpu_features().$check {
+                #[target_feature(enable = $features)]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    $plain($($arg),*)
+                }
+                // SAFETY: the CPU has the features `wide` is compiled for (checked above).
+                return unsafe { wide($($arg),*) };
+            }
+            $plain($($arg),*)
+        }
+    };
+}
+
 pub mod blocks;
 mod dtype;
 mod error;

@@ -404,21 +404,11 @@ pub fn quantize_q8_0_block(x: &[f32], b: &mut BlockQ8_0) {
     }
 }
 
-/// Q8_0 blocks of a whole row: the same numbers as [`quantize_q8_0_block`], written so the
-/// loops vectorize (16 lanes under AVX-512); activations of every matmul go through here.
-pub fn quantize_q8_0_row(x: &[f32], out: &mut [BlockQ8_0]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::cpu_features().avx512 {
-        // SAFETY: the CPU has AVX-512 (checked above).
-        return unsafe { quantize_q8_0_row_avx512(x, out) };
-    }
-    quantize_q8_0_row_plain(x, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn quantize_q8_0_row_avx512(x: &[f32], out: &mut [BlockQ8_0]) {
-    quantize_q8_0_row_plain(x, out)
+dispatch_wider! {
+    /// Q8_0 blocks of a whole row: the same numbers as [`quantize_q8_0_block`], written so the
+    /// loops vectorize (16 lanes under AVX-512); activations of every matmul go through here.
+    pub fn quantize_q8_0_row(x: &[f32], out: &mut [BlockQ8_0])
+        = quantize_q8_0_row_plain where avx512, "avx512f,avx512bw,avx512vl"
 }
 
 #[inline(always)]
@@ -461,21 +451,11 @@ pub fn quantize_q8k_block(x: &[f32], b: &mut BlockQ8K) {
     b.d = 1.0 / iscale;
 }
 
-/// Q8_K blocks of a whole row: the same numbers as [`quantize_q8k_block`], written so the loops
-/// vectorize (K-quant matmuls quantize their activations through here).
-pub fn quantize_q8k_row(x: &[f32], out: &mut [BlockQ8K]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::cpu_features().avx512 {
-        // SAFETY: the CPU has AVX-512 (checked above).
-        return unsafe { quantize_q8k_row_avx512(x, out) };
-    }
-    quantize_q8k_row_plain(x, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn quantize_q8k_row_avx512(x: &[f32], out: &mut [BlockQ8K]) {
-    quantize_q8k_row_plain(x, out)
+dispatch_wider! {
+    /// Q8_K blocks of a whole row: the same numbers as [`quantize_q8k_block`], written so the
+    /// loops vectorize (K-quant matmuls quantize their activations through here).
+    pub fn quantize_q8k_row(x: &[f32], out: &mut [BlockQ8K])
+        = quantize_q8k_row_plain where avx512, "avx512f,avx512bw,avx512vl"
 }
 
 #[inline(always)]

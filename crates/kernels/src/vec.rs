@@ -124,42 +124,14 @@ fn tanh_plain(x: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_avx512(x: &mut [f32]) {
-    exp_plain(x)
+dispatch_wider! {
+    /// `x = e^x` element-wise, 16 lanes at a time where the CPU has AVX-512.
+    pub fn exp_inplace(x: &mut [f32]) = exp_plain where avx512f, "avx512f"
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tanh_avx512(x: &mut [f32]) {
-    tanh_plain(x)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
-}
-
-/// `x = e^x` element-wise, 16 lanes at a time where the CPU has AVX-512.
-pub fn exp_inplace(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        return unsafe { exp_avx512(x) };
-    }
-    exp_plain(x)
-}
-
-/// `x = tanh(x)` element-wise, 16 lanes at a time where the CPU has AVX-512.
-pub fn tanh_inplace(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        return unsafe { tanh_avx512(x) };
-    }
-    tanh_plain(x)
+dispatch_wider! {
+    /// `x = tanh(x)` element-wise, 16 lanes at a time where the CPU has AVX-512.
+    pub fn tanh_inplace(x: &mut [f32]) = tanh_plain where avx512f, "avx512f"
 }
 
 /// `t = tanh(√(2/π)·(g + a·g³))`, the transcendental part of GELU-tanh, 16 lanes at a time.
@@ -211,7 +183,7 @@ pub fn silu_gated_inplace(g: &mut [f32], u: &[f32]) {
 pub fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len(), "f16_to_f32 lengths");
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
+    if crate::simd::cpu_features().avx512f {
         // SAFETY: the CPU has AVX-512F (checked above); the lengths are equal.
         return unsafe { f16_to_f32_avx512(src, dst) };
     }
@@ -230,14 +202,9 @@ unsafe fn f16_to_f32_avx512(src: &[half::f16], dst: &mut [f32]) {
     half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[whole..], &mut dst[whole..]);
 }
 
-/// `y += a · x`, 16 lanes at a time where the CPU has AVX-512.
-pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        return unsafe { axpy_avx512(y, a, x) };
-    }
-    axpy_plain(y, a, x)
+dispatch_wider! {
+    /// `y += a · x`, 16 lanes at a time where the CPU has AVX-512.
+    pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) = axpy_plain where avx512f, "avx512f,fma"
 }
 
 #[inline(always)]
@@ -247,20 +214,10 @@ fn axpy_plain(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn axpy_avx512(y: &mut [f32], a: f32, x: &[f32]) {
-    axpy_plain(y, a, x)
-}
-
-/// Maximum of a slice (−∞ when empty; NaN never wins), 16 lanes at a time where the CPU has AVX-512.
-pub fn max_of(x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        return unsafe { max_of_avx512(x) };
-    }
-    max_of_plain(x)
+dispatch_wider! {
+    /// Maximum of a slice (−∞ when empty; NaN never wins), 16 lanes at a time where the CPU has
+    /// AVX-512.
+    pub fn max_of(x: &[f32]) -> f32 = max_of_plain where avx512f, "avx512f"
 }
 
 /// In 16 independent lanes so it vectorizes; `if v > m` keeps NaN out as `maxps` does.
@@ -279,15 +236,10 @@ fn max_of_plain(x: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a })
 }
 
-/// Index of the first largest value (0 when empty or all NaN): greedy decoding's choice, one
-/// vectorized pass for the maximum and one for its first position, chunk by chunk.
-pub fn argmax(x: &[f32]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        return unsafe { argmax_avx512(x) };
-    }
-    argmax_plain(x)
+dispatch_wider! {
+    /// Index of the first largest value (0 when empty or all NaN): greedy decoding's choice, one
+    /// vectorized pass for the maximum and one for its first position, chunk by chunk.
+    pub fn argmax(x: &[f32]) -> usize = argmax_plain where avx512f, "avx512f"
 }
 
 #[inline(always)]
@@ -300,18 +252,6 @@ fn argmax_plain(x: &[f32]) -> usize {
         }
     }
     0
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn max_of_avx512(x: &[f32]) -> f32 {
-    max_of_plain(x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn argmax_avx512(x: &[f32]) -> usize {
-    argmax_plain(x)
 }
 
 /// Sum of a slice in 16 f32 lanes, combined in f64 (vectorizes; error ~1e-7 relative).

@@ -46,6 +46,13 @@ impl AttnArgs<'_> {
     }
 }
 
+/// `dst = src` rounded to f16 precision: queries meet the f16 keys as llama.cpp's do.
+fn round_to_f16(src: &[f32], dst: &mut [f32]) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = f16::from_f32(x).to_f32();
+    }
+}
+
 /// Writes `out (total, n_head * hd)`.
 pub(crate) fn attention(a: &AttnArgs, out: &mut [f32]) {
     // Tokens of one input are contiguous in the batch: find each input's span.
@@ -135,10 +142,7 @@ fn attention_tiles(a: &AttnArgs, spans: &[(usize, usize)], tiles: Vec<(usize, &m
         for h in 0..c.n_head {
             let g = h / group;
             for (r, dst) in qh.chunks_mut(hd).enumerate() {
-                let src = &a.q[(t0 + r) * qd + h * hd..][..hd];
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = f16::from_f32(x).to_f32();
-                }
+                round_to_f16(&a.q[(t0 + r) * qd + h * hd..][..hd], dst);
             }
             let kg = MatRef::strided(&k[k_from * kvd + g * hd..], nk, hd, kvd, 1);
             let vg = MatRef::strided(&v[k_from * kvd + g * hd..], nk, hd, kvd, 1);
@@ -204,10 +208,7 @@ fn attention_grouped(a: &AttnArgs, rows: Vec<(usize, &mut [f32])>) {
                 f16_to_f32(&layer.v[row..row + hd], vr);
             }
             // (group, hd): the group's queries, rounded to f16 like the keys.
-            let q = &a.q[t * qd + g * group * hd..][..group * hd];
-            for (d, &x) in q16.iter_mut().zip(q) {
-                *d = f16::from_f32(x).to_f32();
-            }
+            round_to_f16(&a.q[t * qd + g * group * hd..][..group * hd], q16);
             // (group, n) scores, softmax weights rounded to f16 like the values.
             s.resize(group * n, 0.0);
             for (qh, sh) in q16.chunks(hd).zip(s.chunks_mut(n)) {
@@ -248,10 +249,7 @@ fn attention_single(a: &AttnArgs, rows: Vec<(usize, &mut [f32])>) {
             let layer = &a.caches[tok.input].layers[a.il];
             let (k0, k1) = (head / group * hd, (head / group + 1) * hd);
             let lo = a.lowest_key(tok.pos);
-            let q = &a.q[t * c.q_dim() + head * hd..][..hd];
-            for (d, &s) in q16.iter_mut().zip(q) {
-                *d = f16::from_f32(s).to_f32();
-            }
+            round_to_f16(&a.q[t * c.q_dim() + head * hd..][..hd], q16);
             scores.clear();
             for kp in lo..=tok.pos {
                 let row = (kp % layer.cap) * kvd;

@@ -31,7 +31,10 @@ impl SimdLevel {
 #[derive(Debug, Clone, Copy)]
 pub struct CpuFeatures {
     pub avx2: bool,
+    /// The kernel level: AVX-512 F/BW/VL with VNNI.
     pub avx512: bool,
+    /// AVX-512F on top of `avx2`: enough for the element-wise loops of [`crate::vec`].
+    pub avx512f: bool,
 }
 
 impl CpuFeatures {
@@ -54,24 +57,35 @@ impl CpuFeatures {
     }
 }
 
+/// What this CPU supports, detected once.
 pub fn cpu_features() -> CpuFeatures {
+    static FEATURES: std::sync::OnceLock<CpuFeatures> = std::sync::OnceLock::new();
+    *FEATURES.get_or_init(detect)
+}
+
+fn detect() -> CpuFeatures {
     #[cfg(target_arch = "x86_64")]
     {
         let avx2 = is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c");
-        let avx512 = avx2
-            && is_x86_feature_detected!("avx512f")
+        let avx512f = avx2 && is_x86_feature_detected!("avx512f");
+        let avx512 = avx512f
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512vnni");
-        CpuFeatures { avx2, avx512 }
+        CpuFeatures {
+            avx2,
+            avx512,
+            avx512f,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         CpuFeatures {
             avx2: false,
             avx512: false,
+            avx512f: false,
         }
     }
 }

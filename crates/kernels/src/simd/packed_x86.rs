@@ -1,6 +1,7 @@
-//! AVX-512 VNNI kernel for [`crate::packed`] weights: per block, eight 64-byte registers hold the
-//! sixteen rows' quants, and each token's dot products advance with eight `vpdpbusd` against
-//! broadcast quads of its activation block. Tokens go in tiles of 8 so a block is unpacked once.
+//! AVX-512 VNNI kernel for [`crate::packed`] weights: a 64-byte register holds one column quad of
+//! the sixteen rows' quants, and each token's dot products advance with eight `vpdpbusd` per block
+//! against broadcast quads of its activation block. Tokens go in tiles of 8 (4 for K-quants) so a
+//! block is unpacked once for the whole tile.
 #![allow(unsafe_op_in_unsafe_fn)]
 
 use crate::packed::{PackKind, PackedMatrix, PackedTask, GROUP};
@@ -34,8 +35,8 @@ unsafe fn quad<const KIND: u8>(q: *const u8, k: usize) -> __m512i {
 }
 
 /// Tokens `tok0..tok0 + N` against one group at `g`. Each token's block sum runs as two
-/// `vpdpbusd` chains (even and odd quads): a chain waits on its own latency, and this CPU needs
-/// about ten chains in flight to keep its `vpdpbusd` unit busy.
+/// `vpdpbusd` chains (quads `p` and `p + 4`, the two nibble planes of one load): a chain waits on
+/// its own latency, and this CPU needs about ten chains in flight to keep its `vpdpbusd` unit busy.
 #[inline(always)]
 unsafe fn tile<const KIND: u8, const N: usize>(
     t: &PackedTask,
@@ -51,32 +52,28 @@ unsafe fn tile<const KIND: u8, const N: usize>(
     for b in 0..nb {
         prefetch_share(t, next, b);
         let q = g.add(sb + b * bb);
-        let mut even = [_mm512_setzero_si512(); N];
-        let mut odd = [_mm512_setzero_si512(); N];
-        for (u, s) in even.iter_mut().enumerate() {
+        let mut lo = [_mm512_setzero_si512(); N];
+        let mut hi = [_mm512_setzero_si512(); N];
+        for (u, s) in lo.iter_mut().enumerate() {
             let aux = t.aux.as_ptr().add((tok0 + u) * nb + b);
             *s = _mm512_set1_epi32((*aux).corr);
         }
-        for k in (0..8).step_by(2) {
-            let w0 = quad::<KIND>(q, k);
-            let w1 = quad::<KIND>(q, k + 1);
+        for p in 0..4 {
+            let w0 = quad::<KIND>(q, p);
+            let w1 = quad::<KIND>(q, p + 4);
             for u in 0..N {
                 let a = t.acts.as_ptr().add((tok0 + u) * nb + b);
                 let ap = (*a).qs.as_ptr() as *const i32;
-                even[u] =
-                    _mm512_dpbusd_epi32(even[u], w0, _mm512_set1_epi32(ap.add(k).read_unaligned()));
-                odd[u] = _mm512_dpbusd_epi32(
-                    odd[u],
-                    w1,
-                    _mm512_set1_epi32(ap.add(k + 1).read_unaligned()),
-                );
+                let (a0, a1) = (ap.add(p).read_unaligned(), ap.add(p + 4).read_unaligned());
+                lo[u] = _mm512_dpbusd_epi32(lo[u], w0, _mm512_set1_epi32(a0));
+                hi[u] = _mm512_dpbusd_epi32(hi[u], w1, _mm512_set1_epi32(a1));
             }
         }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(g.add(b * GROUP * 2) as *const __m256i));
         for (u, acc) in acc.iter_mut().enumerate() {
             let aux = t.aux.as_ptr().add((tok0 + u) * nb + b);
             let d = _mm512_mul_ps(dw, _mm512_set1_ps((*aux).d));
-            let s = _mm512_add_epi32(even[u], odd[u]);
+            let s = _mm512_add_epi32(lo[u], hi[u]);
             *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, *acc);
         }
     }
