@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo build --release -p autodidact
+cargo build --release -p autodidact-model --example logprobs
 ./target/release/autodidact pull gemma3-270m >/dev/null
 cargo test --workspace --release
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -24,7 +25,8 @@ if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; the
   apt_install chromium chromium-driver
 fi
 python3 scripts/ui_test.py ./target/release/autodidact
-# A trained adapter exported as GGUF-LoRA gives llama.cpp the same greedy output as autodidact.
+# A trained adapter exported as GGUF-LoRA gives llama.cpp the same greedy output as autodidact
+# on the exact (f32) base, and equally accurate log-probabilities on the quantized model.
 # llama-cpp-python builds llama.cpp from source (about 10-25 minutes on 2 cores, once).
 if ! python3 -c "import llama_cpp" 2>/dev/null; then
   command -v g++ >/dev/null && command -v make >/dev/null || apt_install g++ make

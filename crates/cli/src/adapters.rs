@@ -2,6 +2,7 @@
 //! for `run`, `generate` and `serve`.
 use anyhow::{bail, Context, Result};
 use autodidact_engine::{AdapterMeta, AdapterStore};
+use autodidact_kernels::GgmlType;
 use autodidact_model::{LoraAdapter, Model};
 use autodidact_train::peft::{export_peft, import_peft, PeftInfo};
 use clap::{Subcommand, ValueEnum};
@@ -39,9 +40,29 @@ pub enum AdaptersCmd {
         model: String,
         #[arg(long)]
         out: PathBuf,
+        /// Store every quantized matrix as f32 or f16 (default: each adapted weight keeps its
+        /// own type, and the rest are copied unchanged).
+        #[arg(long, value_enum)]
+        outtype: Option<FloatType>,
     },
     /// Delete an adapter.
     Rm { name: String },
+}
+
+/// A float type for dequantized copies (`adapters merge`, `convert`).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FloatType {
+    F32,
+    F16,
+}
+
+impl FloatType {
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            FloatType::F32 => GgmlType::F32,
+            FloatType::F16 => GgmlType::F16,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -159,10 +180,15 @@ pub fn run(home: &Path, cmd: AdaptersCmd, load: impl Fn(&str) -> Result<Arc<Mode
             let dir = st.save(&ad, &meta)?;
             println!("{}", dir.display());
         }
-        AdaptersCmd::Merge { name, model, out } => {
+        AdaptersCmd::Merge {
+            name,
+            model,
+            out,
+            outtype,
+        } => {
             let m = load(&model)?;
             let ad = st.get(&name, &m.config)?;
-            ad.merged_gguf(&m)?
+            ad.merged_gguf(&m, outtype.map(FloatType::ggml))?
                 .write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", out.display());

@@ -110,6 +110,15 @@ enum Cmd {
     Train(train::TrainArgs),
     /// Training throughput and peak memory (LoRA r=16, batch 4 × 256 by default).
     BenchTrain(train::BenchTrainArgs),
+    /// Write a copy of a model with every quantized matrix dequantized (exact f32, or f16).
+    Convert {
+        #[arg(short, long, default_value = DEFAULT_MODEL)]
+        model: String,
+        #[arg(long, value_enum)]
+        outtype: adapters::FloatType,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Stored LoRA adapters: list, show, export, import, merge, rm.
     #[command(subcommand)]
     Adapters(adapters::AdaptersCmd),
@@ -265,6 +274,17 @@ fn run() -> Result<()> {
         Cmd::BenchTrain(args) => {
             let m = load(&store, &args.model)?;
             train::bench(args, &m)?;
+        }
+        Cmd::Convert {
+            model,
+            outtype,
+            out,
+        } => {
+            let m = load(&store, &model)?;
+            autodidact_model::rewrite_gguf(&m, None, Some(outtype.ggml()))?
+                .write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", out.display());
         }
         Cmd::Adapters(cmd) => adapters::run(&store.home, cmd, |name| load(&store, name))?,
     }

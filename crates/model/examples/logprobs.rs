@@ -1,11 +1,11 @@
 //! Teacher-forced log-probabilities, for comparing this forward pass with another implementation
 //! (see `scripts/llamacpp_compare.py`).
 //!
-//! `logprobs MODEL.gguf` reads one JSON object per stdin line, `{"ids": [...], "at": [[pos, id], ...]}`,
+//! `logprobs MODEL.gguf [ADAPTER.gguf]` reads one JSON object per stdin line, `{"ids": [...], "at": [[pos, id], ...]}`,
 //! runs the whole sequence in one forward pass and prints `{"argmax": [...], "lp": [...]}`: the
 //! greedy choice after every position, and the log-probability of token `id` after position `pos`
-//! for each requested pair.
-use autodidact_model::{Logits, Model, SeqInput};
+//! for each requested pair. With a GGUF-LoRA adapter every sequence runs with it applied.
+use autodidact_model::{Logits, LoraAdapter, Model, SeqInput};
 use serde_json::{json, Value};
 use std::io::BufRead;
 
@@ -23,8 +23,12 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
-        .ok_or("usage: logprobs MODEL.gguf < requests.jsonl")?;
+        .ok_or("usage: logprobs MODEL.gguf [ADAPTER.gguf] < requests.jsonl")?;
     let model = Model::load(path)?;
+    let adapter = match std::env::args().nth(2) {
+        Some(a) => Some(LoraAdapter::load_gguf(a.as_ref(), &model.config)?),
+        None => None,
+    };
     for line in std::io::stdin().lock().lines() {
         let req: Value = serde_json::from_str(&line?)?;
         let ids: Vec<u32> = serde_json::from_value(req["ids"].clone())?;
@@ -35,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 cache: &mut cache,
                 tokens: &ids,
                 logits: Logits::All,
-                adapter: None,
+                adapter: adapter.as_ref(),
             }],
             false,
         )?;

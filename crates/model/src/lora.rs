@@ -421,42 +421,64 @@ impl LoraAdapter {
 }
 
 impl LoraAdapter {
-    /// A copy of base model `m` with the adapter folded into its weights, each re-encoded in its
-    /// own type (`autodidact adapters merge`).
-    pub fn merged_gguf(&self, m: &Model) -> Result<GgufWriter, ModelError> {
+    /// A copy of base model `m` with the adapter folded into its weights (`autodidact adapters
+    /// merge`); see [`rewrite_gguf`] for `out_ty`.
+    pub fn merged_gguf(
+        &self,
+        m: &Model,
+        out_ty: Option<GgmlType>,
+    ) -> Result<GgufWriter, ModelError> {
         self.check(&m.config)?;
-        let g = &m.gguf;
-        let mut w = GgufWriter::new();
-        for (k, v) in &g.metadata {
-            w.set(k, v.clone());
-        }
-        for (k, v) in m.tokenizer.taken_metadata() {
-            w.set(k, v);
-        }
-        for info in &g.tensors {
-            let (_, data) = g.tensor_data(&info.name)?;
-            let adapted = info
-                .name
-                .strip_suffix(".weight")
-                .and_then(parse_stem)
-                .filter(|&(il, t)| self.layers.get(il).and_then(|l| l.get(t)).is_some());
-            let data = match adapted {
-                Some((il, t)) => {
-                    let mut vals = dequantize_to_vec(info.ty, data, info.n_elements() as usize)?;
-                    self.merge_into(il, t, &mut vals);
-                    autodidact_kernels::quant::quantize_to_vec(info.ty, &vals)?
-                }
-                None => data.to_vec(),
-            };
-            w.add_tensor(TensorData {
-                name: info.name.clone(),
-                dims: info.dims.clone(),
-                ty: info.ty,
-                data,
-            });
-        }
-        Ok(w)
+        rewrite_gguf(m, Some(self), out_ty)
     }
+}
+
+/// A copy of model `m`, with `adapter` (if any) folded into its weights. With `out_ty` `None`
+/// each adapted weight is re-encoded in its own type and the rest copied byte for byte; with a
+/// type, every quantized matrix is stored in that type instead, so `Some(F32)` holds exactly the
+/// dequantized base plus the adapter (as llama.cpp's `export-lora`/`quantize` to f32 do).
+pub fn rewrite_gguf(
+    m: &Model,
+    adapter: Option<&LoraAdapter>,
+    out_ty: Option<GgmlType>,
+) -> Result<GgufWriter, ModelError> {
+    let g = &m.gguf;
+    let mut w = GgufWriter::new();
+    for (k, v) in &g.metadata {
+        w.set(k, v.clone());
+    }
+    for (k, v) in m.tokenizer.taken_metadata() {
+        w.set(k, v);
+    }
+    for info in &g.tensors {
+        let (_, data) = g.tensor_data(&info.name)?;
+        let adapted = adapter.and_then(|ad| {
+            let (il, t) = parse_stem(info.name.strip_suffix(".weight")?)?;
+            ad.layers.get(il)?.get(t)?;
+            Some((ad, il, t))
+        });
+        // Norms and other f32 vectors keep their type; quantized matrices take `out_ty`.
+        let ty = match out_ty {
+            Some(t) if info.ty != GgmlType::F32 && info.dims.len() == 2 => t,
+            _ => info.ty,
+        };
+        let data = if adapted.is_some() || ty != info.ty {
+            let mut vals = dequantize_to_vec(info.ty, data, info.n_elements() as usize)?;
+            if let Some((ad, il, t)) = adapted {
+                ad.merge_into(il, t, &mut vals);
+            }
+            autodidact_kernels::quant::quantize_to_vec(ty, &vals)?
+        } else {
+            data.to_vec()
+        };
+        w.add_tensor(TensorData {
+            name: info.name.clone(),
+            dims: info.dims.clone(),
+            ty,
+            data,
+        });
+    }
+    Ok(w)
 }
 
 /// `blk.N.attn_q` → `(N, Q)`.

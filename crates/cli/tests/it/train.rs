@@ -195,6 +195,41 @@ fn train_list_show_export_import_merge_use_and_remove() {
         ])
     );
 
+    // Dequantized to f32, the base with the adapter on and the f32 merge answer alike too.
+    let f32_base = e.home.join("f32.gguf");
+    let f32_merged = e.home.join("merged-f32.gguf");
+    let (fb, fm) = (f32_base.to_str().unwrap(), f32_merged.to_str().unwrap());
+    e.ok(&["convert", "-m", m, "--outtype", "f32", "--out", fb]);
+    e.ok(&[
+        "adapters",
+        "merge",
+        "t1",
+        "-m",
+        m,
+        "--outtype",
+        "f32",
+        "--out",
+        fm,
+    ]);
+    for f in [fb, fm] {
+        let mm = Model::load(f).unwrap();
+        assert_eq!(mm.weights.layers[0].attn_q.ty, GgmlType::F32, "{f}");
+    }
+    assert_eq!(
+        e.ok(&["generate", "-m", fm, "-p", "q1 ", "-n", "6"]),
+        e.ok(&[
+            "generate",
+            "-m",
+            fb,
+            "-p",
+            "q1 ",
+            "-n",
+            "6",
+            "--adapter",
+            "t1"
+        ])
+    );
+
     e.ok(&["adapters", "rm", "t1"]);
     assert!(!e.ok(&["adapters", "list"]).contains("t1\t"));
     assert!(e

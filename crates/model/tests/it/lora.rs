@@ -39,7 +39,7 @@ fn an_adapter_in_the_forward_pass_equals_merging_it_into_the_weights() {
         let bytes = tiny_model(arch, GgmlType::F32, 5);
         let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
         let ad = random_adapter(&m, 4, 9);
-        let merged = ad.merged_gguf(&m).unwrap().to_bytes().unwrap();
+        let merged = ad.merged_gguf(&m, None).unwrap().to_bytes().unwrap();
         let mm = Model::from_gguf(GgufFile::from_bytes("merged", &merged).unwrap()).unwrap();
         let tokens: Vec<u32> = (0..10).map(|i| 3 + i * 17 % 280).collect();
         let with = logits(&m, &tokens, Some(&ad));
@@ -92,4 +92,47 @@ fn gguf_lora_round_trips_and_rejects_the_wrong_base() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("general.type"), "{err}");
+}
+
+#[test]
+fn an_f32_merge_holds_the_dequantized_base_plus_the_adapter_exactly() {
+    use autodidact_kernels::quant::dequantize_to_vec;
+    let bytes = tiny_model(Arch::Gemma3, GgmlType::Q4K, 7);
+    let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+    let mut ad = random_adapter(&m, 4, 11);
+    ad.layers[0].set(Target::Up, None);
+    let merged = ad
+        .merged_gguf(&m, Some(GgmlType::F32))
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let g = GgufFile::from_bytes("merged", &merged).unwrap();
+    let f32s = |g: &GgufFile, name: &str| {
+        let (info, data) = g.tensor_data(name).unwrap();
+        dequantize_to_vec(info.ty, data, info.n_elements() as usize).unwrap()
+    };
+    for (name, adapted) in [
+        ("blk.0.attn_q.weight", Some((0, Target::Q))),
+        ("blk.1.ffn_down.weight", Some((1, Target::Down))),
+        ("blk.0.ffn_up.weight", None),
+        ("token_embd.weight", None),
+    ] {
+        assert_eq!(g.tensor_info(name).unwrap().ty, GgmlType::F32, "{name}");
+        let mut want = f32s(&m.gguf, name);
+        if let Some((il, t)) = adapted {
+            ad.merge_into(il, t, &mut want);
+        }
+        assert_eq!(f32s(&g, name), want, "{name}");
+    }
+    // The merged file runs, and differs from the base only by the adapter and exact f32 maths.
+    let mm = Model::from_gguf(g).unwrap();
+    let tokens: Vec<u32> = (0..8).map(|i| 5 + i * 31 % 250).collect();
+    let (with, want) = (logits(&m, &tokens, Some(&ad)), logits(&mm, &tokens, None));
+    let rel = with
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / want.iter().map(|b| b.abs()).sum::<f32>();
+    assert!(rel < 0.05, "relative difference {rel}");
 }
