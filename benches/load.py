@@ -83,11 +83,15 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--parallel", type=int, default=32)
+    ap.add_argument("--url", help="a running server (http://127.0.0.1:PORT); its RSS is not read")
     args = ap.parse_args()
-    port = free_port()
-    server = subprocess.Popen([args.binary, "serve", "--port", str(port), "--parallel", str(args.parallel),
-                               "--queue", str(args.clients * 2), "--ctx", "512"],
-                              stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if args.url:
+        port, server = int(args.url.rstrip("/").rsplit(":", 1)[1]), None
+    else:
+        port = free_port()
+        server = subprocess.Popen([args.binary, "serve", "--port", str(port), "--parallel",
+                                   str(args.parallel), "--queue", str(args.clients * 2), "--ctx", "512"],
+                                  stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
             try:
@@ -116,12 +120,13 @@ def main():
             "tokens_per_s": round(tokens / elapsed, 1),
             "ttft_p50_s": round(q(0.5), 3), "ttft_p95_s": round(q(0.95), 3),
             "errors": len(results["errors"]),
-            "peak_rss_mb": round(peak_rss_mb(server.pid), 1),
+            "peak_rss_mb": round(peak_rss_mb(server.pid), 1) if server else None,
         }
         print(json.dumps(report))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

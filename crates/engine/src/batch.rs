@@ -374,13 +374,7 @@ impl Batch {
                     let masked = json_mask(model, m, row, s.sampler.params.top_k);
                     s.sampler.sample_masked(row, &masked)
                 } else if s.sampler.params.ignore_eos {
-                    let mut masked = row.to_vec();
-                    for &t in model.tokenizer.eog_tokens() {
-                        if let Some(l) = masked.get_mut(t as usize) {
-                            *l = f32::NEG_INFINITY;
-                        }
-                    }
-                    s.sampler.sample(&masked)
+                    s.sampler.sample_banned(row, model.tokenizer.eog_tokens())
                 } else {
                     s.sampler.sample(row)
                 }

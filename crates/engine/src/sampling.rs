@@ -131,14 +131,28 @@ pub struct Sampler {
     recent: Vec<u32>,
 }
 
+/// `(max, ln Σ e^(x − max))`, so that a logprob is `x − max − lse`.
 fn log_softmax(logits: &[f32]) -> (f32, f32) {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    // f32 exponentials (each within an ulp) summed in f64 chunks: a 262k vocabulary costs well under a
-    // millisecond, where f64 `exp` per element was the server's hottest loop.
-    let sum: f64 = logits
-        .chunks(1024)
-        .map(|c| c.iter().map(|&v| (v - max).exp()).sum::<f32>() as f64)
-        .sum();
+    use autodidact_kernels::vec::{max_of, sum_exp};
+    // One pass in L1-sized chunks (a batch's logit rows do not stay in cache between passes):
+    // each chunk's maximum, then its exponentials against the running maximum, rescaling the sum
+    // when the maximum rises. Vectorized; exp within 2 ulp, sums in f64.
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f64);
+    for c in logits.chunks(4096) {
+        let m = max_of(c);
+        if m > max {
+            if max > f32::NEG_INFINITY {
+                sum *= ((max - m) as f64).exp();
+            }
+            max = m;
+        }
+        if max > f32::NEG_INFINITY {
+            sum += sum_exp(c, max);
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        return (max, 0.0);
+    }
     (max, sum.ln() as f32)
 }
 
@@ -162,12 +176,22 @@ impl Sampler {
     }
 
     pub fn sample(&mut self, logits: &[f32]) -> Sampled {
-        self.sample_masked(logits, logits)
+        self.sample_banned(logits, &[])
+    }
+
+    /// As [`Sampler::sample`], never choosing a token in `banned` (`ignore_eos`); logprobs still
+    /// describe the model's own distribution.
+    pub fn sample_banned(&mut self, logits: &[f32], banned: &[u32]) -> Sampled {
+        self.sample_from(logits, logits, banned)
     }
 
     /// As [`Sampler::sample`], choosing among `masked` (−∞ for disallowed tokens) while logprobs
     /// describe the model's own distribution, `logits`.
     pub fn sample_masked(&mut self, logits: &[f32], masked: &[f32]) -> Sampled {
+        self.sample_from(logits, masked, &[])
+    }
+
+    fn sample_from(&mut self, logits: &[f32], choose_in: &[f32], banned: &[u32]) -> Sampled {
         // Logprobs report the model's distribution, before penalties, truncation and masks.
         let (max, lse) = log_softmax(logits);
         let lp = |v: f32| v - max - lse;
@@ -181,7 +205,7 @@ impl Sampler {
                 .collect(),
             _ => Vec::new(),
         };
-        let token = self.choose(masked);
+        let token = self.choose(choose_in, banned);
         self.observe(&[token]);
         Sampled {
             token,
@@ -190,12 +214,12 @@ impl Sampler {
         }
     }
 
-    fn choose(&mut self, logits: &[f32]) -> u32 {
-        let p = self.params.clone();
+    fn choose(&mut self, logits: &[f32], banned: &[u32]) -> u32 {
+        let p = &self.params;
         let penalised =
             p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
         let mut adjusted;
-        let logits = if penalised {
+        let (logits, banned) = if penalised {
             adjusted = logits.to_vec();
             let window = &self.recent[self.recent.len().saturating_sub(p.penalty_last_n)..];
             let mut counts = std::collections::HashMap::new();
@@ -213,12 +237,27 @@ impl Sampler {
                 }
                 *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
             }
-            &adjusted[..]
+            for &t in banned {
+                if let Some(l) = adjusted.get_mut(t as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            (&adjusted[..], &[][..])
         } else {
-            logits
+            (logits, banned)
         };
+        let allowed = |i: &usize| !banned.contains(&(*i as u32));
         if p.temperature <= 0.0 {
-            return argmax(logits);
+            let best = argmax(logits);
+            if banned.is_empty() || allowed(&(best as usize)) {
+                return best;
+            }
+            // The best few, enough that one is allowed (or the vocabulary is all banned).
+            let k = (banned.len() + 1).min(logits.len());
+            return top_k_indices(logits, k)
+                .into_iter()
+                .find(allowed)
+                .map_or(best, |i| i as u32);
         }
         // Candidates: top-k (or everything), sorted by logit.
         let k = if p.top_k == 0 {
@@ -226,10 +265,17 @@ impl Sampler {
         } else {
             p.top_k.min(logits.len())
         };
-        let mut cand: Vec<(u32, f32)> = top_k_indices(logits, k)
+        // Banned tokens are dropped from a longer list, which leaves the best k allowed ones.
+        let mut cand: Vec<(u32, f32)> = top_k_indices(logits, (k + banned.len()).min(logits.len()))
             .into_iter()
+            .filter(allowed)
+            .take(k)
             .map(|i| (i as u32, logits[i] / p.temperature))
             .collect();
+        if cand.is_empty() {
+            // Everything is banned (a vocabulary of end tokens only): the best token, not a failure.
+            cand.push((argmax(logits), 0.0));
+        }
         let max = cand[0].1;
         let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
         let total: f32 = probs.iter().sum();
@@ -286,17 +332,25 @@ pub fn top_k_indices(x: &[f32], k: usize) -> Vec<usize> {
     if k <= 256 {
         // One pass with a sorted buffer of the best k: almost every value loses a single comparison
         // against the current k-th best, so this is linear in the vocabulary with a tiny constant.
+        // Once the buffer is full, a whole chunk whose (vectorized) maximum does not beat the k-th
+        // best is skipped: a later value equal to it loses on index, and NaN never gets in.
         let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-        for (i, &v) in x.iter().enumerate() {
-            if best.len() == k {
-                let last = best[k - 1];
-                if before(&last, &(v, i)).is_le() {
-                    continue;
-                }
-                best.pop();
+        for (c, chunk) in x.chunks(64).enumerate() {
+            if best.len() == k && autodidact_kernels::vec::max_of(chunk) <= best[k - 1].0 {
+                continue;
             }
-            let at = best.partition_point(|e| before(e, &(v, i)).is_lt());
-            best.insert(at, (v, i));
+            for (j, &v) in chunk.iter().enumerate() {
+                let i = c * 64 + j;
+                if best.len() == k {
+                    let last = best[k - 1];
+                    if before(&last, &(v, i)).is_le() {
+                        continue;
+                    }
+                    best.pop();
+                }
+                let at = best.partition_point(|e| before(e, &(v, i)).is_lt());
+                best.insert(at, (v, i));
+            }
         }
         return best.into_iter().map(|(_, i)| i).collect();
     }
@@ -385,6 +439,25 @@ mod tests {
     }
 
     #[test]
+    fn chunked_log_softmax_matches_f64_over_a_vocabulary() {
+        // The maximum rises chunk after chunk, and one chunk is all −∞ (a constrained mask).
+        let mut x: Vec<f32> = (0..20_000)
+            .map(|i| ((i * 7919) % 997) as f32 / 50.0 + i as f32 / 1000.0)
+            .collect();
+        x[4096..8192].fill(f32::NEG_INFINITY);
+        let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let lse = x
+            .iter()
+            .map(|&v| (v as f64 - max as f64).exp())
+            .sum::<f64>()
+            .ln();
+        let (m, l) = log_softmax(&x);
+        assert_eq!(m, max);
+        assert!((l as f64 - lse).abs() < 1e-5, "{l} vs {lse}");
+        assert_eq!(log_softmax(&[f32::NEG_INFINITY; 3]).0, f32::NEG_INFINITY);
+    }
+
+    #[test]
     fn top_k_one_is_greedy_and_logprobs_are_normalised() {
         let l = logits();
         let mut s = Sampler::new(SamplingParams {
@@ -427,6 +500,39 @@ mod tests {
                 ..Default::default()
             });
             assert!(matches!(s.sample(&l).token, 3 | 4));
+        }
+    }
+
+    #[test]
+    fn banned_tokens_are_never_chosen_but_keep_their_logprobs() {
+        let mut l = vec![0.0f32; 300];
+        l[7] = 9.0;
+        l[250] = 8.0;
+        l[30] = 7.5;
+        let banned = [7u32, 250];
+        let mut g = Sampler::new(SamplingParams {
+            top_logprobs: Some(2),
+            ..SamplingParams::greedy()
+        });
+        let out = g.sample_banned(&l, &banned);
+        assert_eq!(out.token, 30);
+        assert_eq!(out.top[0].id, 7);
+        let full = Sampler::new(SamplingParams::greedy()).sample(&l);
+        assert_eq!(full.token, 7);
+        assert!((out.logprob - (full.logprob - 1.5)).abs() < 1e-5);
+        for (seed, top_k) in (0..40).zip([0, 1, 2, 3, 40].into_iter().cycle()) {
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                top_k,
+                top_p: 1.0,
+                min_p: 0.0,
+                temperature: 2.0,
+                penalty_last_n: 8,
+                repeat_penalty: if seed % 2 == 0 { 1.0 } else { 1.1 },
+                ..Default::default()
+            });
+            let t = s.sample_banned(&l, &banned).token;
+            assert!(!banned.contains(&t), "seed {seed}, top_k {top_k}: {t}");
         }
     }
 

@@ -91,7 +91,11 @@ pub fn exp_approx(x: f32) -> f32 {
     // Round to nearest via the 1.5·2^23 trick: a libm call would stop vectorization.
     const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    // `t`'s ulp is 1, so its low mantissa bits hold `n` itself: reading them avoids a float→int
+    // `as` cast, whose saturating semantics the compiler cannot vectorize.
+    let n_bits = t.to_bits().wrapping_sub(MAGIC.to_bits());
     let r = x - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
     let p = 1.987_569_1e-4;
@@ -101,7 +105,7 @@ pub fn exp_approx(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5e-1;
     let e = p * r2 + r + 1.0;
-    f32::from_bits(e.to_bits().wrapping_add(((n as i32) << 23) as u32))
+    f32::from_bits(e.to_bits().wrapping_add(n_bits << 23))
 }
 
 /// `tanh(x) = sign(x) · (1 − 2 / (e^{2|x|} + 1))`, absolute error below 1e-7.
@@ -254,6 +258,34 @@ fn argmax_plain(x: &[f32]) -> usize {
     0
 }
 
+dispatch_wider! {
+    /// `Σ e^(x_i − shift)` (a softmax denominator): [`exp_approx`] in 16 lanes, each 1024-value
+    /// chunk's sum combined in f64, so a 262k vocabulary costs tens of microseconds.
+    pub fn sum_exp(x: &[f32], shift: f32) -> f64 = sum_exp_plain where avx512f, "avx512f"
+}
+
+#[inline(always)]
+fn sum_exp_plain(x: &[f32], shift: f32) -> f64 {
+    let mut total = 0f64;
+    for chunk in x.chunks(1024) {
+        let mut s = [0f32; 16];
+        let lanes = chunk.chunks_exact(16);
+        let rest = lanes.remainder();
+        for c in lanes {
+            for i in 0..16 {
+                s[i] += exp_approx(c[i] - shift);
+            }
+        }
+        total += rest
+            .iter()
+            .map(|&v| exp_approx(v - shift))
+            .chain(s)
+            .map(|v| v as f64)
+            .sum::<f64>();
+    }
+    total
+}
+
 /// Sum of a slice in 16 f32 lanes, combined in f64 (vectorizes; error ~1e-7 relative).
 pub fn sum_of(x: &[f32]) -> f64 {
     let mut s = [0f32; 16];
@@ -283,6 +315,20 @@ mod tests {
         let want: f64 = x.iter().map(|&v| v as f64).sum();
         assert!((sum_of(&x) - want).abs() < 1e-3);
         assert_eq!(max_of(&[]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn sum_exp_matches_f64_exponentials_on_both_paths() {
+        let x: Vec<f32> = (0..5003)
+            .map(|i| ((i * 7919) % 1000) as f32 / 40.0 - 20.0)
+            .collect();
+        let want: f64 = x.iter().map(|&v| (v as f64 - 4.5).exp()).sum();
+        for f in [sum_exp, sum_exp_plain] {
+            let got = f(&x, 4.5);
+            assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+            assert_eq!(f(&[], 0.0), 0.0);
+            assert_eq!(f(&[f32::NEG_INFINITY, 0.0], 0.0), 1.0);
+        }
     }
 
     #[test]
