@@ -22,7 +22,8 @@ pub struct SamplingParams {
     pub seed: u64,
     pub max_tokens: usize,
     pub stop: Vec<String>,
-    /// Return this many top alternatives (with logprobs) per generated token.
+    /// Logprobs: `Some(k)` reports the chosen token's log-probability and `k` top alternatives
+    /// per generated token; `None` skips the softmax over the vocabulary altogether.
     pub top_logprobs: Option<usize>,
     /// Never sample end-of-generation tokens (llama.cpp's `ignore_eos`; benchmarks, load tests).
     #[serde(default)]
@@ -120,7 +121,8 @@ pub struct TokenLogprob {
 #[derive(Debug, Clone)]
 pub struct Sampled {
     pub token: u32,
-    pub logprob: f32,
+    /// The chosen token's log-probability, when logprobs were asked (`top_logprobs` is `Some`).
+    pub logprob: Option<f32>,
     pub top: Vec<TokenLogprob>,
 }
 
@@ -192,24 +194,28 @@ impl Sampler {
     }
 
     fn sample_from(&mut self, logits: &[f32], choose_in: &[f32], banned: &[u32]) -> Sampled {
+        let token = self.choose(choose_in, banned);
+        self.observe(&[token]);
+        let Some(k) = self.params.top_logprobs else {
+            return Sampled {
+                token,
+                logprob: None,
+                top: Vec::new(),
+            };
+        };
         // Logprobs report the model's distribution, before penalties, truncation and masks.
         let (max, lse) = log_softmax(logits);
         let lp = |v: f32| v - max - lse;
-        let top = match self.params.top_logprobs {
-            Some(k) if k > 0 => top_k_indices(logits, k)
-                .into_iter()
-                .map(|i| TokenLogprob {
-                    id: i as u32,
-                    logprob: lp(logits[i]),
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let token = self.choose(choose_in, banned);
-        self.observe(&[token]);
+        let top = top_k_indices(logits, k)
+            .into_iter()
+            .map(|i| TokenLogprob {
+                id: i as u32,
+                logprob: lp(logits[i]),
+            })
+            .collect();
         Sampled {
             token,
-            logprob: lp(logits[token as usize]),
+            logprob: Some(lp(logits[token as usize])),
             top,
         }
     }
@@ -473,7 +479,7 @@ mod tests {
             .iter()
             .map(|&v| (v - l[out.token as usize] + 0.0).exp())
             .sum::<f32>();
-        assert!((out.logprob + total.ln()).abs() < 1e-3);
+        assert!((out.logprob.unwrap() + total.ln()).abs() < 1e-3);
     }
 
     #[test]
@@ -517,9 +523,18 @@ mod tests {
         let out = g.sample_banned(&l, &banned);
         assert_eq!(out.token, 30);
         assert_eq!(out.top[0].id, 7);
-        let full = Sampler::new(SamplingParams::greedy()).sample(&l);
+        let full = Sampler::new(SamplingParams {
+            top_logprobs: Some(0),
+            ..SamplingParams::greedy()
+        })
+        .sample(&l);
         assert_eq!(full.token, 7);
-        assert!((out.logprob - (full.logprob - 1.5)).abs() < 1e-5);
+        assert!(full.top.is_empty());
+        assert!((out.logprob.unwrap() - (full.logprob.unwrap() - 1.5)).abs() < 1e-5);
+        assert_eq!(
+            Sampler::new(SamplingParams::greedy()).sample(&l).logprob,
+            None
+        );
         for (seed, top_k) in (0..40).zip([0, 1, 2, 3, 40].into_iter().cycle()) {
             let mut s = Sampler::new(SamplingParams {
                 seed,

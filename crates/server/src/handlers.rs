@@ -238,7 +238,8 @@ fn token_logprob(m: &Model, s: &Sampled) -> TokenLogprob {
     let (token, bytes) = piece(s.token);
     TokenLogprob {
         token,
-        logprob: s.logprob,
+        // Always present: this is only called for requests that asked for logprobs.
+        logprob: s.logprob.unwrap_or(f32::NAN),
         bytes,
         top_logprobs: s
             .top
