@@ -4,13 +4,22 @@ loopback. Reports requests/s, aggregate generated tokens/s, p50/p95 time to firs
 server's peak RSS. Starts the server itself (so it can read its memory) unless --url is given.
 
     python3 benches/load.py [--binary target/release/autodidact] [--clients 32] [--seconds 60]
+    python3 benches/load.py --vs-llamacpp 3      # side by side, see below
+
+With --vs-llamacpp N it runs N rounds, each the load run followed by llama.cpp's batched generation
+at the same concurrency (llama-batched-bench's measure: B sequences, 64 prompt + 64 generated
+tokens, generated tokens/s over the decode part; `benches/vs_llamacpp.py --llama-worker`), and
+reports the median per-round ratio. Alternating keeps this shared machine's slow spells on both
+sides. Our figure is the harder one: it includes HTTP, prompt processing and sampling.
 """
 import argparse
 import http.client
 import json
+import os
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -84,7 +93,32 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--parallel", type=int, default=32)
     ap.add_argument("--url", help="a running server (http://127.0.0.1:PORT); its RSS is not read")
+    ap.add_argument("--vs-llamacpp", type=int, default=0, metavar="ROUNDS")
     args = ap.parse_args()
+    if args.vs_llamacpp:
+        return side_by_side(args)
+    print(json.dumps(load_run(args)))
+
+
+def side_by_side(args):
+    here = os.path.dirname(os.path.abspath(__file__))
+    rounds = []
+    for _ in range(args.vs_llamacpp):
+        ours = load_run(args)
+        out = subprocess.run([sys.executable, os.path.join(here, "vs_llamacpp.py"), "--llama-worker",
+                              "--reps", "3", "--batch", str(args.clients)],
+                             capture_output=True, text=True, check=True).stdout
+        theirs = json.loads(out.splitlines()[-1])[f"batched B={args.clients}"]
+        rounds.append((ours["tokens_per_s"], theirs))
+        print(json.dumps({**ours, "llamacpp_batched_tokens_per_s": round(theirs, 1),
+                          "ratio": round(ours["tokens_per_s"] / theirs, 2)}), flush=True)
+    med = lambda v: sorted(v)[len(v) // 2]
+    print(f"{time.strftime('%Y-%m-%d')}: {args.clients} clients, {len(rounds)} alternating rounds: "
+          f"autodidact {med([o for o, _ in rounds]):.1f} tokens/s, llama.cpp batched "
+          f"{med([t for _, t in rounds]):.1f}, median ratio {med([o / t for o, t in rounds]):.2f}x")
+
+
+def load_run(args):
     if args.url:
         port, server = int(args.url.rstrip("/").rsplit(":", 1)[1]), None
     else:
@@ -122,7 +156,7 @@ def main():
             "errors": len(results["errors"]),
             "peak_rss_mb": round(peak_rss_mb(server.pid), 1) if server else None,
         }
-        print(json.dumps(report))
+        return report
     finally:
         if server:
             server.terminate()

@@ -139,14 +139,22 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = cli.threads {
         if n == 0 {
             bail!("--threads must be at least 1");
         }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("starting the thread pool")?;
+        pool = pool.num_threads(n);
+    }
+    // This thread does the compute of every command but `serve` (whose engine runs on a pool of
+    // its own while this thread serves HTTP): as worker 0 of the pool, each of the hundreds of
+    // parallel sections of a forward pass starts in ~3 µs instead of ~19 µs from outside.
+    let serve = matches!(cli.cmd, Cmd::Serve(_));
+    if !serve {
+        pool = pool.use_current_thread();
+    }
+    if !serve || cli.threads.is_some() {
+        pool.build_global().context("starting the thread pool")?;
     }
     let store = Store::open()?;
     match cli.cmd {
