@@ -44,5 +44,5 @@ pub use dtype::GgmlType;
 pub use error::KernelError;
 pub use gemm::{linear, sgemm, sgemm_serial, Accumulate, MatMut, MatRef};
 pub use matmul::{matmul, matmul_threads, QuantizedActs, WeightView};
-pub use packed::{matmul_packed, PackKind, PackedMatrix};
+pub use packed::{matmul_packed, matmul_packed_many, PackKind, PackedMatrix};
 pub use simd::{cpu_features, CpuFeatures, Kernels, SimdLevel};

@@ -2,7 +2,7 @@
 use crate::blocks::{
     cast, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K,
 };
-use crate::packed::ActAux;
+use crate::packed::{ActAux, PackKind};
 use crate::quant::{quantize_q8_0_row, quantize_q8k_row};
 use crate::simd::Kernels;
 use crate::{GgmlType, KernelError};
@@ -71,9 +71,8 @@ pub struct QuantizedActs {
     q8_0: Vec<BlockQ8_0>,
     /// Sum of each Q8_0 block's quants.
     q8_0_sums: Vec<i32>,
-    /// Per Q8_0 block, the packed kernels' [`ActAux`] for the weight offset `aux_offset`.
-    q8_0_aux: Vec<ActAux>,
-    aux_offset: Option<i32>,
+    /// Per weight offset in use, the packed kernels' [`ActAux`] of every Q8_0 block.
+    q8_0_aux: Vec<(i32, Vec<ActAux>)>,
     q8k: Vec<BlockQ8K>,
     have_q8_0: bool,
     have_q8k: bool,
@@ -115,7 +114,7 @@ impl QuantizedActs {
                         .iter()
                         .map(|b| b.qs.iter().map(|&q| q as i32).sum::<i32>()),
                 );
-                self.aux_offset = None;
+                self.q8_0_aux.clear();
                 self.have_q8_0 = true;
             }
             GgmlType::Q8K if !self.have_q8k => {
@@ -137,30 +136,43 @@ impl QuantizedActs {
 }
 
 impl QuantizedActs {
-    /// The Q8_0 encoding `(n, k / 32)` and each block's [`ActAux`] for weights stored with
-    /// `offset` added, made on first use (Q, K and V of one layer mostly share an offset).
-    pub(crate) fn q8_0_with_aux(&mut self, offset: i32) -> (&[BlockQ8_0], &[ActAux]) {
-        self.ensure(GgmlType::Q8_0);
-        if self.aux_offset != Some(offset) {
-            self.q8_0_aux.clear();
-            self.q8_0_aux.extend(
-                self.q8_0
-                    .iter()
-                    .zip(&self.q8_0_sums)
-                    .map(|(b, &sum)| ActAux {
-                        corr: -offset * sum,
-                        d: b.d.to_f32(),
-                    }),
-            );
-            self.aux_offset = Some(offset);
+    /// Makes the encodings a packed weight of `kind` reads: Q8_0 blocks with their [`ActAux`]
+    /// for the kind's offset, or Q8_K blocks. Each is made once per input and kept (Q, K and V of
+    /// one layer read the same ones).
+    pub(crate) fn prepare(&mut self, kind: PackKind) {
+        if kind.is_k() {
+            self.ensure(GgmlType::Q8K);
+            return;
         }
-        (&self.q8_0, &self.q8_0_aux)
+        self.ensure(GgmlType::Q8_0);
+        let offset = kind.offset();
+        if self.q8_0_aux.iter().any(|(o, _)| *o == offset) {
+            return;
+        }
+        let aux = self
+            .q8_0
+            .iter()
+            .zip(&self.q8_0_sums)
+            .map(|(b, &sum)| ActAux {
+                corr: -offset * sum,
+                d: b.d.to_f32(),
+            })
+            .collect();
+        self.q8_0_aux.push((offset, aux));
     }
 
-    /// The Q8_K encoding `(n, k / 256)`, made on first use.
-    pub(crate) fn q8k(&mut self) -> &[BlockQ8K] {
-        self.ensure(GgmlType::Q8K);
-        &self.q8k
+    /// What a packed weight of `kind` reads, `(Q8_0 blocks, their aux, Q8_K blocks)` with the
+    /// unused ones empty; [`QuantizedActs::prepare`] must have run for `kind`.
+    pub(crate) fn packed_view(&self, kind: PackKind) -> (&[BlockQ8_0], &[ActAux], &[BlockQ8K]) {
+        if kind.is_k() {
+            return (&[], &[], &self.q8k);
+        }
+        let aux = self
+            .q8_0_aux
+            .iter()
+            .find(|(o, _)| *o == kind.offset())
+            .map_or(&[][..], |(_, a)| &a[..]);
+        (&self.q8_0, aux, &[])
     }
 }
 

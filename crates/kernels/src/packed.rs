@@ -466,39 +466,58 @@ pub fn matmul_packed(
     acts: &mut QuantizedActs,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    check_shapes("matmul_packed", w.rows, w.cols, acts, out)?;
+    matmul_packed_many(gemm, &mut [(w, out)], acts)
+}
+
+/// Several products of the same activations in one parallel section:
+/// `out_i (n, w_i.rows) = acts (n, k) · w_iᵀ` for each `(w_i, out_i)`. Q, K and V (or gate and
+/// up) then cost one fork-join instead of three, and the small matrices share the threads.
+pub fn matmul_packed_many(
+    gemm: PackedGemm,
+    jobs: &mut [(&PackedMatrix, &mut [f32])],
+    acts: &mut QuantizedActs,
+) -> Result<(), KernelError> {
+    for (w, out) in jobs.iter() {
+        check_shapes("matmul_packed", w.rows, w.cols, acts, out)?;
+        acts.prepare(w.kind);
+    }
+    let acts = &*acts;
     let n = acts.n;
-    let (blocks, aux, acts_k) = if w.kind.is_k() {
-        (&[][..], &[][..], acts.q8k())
-    } else {
-        let (b, s) = acts.q8_0_with_aux(w.kind.offset());
-        (b, s, &[][..])
-    };
-    let nb = w.cols / w.kind.block_len();
-    let gb = PackedMatrix::group_bytes(w.kind, nb);
-    let groups = w.groups();
     let threads = rayon::current_num_threads().max(1);
-    let chunk = groups.div_ceil(threads * 4).clamp(1, 32);
-    let ptr = SendPtr(out.as_mut_ptr());
-    let (rows, data) = (w.rows, w.bytes());
-    (0..groups.div_ceil(chunk)).into_par_iter().for_each(|c| {
-        let p = ptr;
-        let g0 = c * chunk;
-        let g1 = (g0 + chunk).min(groups);
+    // (job, first group, end group) of every task; each matrix in about 4 tasks per thread.
+    let mut tasks = Vec::new();
+    for (j, (w, _)) in jobs.iter().enumerate() {
+        let groups = w.groups();
+        let chunk = groups.div_ceil(threads * 4).clamp(1, 32);
+        tasks.extend(
+            (0..groups)
+                .step_by(chunk)
+                .map(|g0| (j, g0, (g0 + chunk).min(groups))),
+        );
+    }
+    // The kernels write through raw pointers, each task to rows of its own.
+    let (ws, outs): (Vec<&PackedMatrix>, Vec<SendPtr>) = jobs
+        .iter_mut()
+        .map(|(w, o)| (*w, SendPtr(o.as_mut_ptr())))
+        .unzip();
+    tasks.into_par_iter().for_each(|(j, g0, g1)| {
+        let w = ws[j];
+        let (blocks, aux, acts_k) = acts.packed_view(w.kind);
+        let gb = PackedMatrix::group_bytes(w.kind, w.cols / w.kind.block_len());
         let task = PackedTask {
             kind: w.kind,
-            data: &data[g0 * gb..g1 * gb],
-            nb,
+            data: &w.bytes()[g0 * gb..g1 * gb],
+            nb: w.cols / w.kind.block_len(),
             acts: blocks,
             aux,
             acts_k,
             ntok: n,
             // SAFETY: row g0 * GROUP < rows, inside `out` (checked to be n * rows long).
-            out: unsafe { p.0.add(g0 * GROUP) },
-            stride: rows,
-            rows: (g1 * GROUP).min(rows) - g0 * GROUP,
+            out: unsafe { outs[j].0.add(g0 * GROUP) },
+            stride: w.rows,
+            rows: (g1 * GROUP).min(w.rows) - g0 * GROUP,
         };
-        // SAFETY: the task's rows of every token are its alone and lie inside `out`.
+        // SAFETY: the task's rows of every token are its alone and lie inside its `out`.
         unsafe { gemm(&task) }
     });
     Ok(())

@@ -5,6 +5,7 @@ use crate::config::{Activation, Config, RopeStyle};
 use crate::kv_cache::SeqCache;
 use crate::lora::{LoraAdapter, Target};
 use crate::model::Model;
+use crate::weights::Matrix;
 use crate::ModelError;
 use autodidact_kernels::vec::{
     add_inplace, gelu_gated_inplace, rms_norm, rms_norm_inplace, silu_gated_inplace,
@@ -262,9 +263,15 @@ impl Model {
             // Attention block.
             norm_rows(&x, &lw.attn_norm, c.rms_eps, &mut h);
             acts.set(&h, total, d);
-            lw.attn_q.matmul(file, &mut acts, &mut q)?; // (total, n_head * hd)
-            lw.attn_k.matmul(file, &mut acts, &mut k)?; // (total, n_kv * hd)
-            lw.attn_v.matmul(file, &mut acts, &mut v)?; // (total, n_kv * hd)
+            Matrix::matmul_many(
+                file,
+                &mut [
+                    (&lw.attn_q, &mut q), // (total, n_head * hd)
+                    (&lw.attn_k, &mut k), // (total, n_kv * hd)
+                    (&lw.attn_v, &mut v), // (total, n_kv * hd)
+                ],
+                &mut acts,
+            )?;
             lora.apply(il, Target::Q, &h, &mut q);
             lora.apply(il, Target::K, &h, &mut k);
             lora.apply(il, Target::V, &h, &mut v);
@@ -308,8 +315,14 @@ impl Model {
             // Feed-forward block.
             norm_rows(&x, &lw.ffn_norm, c.rms_eps, &mut h);
             acts.set(&h, total, d);
-            lw.ffn_gate.matmul(file, &mut acts, &mut gate)?; // (total, n_ff)
-            lw.ffn_up.matmul(file, &mut acts, &mut up)?; // (total, n_ff)
+            Matrix::matmul_many(
+                file,
+                &mut [
+                    (&lw.ffn_gate, &mut gate), // (total, n_ff)
+                    (&lw.ffn_up, &mut up),     // (total, n_ff)
+                ],
+                &mut acts,
+            )?;
             lora.apply(il, Target::Gate, &h, &mut gate);
             lora.apply(il, Target::Up, &h, &mut up);
             gate.par_chunks_mut(c.n_ff)

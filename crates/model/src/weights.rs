@@ -5,7 +5,8 @@ use crate::gguf::GgufFile;
 use crate::ModelError;
 use autodidact_kernels::quant::dequantize_row;
 use autodidact_kernels::{
-    matmul, matmul_packed, GgmlType, KernelError, Kernels, PackedMatrix, QuantizedActs, WeightView,
+    matmul, matmul_packed, matmul_packed_many, GgmlType, KernelError, Kernels, PackedMatrix,
+    QuantizedActs, WeightView,
 };
 
 /// A weight matrix: located by offset in the file so it can borrow from the mapping, or repacked
@@ -40,6 +41,28 @@ impl Matrix {
             (Some(p), Some(gemm)) => matmul_packed(gemm, p, acts, out),
             _ => matmul(&self.view(file), acts, out),
         }
+    }
+
+    /// `out_i (n, m_i.rows) = acts (n, cols) · m_iᵀ` for every `(m_i, out_i)`: one parallel
+    /// section for all when every matrix is packed, one product after another otherwise.
+    pub fn matmul_many(
+        file: &[u8],
+        jobs: &mut [(&Matrix, &mut [f32])],
+        acts: &mut QuantizedActs,
+    ) -> Result<(), KernelError> {
+        if let Some(gemm) = Kernels::get().packed {
+            if jobs.iter().all(|(m, _)| m.packed.is_some()) {
+                let mut packed: Vec<(&PackedMatrix, &mut [f32])> = jobs
+                    .iter_mut()
+                    .filter_map(|(m, out)| Some((m.packed.as_ref()?, &mut **out)))
+                    .collect();
+                return matmul_packed_many(gemm, &mut packed, acts);
+            }
+        }
+        for (m, out) in jobs.iter_mut() {
+            m.matmul(file, acts, out)?;
+        }
+        Ok(())
     }
 
     /// Row `r` in f32 (embedding lookups).

@@ -193,3 +193,54 @@ fn packed_weights_match_unpacked_products() {
         }
     }
 }
+
+/// Several packed weights of different kinds against one set of activations in one call give
+/// exactly what each gives alone, and a mismatched output is an error.
+#[test]
+fn one_call_for_several_packed_weights_equals_one_call_each() {
+    use autodidact_kernels::packed::gemm_reference;
+    use autodidact_kernels::{matmul_packed, matmul_packed_many, PackedMatrix};
+    let cols = 512;
+    let mats: Vec<PackedMatrix> = [
+        (GgmlType::Q5_0, 70),
+        (GgmlType::Q8_0, 16),
+        (GgmlType::Q4_0, 33),
+        (GgmlType::Q4K, 48),
+        (GgmlType::Q5_0, 5),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &(ty, rows))| {
+        let wq = quantize_to_vec(ty, &values(rows * cols, 20 + i as u64)).unwrap();
+        PackedMatrix::pack(&WeightView::new(ty, &wq, rows, cols).unwrap()).unwrap()
+    })
+    .collect();
+    let gemms = [Kernels::get().packed, Some(gemm_reference as _)];
+    for gemm in gemms.into_iter().flatten() {
+        for n in [1usize, 9] {
+            let x = values(n * cols, 3 + n as u64);
+            let mut outs: Vec<Vec<f32>> = mats.iter().map(|m| vec![f32::NAN; n * m.rows]).collect();
+            let mut acts = QuantizedActs::from_f32(&x, n, cols);
+            let mut jobs: Vec<(&PackedMatrix, &mut [f32])> = mats
+                .iter()
+                .zip(outs.iter_mut())
+                .map(|(m, o)| (m, &mut o[..]))
+                .collect();
+            matmul_packed_many(gemm, &mut jobs, &mut acts).unwrap();
+            for (m, got) in mats.iter().zip(&outs) {
+                let mut want = vec![0f32; n * m.rows];
+                matmul_packed(
+                    gemm,
+                    m,
+                    &mut QuantizedActs::from_f32(&x, n, cols),
+                    &mut want,
+                )
+                .unwrap();
+                assert_eq!(got, &want, "{:?} n={n}", m.kind);
+            }
+            let mut short = vec![0f32; 3];
+            let err = matmul_packed_many(gemm, &mut [(&mats[0], &mut short[..])], &mut acts);
+            assert!(err.is_err());
+        }
+    }
+}
