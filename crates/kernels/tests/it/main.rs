@@ -238,7 +238,7 @@ fn one_call_for_several_packed_weights_equals_one_call_each() {
                 .unwrap();
                 assert_eq!(got, &want, "{:?} n={n}", m.kind);
             }
-            let mut short = vec![0f32; 3];
+            let mut short = [0f32; 3];
             let err = matmul_packed_many(gemm, &mut [(&mats[0], &mut short[..])], &mut acts);
             assert!(err.is_err());
         }
