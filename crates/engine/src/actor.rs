@@ -80,9 +80,10 @@ impl EngineHandle {
         let (tx, rx) = sync_channel(config.max_active.max(1) + config.max_queued);
         let stats = Arc::new(EngineStats::default());
         let (m, s) = (model.clone(), stats.clone());
-        // The loop runs on a worker of its own pool, sized like the global one: a parallel section
-        // started from a worker costs ~3 µs, from an outside thread ~19 µs (it injects the job
-        // and sleeps on a latch), and a step starts hundreds of them. The pool ends with the loop.
+        // The loop runs on a worker of its own pool, sized like the global one, so that a step's
+        // parallel sections (the forward pass, sampling) start on the worker's own queue instead
+        // of being injected from outside while this thread sleeps on a latch. The pool ends with
+        // the loop.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(rayon::current_num_threads())
             .thread_name(|i| format!("autodidact-engine-{i}"))

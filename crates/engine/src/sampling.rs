@@ -225,7 +225,7 @@ impl Sampler {
         let penalised =
             p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
         let mut adjusted;
-        let (logits, banned) = if penalised {
+        let logits = if penalised {
             adjusted = logits.to_vec();
             let window = &self.recent[self.recent.len().saturating_sub(p.penalty_last_n)..];
             let mut counts = std::collections::HashMap::new();
@@ -243,14 +243,9 @@ impl Sampler {
                 }
                 *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
             }
-            for &t in banned {
-                if let Some(l) = adjusted.get_mut(t as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
-            (&adjusted[..], &[][..])
+            &adjusted[..]
         } else {
-            (logits, banned)
+            logits
         };
         let allowed = |i: &usize| !banned.contains(&(*i as u32));
         if p.temperature <= 0.0 {

@@ -503,11 +503,12 @@ pub fn matmul_packed_many(
     tasks.into_par_iter().for_each(|(j, g0, g1)| {
         let w = ws[j];
         let (blocks, aux, acts_k) = acts.packed_view(w.kind);
-        let gb = PackedMatrix::group_bytes(w.kind, w.cols / w.kind.block_len());
+        let nb = w.cols / w.kind.block_len();
+        let gb = PackedMatrix::group_bytes(w.kind, nb);
         let task = PackedTask {
             kind: w.kind,
             data: &w.bytes()[g0 * gb..g1 * gb],
-            nb: w.cols / w.kind.block_len(),
+            nb,
             acts: blocks,
             aux,
             acts_k,

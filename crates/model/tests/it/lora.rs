@@ -6,6 +6,11 @@ use autodidact_model::gguf::GgufFile;
 use autodidact_model::testing::Rng;
 use autodidact_model::{Arch, Logits, LoraAdapter, Model, SeqInput, Target};
 
+fn tiny(arch: Arch, ty: GgmlType, seed: u64) -> Model {
+    let bytes = tiny_model(arch, ty, seed);
+    Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap()
+}
+
 fn random_adapter(m: &Model, rank: usize, seed: u64) -> LoraAdapter {
     let mut ad = LoraAdapter::zeros(&m.config, rank, 2.0 * rank as f32, &Target::ALL);
     let mut rng = Rng(seed);
@@ -36,8 +41,7 @@ fn logits(m: &Model, tokens: &[u32], ad: Option<&LoraAdapter>) -> Vec<f32> {
 #[test]
 fn an_adapter_in_the_forward_pass_equals_merging_it_into_the_weights() {
     for arch in [Arch::Gemma3, Arch::Llama] {
-        let bytes = tiny_model(arch, GgmlType::F32, 5);
-        let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+        let m = tiny(arch, GgmlType::F32, 5);
         let ad = random_adapter(&m, 4, 9);
         let merged = ad.merged_gguf(&m, None).unwrap().to_bytes().unwrap();
         let mm = Model::from_gguf(GgufFile::from_bytes("merged", &merged).unwrap()).unwrap();
@@ -65,8 +69,7 @@ fn an_adapter_in_the_forward_pass_equals_merging_it_into_the_weights() {
 
 #[test]
 fn gguf_lora_round_trips_and_rejects_the_wrong_base() {
-    let bytes = tiny_model(Arch::Gemma3, GgmlType::Q8_0, 6);
-    let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+    let m = tiny(Arch::Gemma3, GgmlType::Q8_0, 6);
     let mut ad = random_adapter(&m, 8, 3);
     // Only some targets in some layers, as PEFT adapters often are.
     ad.layers[1].set(Target::Down, None);
@@ -82,8 +85,7 @@ fn gguf_lora_round_trips_and_rejects_the_wrong_base() {
     assert_eq!(back, ad);
 
     // An adapter for another architecture, and a base model passed as an adapter.
-    let llama = tiny_model(Arch::Llama, GgmlType::Q8_0, 6);
-    let lm = Model::from_gguf(GgufFile::from_bytes("llama", &llama).unwrap()).unwrap();
+    let lm = tiny(Arch::Llama, GgmlType::Q8_0, 6);
     let err = LoraAdapter::from_gguf(&g, &lm.config)
         .unwrap_err()
         .to_string();
@@ -97,8 +99,7 @@ fn gguf_lora_round_trips_and_rejects_the_wrong_base() {
 #[test]
 fn an_f32_merge_holds_the_dequantized_base_plus_the_adapter_exactly() {
     use autodidact_kernels::quant::dequantize_to_vec;
-    let bytes = tiny_model(Arch::Gemma3, GgmlType::Q4K, 7);
-    let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+    let m = tiny(Arch::Gemma3, GgmlType::Q4K, 7);
     let mut ad = random_adapter(&m, 4, 11);
     ad.layers[0].set(Target::Up, None);
     let merged = ad
