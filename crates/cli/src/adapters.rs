@@ -1,9 +1,9 @@
 //! `autodidact adapters list|show|export|import|merge|rm`, and `--adapter NAME|PATH` resolution
 //! for `run`, `generate` and `serve`.
 use anyhow::{bail, Context, Result};
-use autodidact_engine::{AdapterMeta, AdapterStore};
 use autodidact_kernels::GgmlType;
 use autodidact_model::{LoraAdapter, Model};
+use autodidact_store::{now_secs, AdapterMeta, ResolvedModel, Store};
 use autodidact_train::peft::{export_peft, import_peft, PeftInfo};
 use clap::{Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -30,13 +30,13 @@ pub enum AdaptersCmd {
         #[arg(long)]
         name: String,
         /// The base model it was trained on.
-        #[arg(short, long, default_value = crate::store::DEFAULT_MODEL)]
+        #[arg(short, long, default_value = autodidact_store::DEFAULT_MODEL)]
         model: String,
     },
     /// Fold an adapter into a copy of its base model (a new standalone GGUF).
     Merge {
         name: String,
-        #[arg(short, long, default_value = crate::store::DEFAULT_MODEL)]
+        #[arg(short, long, default_value = autodidact_store::DEFAULT_MODEL)]
         model: String,
         #[arg(long)]
         out: PathBuf,
@@ -71,19 +71,14 @@ pub enum Format {
     Gguf,
 }
 
-pub fn store(home: &Path) -> AdapterStore {
-    AdapterStore::new(home.join("adapters"))
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// `--adapter`: a stored name or a path to a GGUF-LoRA file or PEFT directory.
-pub fn resolve(home: &Path, what: &str, m: &Model) -> Result<Arc<LoraAdapter>> {
+/// `--adapter`: a stored name or a path to a GGUF-LoRA file or PEFT directory. A stored adapter
+/// trained on another base than `base` is refused.
+pub fn resolve(
+    store: &Store,
+    what: &str,
+    m: &Model,
+    base: &ResolvedModel,
+) -> Result<Arc<LoraAdapter>> {
     let p = Path::new(what);
     if p.is_dir() && p.join(autodidact_train::peft::CONFIG_FILE).exists() {
         let (ad, _) = import_peft(p, &m.config)?;
@@ -95,7 +90,10 @@ pub fn resolve(home: &Path, what: &str, m: &Model) -> Result<Arc<LoraAdapter>> {
                 .with_context(|| format!("loading adapter {}", p.display()))?,
         ));
     }
-    Ok(store(home).get(what, &m.config)?)
+    let ads = store.adapters();
+    let meta = ads.meta(what)?;
+    meta.check_base(&store.model_sha256(base)?)?;
+    Ok(Arc::new(ads.load(what, &m.config)?))
 }
 
 /// Loads a GGUF-LoRA file or PEFT directory for `m`.
@@ -108,18 +106,33 @@ fn read_any(path: &Path, m: &Model) -> Result<(LoraAdapter, &'static str)> {
     }
 }
 
-pub fn run(home: &Path, cmd: AdaptersCmd, load: impl Fn(&str) -> Result<Arc<Model>>) -> Result<()> {
-    let st = store(home);
+pub fn run(
+    store: &Store,
+    cmd: AdaptersCmd,
+    load: impl Fn(&str) -> Result<(Arc<Model>, ResolvedModel)>,
+) -> Result<()> {
+    let st = store.adapters();
+    // Loads a stored adapter for the base it is paired with, refusing another base.
+    let load_for = |name: &str, m: &Model, base: &ResolvedModel| -> Result<LoraAdapter> {
+        st.meta(name)?.check_base(&store.model_sha256(base)?)?;
+        Ok(st.load(name, &m.config)?)
+    };
     match cmd {
         AdaptersCmd::List => {
-            let names = st.names();
-            if names.is_empty() {
+            let entries = st.entries();
+            if entries.is_empty() {
                 println!("no adapters yet: train one with `autodidact train --data FILE.jsonl --out NAME`");
             }
-            for n in names {
-                match st.meta(&n) {
-                    Ok(m) => println!(
-                        "{n}\t{}\t{}\trank {}\t{}",
+            for e in entries {
+                let run = if e.unfinished_run {
+                    "\t(an unfinished training run: continue it with `train ... --resume`)"
+                } else {
+                    ""
+                };
+                match &e.meta {
+                    Some(Ok(m)) => println!(
+                        "{}\t{}\t{}\trank {}\t{}{run}",
+                        e.name,
                         m.base_model,
                         m.method,
                         m.rank,
@@ -127,19 +140,32 @@ pub fn run(home: &Path, cmd: AdaptersCmd, load: impl Fn(&str) -> Result<Arc<Mode
                             .or(m.train_loss)
                             .map_or(String::new(), |l| format!("loss {l:.4}"))
                     ),
-                    Err(_) => println!("{n}\t(no metadata)"),
+                    Some(Err(why)) => println!("{}\t(unreadable metadata: {why}){run}", e.name),
+                    None => println!("{}\t(not trained yet){run}", e.name),
                 }
             }
         }
         AdaptersCmd::Show { name } => {
-            let meta = st.meta(&name)?;
-            println!("{}", serde_json::to_string_pretty(&meta)?);
-            println!("path: {}", st.path(&name).display());
+            let dir = st.path(&name)?;
+            let unfinished = st.checkpoint_file(&name)?.exists();
+            if st.exists(&name) {
+                let meta = st.meta(&name)?;
+                println!("{}", serde_json::to_string_pretty(&meta)?);
+            } else if !unfinished {
+                bail!("no adapter named {name:?} (see `autodidact adapters list`)");
+            }
+            if unfinished {
+                println!(
+                    "unfinished run: {} (continue it with the same `train` command plus --resume)",
+                    st.checkpoint_file(&name)?.display()
+                );
+            }
+            println!("path: {}", dir.display());
         }
         AdaptersCmd::Export { name, format, out } => {
             let meta = st.meta(&name)?;
-            let m = load(&meta.base_model)?;
-            let ad = st.get(&name, &m.config)?;
+            let (m, base) = load(&meta.base_model)?;
+            let ad = load_for(&name, &m, &base)?;
             match format {
                 Format::Gguf => ad.save_gguf(&out, &name)?,
                 Format::Peft => export_peft(
@@ -155,15 +181,15 @@ pub fn run(home: &Path, cmd: AdaptersCmd, load: impl Fn(&str) -> Result<Arc<Mode
             println!("{}", out.display());
         }
         AdaptersCmd::Import { path, name, model } => {
-            autodidact_engine::adapters::check_name(&name)?;
-            if st.path(&name).exists() {
+            if st.path(&name)?.exists() {
                 bail!("an adapter named {name:?} exists; remove it first (`autodidact adapters rm {name}`)");
             }
-            let m = load(&model)?;
+            let (m, base) = load(&model)?;
             let (ad, kind) = read_any(&path, &m)?;
             let meta = AdapterMeta {
                 name: name.clone(),
                 base_model: model,
+                base_sha256: Some(store.model_sha256(&base)?),
                 arch: ad.arch.name().into(),
                 rank: ad.rank(),
                 alpha: ad.alpha,
@@ -186,8 +212,8 @@ pub fn run(home: &Path, cmd: AdaptersCmd, load: impl Fn(&str) -> Result<Arc<Mode
             out,
             outtype,
         } => {
-            let m = load(&model)?;
-            let ad = st.get(&name, &m.config)?;
+            let (m, base) = load(&model)?;
+            let ad = load_for(&name, &m, &base)?;
             ad.merged_gguf(&m, outtype.map(FloatType::ggml))?
                 .write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;

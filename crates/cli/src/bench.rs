@@ -1,8 +1,8 @@
 //! `autodidact bench`: prompt processing (pp), generation (tg) and batched generation throughput,
 //! load time and peak memory, as a table or one JSON object per test.
-use crate::store::{Store, DEFAULT_MODEL};
 use anyhow::{bail, Result};
 use autodidact_model::{ForwardOutput, Logits, Model, SeqInput};
+use autodidact_store::{Store, DEFAULT_MODEL};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -153,7 +153,9 @@ pub fn run(store: &Store, a: BenchArgs) -> Result<()> {
     if a.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    let path = store.resolve(&a.model)?;
+    let path = store
+        .resolve_or_pull(&a.model, &mut crate::store::pull_progress())?
+        .path;
     let t = Instant::now();
     let m = Model::load(&path)?;
     let load_s = t.elapsed().as_secs_f64();

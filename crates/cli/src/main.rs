@@ -7,15 +7,15 @@ mod store;
 mod train;
 
 use anyhow::{bail, Context, Result};
-use autodidact_engine::{generate, GenConfig, Request, SamplingParams};
+use autodidact_engine::{generate, AdapterCache, GenConfig, Request, SamplingParams};
 use autodidact_kernels::vec::log_softmax_at;
 use autodidact_model::{Logits, Model, SeqInput};
+use autodidact_store::{ResolvedModel, Store, DEFAULT_MODEL};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use store::{Store, DEFAULT_MODEL};
 
 #[derive(Parser)]
 #[command(
@@ -34,7 +34,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Fetch a known model (default gemma3-270m) or import a local .gguf file.
-    Pull { model: Option<String> },
+    Pull {
+        model: Option<String>,
+        /// Register an imported file under this name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace a different model already registered under that name.
+        #[arg(long)]
+        replace: bool,
+    },
     /// List the models in the store.
     List,
     /// Chat with a model: interactive, or one answer to PROMPT.
@@ -124,10 +132,8 @@ enum Cmd {
     Adapters(adapters::AdaptersCmd),
 }
 
-fn load(store: &Store, name: &str) -> Result<Arc<Model>> {
-    let path = store.resolve(name)?;
-    let m = Model::load(&path).with_context(|| format!("loading {}", path.display()))?;
-    Ok(Arc::new(m))
+fn load(store: &Store, name: &str) -> Result<(Arc<Model>, ResolvedModel)> {
+    store::load(store, name)
 }
 
 fn main() {
@@ -146,25 +152,28 @@ fn run() -> Result<()> {
         }
         pool = pool.num_threads(n);
     }
-    // This thread does the compute of every command but `serve` (whose engine runs on a pool of
-    // its own while this thread serves HTTP). As worker 0 of the pool it starts parallel sections
-    // on its own queue; from outside, each one (hundreds per training step) would be injected
-    // while this thread sleeps on a latch.
-    let serve = matches!(cli.cmd, Cmd::Serve(_));
-    if !serve {
+    // One pool for the whole process (the engine's policy). This thread does the compute of
+    // every command but `serve` (whose engine steps run on the pool while this thread serves
+    // HTTP). As worker 0 of the pool it starts parallel sections on its own queue; from outside,
+    // each one (hundreds per training step) would be injected while this thread sleeps on a latch.
+    if !matches!(cli.cmd, Cmd::Serve(_)) {
         pool = pool.use_current_thread();
     }
-    if !serve || cli.threads.is_some() {
-        pool.build_global().context("starting the thread pool")?;
-    }
+    pool.build_global().context("starting the thread pool")?;
     let store = Store::open()?;
     match cli.cmd {
-        Cmd::Pull { model } => {
-            let p = store.pull(model.as_deref().unwrap_or(DEFAULT_MODEL))?;
-            println!("{}", p.display());
-        }
+        Cmd::Pull {
+            model,
+            name,
+            replace,
+        } => store::pull(
+            &store,
+            model.as_deref().unwrap_or(DEFAULT_MODEL),
+            name.as_deref(),
+            replace,
+        )?,
         Cmd::List => {
-            let reg = store.registry()?;
+            let reg = store.models()?;
             if reg.is_empty() {
                 println!("no models yet: run `autodidact pull`");
             }
@@ -185,9 +194,9 @@ fn run() -> Result<()> {
             ctx,
             adapter,
         } => {
-            let m = load(&store, &model)?;
+            let (m, base) = load(&store, &model)?;
             let adapter = adapter
-                .map(|a| adapters::resolve(&store.home, &a, &m))
+                .map(|a| adapters::resolve(&store, &a, &m, &base))
                 .transpose()?;
             let params = SamplingParams {
                 temperature,
@@ -216,9 +225,9 @@ fn run() -> Result<()> {
             ctx,
             adapter,
         } => {
-            let m = load(&store, &model)?;
+            let (m, base) = load(&store, &model)?;
             let adapter = adapter
-                .map(|a| adapters::resolve(&store.home, &a, &m))
+                .map(|a| adapters::resolve(&store, &a, &m, &base))
                 .transpose()?;
             let params = SamplingParams {
                 temperature,
@@ -260,28 +269,28 @@ fn run() -> Result<()> {
             no_special,
             text,
         } => {
-            let m = load(&store, &model)?;
+            let (m, _) = load(&store, &model)?;
             let ids = m.tokenizer.encode(&text, !no_bos, !no_special);
             println!("{}", serde_json::to_string(&ids)?);
         }
         Cmd::Perplexity { model, file, ctx } => {
-            let m = load(&store, &model)?;
+            let (m, _) = load(&store, &model)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             perplexity(&m, &text, ctx)?;
         }
         Cmd::Bench(args) => bench::run(&store, args)?,
         Cmd::Serve(args) => {
-            let m = load(&store, &args.model)?;
-            let name = store::display_name(&args.model);
-            serve::run(m, name, adapters::store(&store.home), args)?;
+            let (m, base) = load(&store, &args.model)?;
+            let cache = AdapterCache::new(store.adapters(), Some(store.model_sha256(&base)?));
+            serve::run(m, base.name, cache, args)?;
         }
         Cmd::Train(args) => {
-            let m = load(&store, &args.model)?;
-            train::run(&store.home, args, &m)?;
+            let (m, base) = load(&store, &args.model)?;
+            train::run(&store, args, &m, &base)?;
         }
         Cmd::BenchTrain(args) => {
-            let m = load(&store, &args.model)?;
+            let (m, _) = load(&store, &args.model)?;
             train::bench(args, &m)?;
         }
         Cmd::Convert {
@@ -289,13 +298,13 @@ fn run() -> Result<()> {
             outtype,
             out,
         } => {
-            let m = load(&store, &model)?;
+            let (m, _) = load(&store, &model)?;
             autodidact_model::rewrite_gguf(&m, None, Some(outtype.ggml()))?
                 .write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", out.display());
         }
-        Cmd::Adapters(cmd) => adapters::run(&store.home, cmd, |name| load(&store, name))?,
+        Cmd::Adapters(cmd) => adapters::run(&store, cmd, |name| load(&store, name))?,
     }
     Ok(())
 }

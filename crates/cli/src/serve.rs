@@ -1,6 +1,6 @@
 //! `autodidact serve`: the OpenAI-compatible API and web UI on loopback (by default).
 use anyhow::{Context, Result};
-use autodidact_engine::{AdapterStore, EngineConfig, EngineHandle, GenConfig};
+use autodidact_engine::{AdapterCache, EngineConfig, EngineHandle, GenConfig};
 use autodidact_model::Model;
 use autodidact_server::AppState;
 use clap::Args;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    #[arg(short, long, default_value = crate::store::DEFAULT_MODEL)]
+    #[arg(short, long, default_value = autodidact_store::DEFAULT_MODEL)]
     pub model: String,
     /// Address to bind; anything but loopback exposes the model to the network.
     #[arg(long, default_value = "127.0.0.1")]
@@ -33,7 +33,7 @@ pub struct ServeArgs {
     pub adapter: Option<String>,
 }
 
-pub fn run(model: Arc<Model>, name: String, adapters: AdapterStore, args: ServeArgs) -> Result<()> {
+pub fn run(model: Arc<Model>, name: String, adapters: AdapterCache, args: ServeArgs) -> Result<()> {
     if args.ctx < 16 || args.parallel == 0 {
         anyhow::bail!("--ctx must be at least 16 and --parallel at least 1");
     }

@@ -1,18 +1,17 @@
 //! `autodidact train` (LoRA SFT or DPO into the adapter store, with progress, Ctrl-C to pause and
 //! `--resume`) and `autodidact bench-train` (training throughput and peak memory).
-use crate::adapters::{now_secs, store};
 use anyhow::{bail, Context, Result};
-use autodidact_engine::adapters::{check_name, ADAPTER_FILE, CHECKPOINT_FILE};
-use autodidact_engine::AdapterMeta;
 use autodidact_model::{Model, Target};
-use autodidact_train::data::{load_preferences, load_sft, DataOptions, LoadReport, OnBadLine};
+use autodidact_store::{now_secs, AdapterMeta, ResolvedModel, Store};
+use autodidact_train::data::{LoadReport, OnBadLine};
 use autodidact_train::optim::{AdamW, Decay};
 use autodidact_train::{
-    Data, Flow, Method, OutputGrad, Pack, Progress, Run, Sequence, TrainConfig, Trainer,
+    Examples, Flow, Method, OutputGrad, Pack, Progress, Sequence, TrainConfig, TrainError,
+    TrainJob, Trainer, Validation,
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -30,53 +29,53 @@ pub struct TrainArgs {
     pub data: PathBuf,
     #[arg(long, value_enum, default_value_t = MethodArg::Sft)]
     pub method: MethodArg,
-    #[arg(short, long, default_value = crate::store::DEFAULT_MODEL)]
+    #[arg(short, long, default_value = autodidact_store::DEFAULT_MODEL)]
     pub model: String,
     /// Adapter name in the store.
     #[arg(long)]
     pub out: String,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TrainConfig::default().rank)]
     pub rank: usize,
     /// LoRA alpha (the update is scaled by alpha / rank); default 2 × rank.
     #[arg(long)]
     pub alpha: Option<f32>,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainConfig::default().dropout)]
     pub dropout: f32,
     /// Comma-separated modules: q,k,v,o,gate,up,down (PEFT or GGUF names work too).
     #[arg(long, default_value = "q,k,v,o,gate,up,down")]
     pub targets: String,
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f32,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
     /// Examples per forward pass.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = TrainConfig::default().batch)]
     pub batch: usize,
     /// Forward passes per optimizer step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = TrainConfig::default().grad_accum)]
     pub grad_accum: usize,
     /// Longest example in tokens (longer ones are cut); default 512 or the model's context.
     #[arg(long)]
     pub seq_len: Option<usize>,
     /// Warmup steps.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().warmup)]
     pub warmup: usize,
     #[arg(long, default_value = "cosine", value_parser = ["cosine", "linear", "constant"])]
     pub schedule: String,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainConfig::default().adamw.weight_decay)]
     pub weight_decay: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = TrainConfig::default().max_grad_norm)]
     pub max_grad_norm: f32,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Stop after this many optimizer steps.
     #[arg(long)]
     pub max_steps: Option<usize>,
     /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = TrainConfig::default().save_every)]
     pub save_every: usize,
     /// Validation every N steps (0: only at the end).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     pub eval_every: usize,
     /// Held-out data in the same format.
     #[arg(long)]
@@ -93,17 +92,20 @@ pub struct TrainArgs {
     /// Continue an interrupted run of the same command from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Replace an existing adapter of the same name.
+    /// Replace an existing adapter of the same name (kept until the new run finishes).
     #[arg(long)]
     pub force: bool,
+    /// Start from this stored adapter instead of a fresh one (its rank and targets are kept).
+    #[arg(long)]
+    pub from: Option<String>,
     /// The output layer's backward in f32 (slower) instead of int8.
     #[arg(long)]
     pub exact_output_grad: bool,
 }
 
-fn report(path: &Path, rep: &LoadReport) {
+fn report(what: &str, rep: &LoadReport) {
     for (line, why) in rep.skipped.iter().take(10) {
-        eprintln!("warning: {}:{line}: skipped: {why}", path.display());
+        eprintln!("warning: {what}: line {line}: skipped: {why}");
     }
     if rep.skipped.len() > 10 {
         eprintln!("warning: {} more lines skipped", rep.skipped.len() - 10);
@@ -125,48 +127,14 @@ fn targets(s: &str) -> Result<Vec<Target>> {
     Ok(v)
 }
 
-/// Splits off the last `fraction` of examples (after a seeded shuffle) for validation.
-fn split<T>(mut all: Vec<T>, fraction: f32, seed: u64) -> (Vec<T>, Vec<T>) {
-    let n_val = ((all.len() as f32) * fraction).round() as usize;
-    if n_val == 0 || n_val >= all.len() {
-        return (all, Vec::new());
-    }
-    let mut s = seed ^ 0x5eed;
-    for i in (1..all.len()).rev() {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        all.swap(i, (s >> 33) as usize % (i + 1));
-    }
-    let val = all.split_off(all.len() - n_val);
-    (all, val)
-}
-
-pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
-    keep_freed_memory();
-    check_name(&args.out)?;
-    let st = store(home);
-    let dir = st.path(&args.out);
-    let ckpt = dir.join(CHECKPOINT_FILE);
-    if args.resume && !ckpt.exists() {
-        bail!("nothing to resume: {} does not exist", ckpt.display());
-    }
-    if !args.resume && !args.force && (dir.join(ADAPTER_FILE).exists() || ckpt.exists()) {
-        bail!(
-            "adapter {:?} exists (or has an unfinished run); pass --resume to continue it or --force to start over",
-            args.out
-        );
-    }
-    if !(0.0..1.0).contains(&args.val_split) {
-        bail!("--val-split must be in [0, 1)");
-    }
-    let method = match args.method {
-        MethodArg::Sft => Method::Sft,
-        MethodArg::Dpo => Method::Dpo { beta: args.beta },
-    };
-    let seq_len = args.seq_len.unwrap_or(512.min(m.config.ctx_train));
+/// The flags as a training configuration (unset flags are [`TrainConfig::default`]'s values).
+fn config(args: &TrainArgs, m: &Model) -> Result<TrainConfig> {
+    let d = TrainConfig::default();
     let cfg = TrainConfig {
-        method,
+        method: match args.method {
+            MethodArg::Sft => Method::Sft,
+            MethodArg::Dpo => Method::Dpo { beta: args.beta },
+        },
         rank: args.rank,
         alpha: args.alpha.unwrap_or(2.0 * args.rank as f32),
         dropout: args.dropout,
@@ -175,12 +143,12 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
         epochs: args.epochs,
         batch: args.batch,
         grad_accum: args.grad_accum,
-        seq_len,
+        seq_len: args.seq_len.unwrap_or(d.seq_len.min(m.config.ctx_train)),
         warmup: args.warmup,
         decay: Decay::parse(&args.schedule).context("--schedule")?,
         adamw: AdamW {
             weight_decay: args.weight_decay,
-            ..AdamW::default()
+            ..d.adamw
         },
         max_grad_norm: args.max_grad_norm,
         seed: args.seed,
@@ -188,52 +156,84 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
         eval_every: args.eval_every,
         max_steps: args.max_steps,
     };
-    cfg.check()?;
-    let opts = DataOptions {
-        seq_len,
+    cfg.check().map_err(flag_words)?;
+    Ok(cfg)
+}
+
+/// The library names settings; say which flag to change.
+fn flag_words(e: TrainError) -> anyhow::Error {
+    match e {
+        TrainError::Data { path, line, what } => {
+            anyhow::anyhow!("{path}:{line}: {what} (pass --skip-bad to skip such lines)")
+        }
+        e => anyhow::Error::new(e)
+            .context("check the training flags (see `autodidact train --help`)"),
+    }
+}
+
+pub fn run(store: &Store, args: TrainArgs, m: &Model, base: &ResolvedModel) -> Result<()> {
+    keep_freed_memory();
+    let ads = store.adapters();
+    let dir = ads.path(&args.out)?;
+    let ckpt = ads.checkpoint_file(&args.out)?;
+    if args.resume && !ckpt.exists() {
+        bail!(
+            "nothing to resume: adapter {:?} has no unfinished run ({} does not exist)",
+            args.out,
+            ckpt.display()
+        );
+    }
+    if !args.resume && !args.force && (ads.exists(&args.out) || ckpt.exists()) {
+        bail!(
+            "adapter {:?} exists (or has an unfinished run); pass --resume to continue it or --force to start over",
+            args.out
+        );
+    }
+    if !args.resume && ckpt.exists() {
+        // --force: the unfinished run is abandoned; the finished adapter stays until replaced.
+        std::fs::remove_file(&ckpt).with_context(|| format!("removing {}", ckpt.display()))?;
+    }
+    if !(0.0..1.0).contains(&args.val_split) {
+        bail!("--val-split must be in [0, 1)");
+    }
+    let base_sha = store.model_sha256(base)?;
+    let init = match &args.from {
+        Some(name) => {
+            let meta = ads.meta(name)?;
+            meta.check_base(&base_sha)?;
+            Some(ads.load(name, &m.config)?)
+        }
+        None => None,
+    };
+    let cfg = config(&args, m)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let job = TrainJob {
+        model: m,
+        config: cfg.clone(),
+        examples: Examples::File(args.data.clone()),
+        validation: match &args.val {
+            Some(v) => Validation::Set(Examples::File(v.clone())),
+            None => Validation::Split(args.val_split),
+        },
         on_bad: if args.skip_bad {
             OnBadLine::Skip
         } else {
             OnBadLine::Fail
         },
-    };
-    let data = match method {
-        Method::Sft => {
-            let (all, rep) = load_sft(&args.data, m, &opts)?;
-            report(&args.data, &rep);
-            let (train, val) = match &args.val {
-                Some(v) => {
-                    let (val, rep) = load_sft(v, m, &opts)?;
-                    report(v, &rep);
-                    (all, val)
-                }
-                None => split(all, args.val_split, args.seed),
-            };
-            Data::Sft { train, val }
-        }
-        Method::Dpo { .. } => {
-            let (all, rep) = load_preferences(&args.data, m, &opts)?;
-            report(&args.data, &rep);
-            let (train, val) = match &args.val {
-                Some(v) => {
-                    let (val, rep) = load_preferences(v, m, &opts)?;
-                    report(v, &rep);
-                    (all, val)
-                }
-                None => split(all, args.val_split, args.seed),
-            };
-            Data::Dpo { train, val }
-        }
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let run = Run {
-        model: m,
-        config: cfg.clone(),
-        checkpoint: &ckpt,
+        init: init.as_ref(),
+        checkpoint: Some(&ckpt),
         resume: args.resume,
         exact_output_grad: args.exact_output_grad,
     };
-    let total = run.total_steps(&data);
+    let (data, reports) = job.data().map_err(flag_words)?;
+    for (what, rep) in &reports {
+        let file = match *what {
+            "validation" => args.val.as_ref().unwrap_or(&args.data),
+            _ => &args.data,
+        };
+        report(&file.display().to_string(), rep);
+    }
+    let total = job.total_steps(&data);
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
@@ -242,30 +242,33 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
     let interrupted = crate::ctrl_c_flag()?;
     interrupted.store(false, Ordering::SeqCst);
     let mut last_val = None;
-    let outcome = run.train(&data, &mut |p: &Progress| {
-        bar.set_position(p.step as u64);
-        if p.val_loss.is_some() {
-            last_val = p.val_loss;
-        }
-        let mut msg = format!("loss {:.4}  {:.0} tok/s", p.loss, p.tokens_per_s);
-        if let Some(a) = p.reward_accuracy {
-            msg += &format!("  acc {:.2}", a);
-        }
-        if let Some(v) = last_val {
-            msg += &format!("  val {v:.4}");
-        }
-        bar.set_message(msg);
-        if bar.is_hidden() {
-            eprintln!("step {}/{}: {}", p.step, p.total, bar.message());
-        }
-        if interrupted.swap(false, Ordering::SeqCst) {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    })?;
+    let trained = job
+        .train_on(data, reports, &mut |p: &Progress| {
+            bar.set_position(p.step as u64);
+            if p.val_loss.is_some() {
+                last_val = p.val_loss;
+            }
+            let mut msg = format!("loss {:.4}  {:.0} tok/s", p.loss, p.tokens_per_s);
+            if let Some(a) = p.reward_accuracy {
+                msg += &format!("  acc {:.2}", a);
+            }
+            if let Some(v) = last_val {
+                msg += &format!("  val {v:.4}");
+            }
+            bar.set_message(msg);
+            if bar.is_hidden() {
+                eprintln!("step {}/{}: {}", p.step, p.total, bar.message());
+            }
+            if interrupted.swap(false, Ordering::SeqCst) {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        })
+        .map_err(flag_words)?;
     bar.finish();
-    if outcome.steps < outcome.total {
+    let outcome = &trained.outcome;
+    if trained.interrupted() {
         eprintln!(
             "stopped at step {}/{}; the checkpoint is saved — continue with the same command plus --resume",
             outcome.steps, outcome.total
@@ -276,28 +279,32 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
     let meta = AdapterMeta {
         name: args.out.clone(),
         base_model: args.model.clone(),
+        base_sha256: Some(base_sha),
         arch: m.config.arch.name().into(),
-        rank: cfg.rank,
-        alpha: cfg.alpha,
-        targets: cfg
-            .targets
+        rank: outcome.adapter.rank(),
+        alpha: outcome.adapter.alpha,
+        targets: outcome
+            .adapter
+            .targets()
             .iter()
             .map(|t| t.peft_name().to_string())
             .collect(),
         method: format!("{:?}", args.method).to_lowercase(),
         created: now_secs(),
         source: Some(args.data.display().to_string()),
+        parent: args.from.clone(),
         steps: Some(outcome.steps),
         train_loss: last.map(|p| p.loss),
-        val_loss: last_val,
+        val_loss: trained.val_loss,
         settings: serde_json::json!({
             "lr": cfg.lr, "epochs": cfg.epochs, "batch": cfg.batch, "grad_accum": cfg.grad_accum,
             "seq_len": cfg.seq_len, "warmup": cfg.warmup, "schedule": args.schedule,
             "weight_decay": args.weight_decay, "max_grad_norm": cfg.max_grad_norm,
             "seed": cfg.seed, "dropout": cfg.dropout, "beta": args.beta,
+            "train_examples": trained.train_examples, "val_examples": trained.val_examples,
         }),
     };
-    st.save(&outcome.adapter, &meta)?;
+    ads.save(&outcome.adapter, &meta)?;
     eprintln!(
         "trained {} steps; adapter {} saved in {} (use it with --adapter {})",
         outcome.steps,
@@ -310,7 +317,7 @@ pub fn run(home: &Path, args: TrainArgs, m: &Model) -> Result<()> {
 
 #[derive(Args)]
 pub struct BenchTrainArgs {
-    #[arg(short, long, default_value = crate::store::DEFAULT_MODEL)]
+    #[arg(short, long, default_value = autodidact_store::DEFAULT_MODEL)]
     pub model: String,
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
@@ -361,24 +368,15 @@ pub fn peak_rss() -> Option<u64> {
 pub fn bench(args: BenchTrainArgs, m: &Model) -> Result<()> {
     keep_freed_memory();
     let cfg = TrainConfig {
-        method: Method::Sft,
         rank: args.rank,
         alpha: 2.0 * args.rank as f32,
-        dropout: 0.0,
-        targets: Target::ALL.to_vec(),
         lr: 1e-4,
-        epochs: 1,
         batch: args.batch,
-        grad_accum: 1,
         seq_len: args.seq_len,
-        warmup: 0,
         decay: Decay::Constant,
-        adamw: AdamW::default(),
-        max_grad_norm: 1.0,
         seed: 1,
         save_every: 0,
-        eval_every: 0,
-        max_steps: None,
+        ..TrainConfig::default()
     };
     cfg.check()?;
     let vocab = m.config.n_vocab as u64;

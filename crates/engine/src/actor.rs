@@ -80,18 +80,12 @@ impl EngineHandle {
         let (tx, rx) = sync_channel(config.max_active.max(1) + config.max_queued);
         let stats = Arc::new(EngineStats::default());
         let (m, s) = (model.clone(), stats.clone());
-        // The loop runs on a worker of its own pool, sized like the global one, so that a step's
-        // parallel sections (the forward pass, sampling) start on the worker's own queue instead
-        // of being injected from outside while this thread sleeps on a latch. The pool ends with
-        // the loop.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .thread_name(|i| format!("autodidact-engine-{i}"))
-            .build()
-            .map_err(|e| EngineError::Spawn(e.to_string()))?;
+        // The loop waits for requests on a thread of its own, but computes on the process's one
+        // pool (see the crate's thread-pool policy), so a trainer or another engine in the same
+        // process shares those workers instead of adding a second full-size pool.
         std::thread::Builder::new()
             .name("autodidact-engine".into())
-            .spawn(move || pool.install(|| run(&m, config, rx, &s)))
+            .spawn(move || run(&m, config, rx, &s))
             .map_err(|e| EngineError::Spawn(e.to_string()))?;
         Ok(EngineHandle {
             tx,
@@ -165,18 +159,26 @@ fn run(model: &Model, cfg: EngineConfig, rx: Receiver<Job>, stats: &EngineStats)
             }
         }
         stats.active.store(batch.len(), Ordering::Relaxed);
-        let step = batch.step(model, |d| {
-            stats.completion_tokens.fetch_add(1, Ordering::Relaxed);
-            match sinks.iter_mut().find(|(id, _)| *id == d.seq) {
-                Some((_, sink)) => sink.send(Event::Token {
-                    text: d.text.to_string(),
-                    sampled: d.sampled.clone(),
-                }),
-                None => false,
-            }
+        // The whole step runs on one pool worker: its parallel sections (the forward pass,
+        // sampling) then start from the worker's own queue, one hand-off per step instead of one
+        // per section.
+        let step = rayon::scope(|_| {
+            batch.step(model, |d| {
+                stats.completion_tokens.fetch_add(1, Ordering::Relaxed);
+                match sinks.iter_mut().find(|(id, _)| *id == d.seq) {
+                    Some((_, sink)) => sink.send(Event::Token {
+                        text: d.text.to_string(),
+                        sampled: d.sampled.clone(),
+                    }),
+                    None => false,
+                }
+            })
         });
         stats.steps.fetch_add(1, Ordering::Relaxed);
         stats.kv_bytes.store(batch.kv_bytes(), Ordering::Relaxed);
+        if let Err(e) = &step {
+            log_failure(e);
+        }
         match step {
             Ok(done) => {
                 for (id, c) in done {
@@ -202,4 +204,10 @@ fn run(model: &Model, cfg: EngineConfig, rx: Receiver<Job>, stats: &EngineStats)
         }
         stats.active.store(batch.len(), Ordering::Relaxed);
     }
+}
+
+/// Failures of the engine thread reach standard error whatever the caller does with its
+/// `Event::Failed` (a server's client may be gone): a dropped error is a bug nobody sees.
+fn log_failure(e: &EngineError) {
+    eprintln!("autodidact-engine: a batch step failed, every sequence in it was failed: {e}");
 }

@@ -1,162 +1,118 @@
-//! The adapter store: trained LoRA adapters under `AUTODIDACT_HOME/adapters/NAME/`, each an
-//! `adapter.gguf` (llama.cpp's GGUF-LoRA) with a `meta.json`, loaded on first use and shared by
-//! every sequence that asks for them — so a new adapter is served without reloading the base.
+//! The engine's cache of loaded LoRA adapters. The store (`autodidact-store`) owns where adapters
+//! live; this keeps each loaded one shared by every sequence that asks for it — so a new adapter is
+//! served without reloading the base — and follows the store: a retrained adapter is reloaded, a
+//! removed one stops being served, and one trained on another base is refused.
 use crate::EngineError;
-use autodidact_model::gguf::write_atomic;
 use autodidact_model::{Config, LoraAdapter};
-use serde::{Deserialize, Serialize};
+use autodidact_store::{AdapterMeta, Adapters, FileStamp, StoreError};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub const ADAPTER_FILE: &str = "adapter.gguf";
-pub const META_FILE: &str = "meta.json";
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-
-/// What `adapters show` prints: where an adapter came from and how it was trained.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AdapterMeta {
-    pub name: String,
-    /// The base model's registered name or path.
-    pub base_model: String,
-    pub arch: String,
-    pub rank: usize,
-    pub alpha: f32,
-    pub targets: Vec<String>,
-    /// `sft`, `dpo` or `import`.
-    pub method: String,
-    /// Unix seconds.
-    pub created: u64,
-    #[serde(default)]
-    pub source: Option<String>,
-    #[serde(default)]
-    pub steps: Option<usize>,
-    #[serde(default)]
-    pub train_loss: Option<f32>,
-    #[serde(default)]
-    pub val_loss: Option<f32>,
-    /// Any further settings of the run, as given.
-    #[serde(default)]
-    pub settings: serde_json::Value,
+/// Stored adapters plus the ones loaded so far, keyed by the version of the file they came from.
+pub struct AdapterCache {
+    pub adapters: Adapters,
+    /// The sha256 of the base model served, checked against each adapter's record.
+    base_sha256: Option<String>,
+    loaded: Mutex<HashMap<String, (FileStamp, Arc<LoraAdapter>)>>,
 }
 
-/// A directory of adapters plus the ones loaded so far.
-pub struct AdapterStore {
-    pub dir: PathBuf,
-    loaded: Mutex<HashMap<String, Arc<LoraAdapter>>>,
-}
-
-/// Names become directory names: keep them to a safe alphabet.
-pub fn check_name(name: &str) -> Result<(), EngineError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::BadParam(format!(
-            "adapter name {name:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
-        )))
-    }
-}
-
-fn io(path: &Path, e: std::io::Error) -> EngineError {
-    EngineError::Model(autodidact_model::ModelError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })
-}
-
-impl AdapterStore {
-    pub fn new(dir: PathBuf) -> Self {
-        AdapterStore {
-            dir,
+impl AdapterCache {
+    pub fn new(adapters: Adapters, base_sha256: Option<String>) -> Self {
+        AdapterCache {
+            adapters,
+            base_sha256,
             loaded: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// Names of the stored adapters, sorted.
+    /// Names of the finished adapters in the store, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().join(ADAPTER_FILE).is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        v.sort();
-        v
+        self.adapters.names()
     }
 
     pub fn meta(&self, name: &str) -> Result<AdapterMeta, EngineError> {
-        check_name(name)?;
-        let p = self.path(name).join(META_FILE);
-        let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
-        serde_json::from_str(&text).map_err(|e| {
-            EngineError::BadParam(format!(
-                "{} is not valid adapter metadata: {e}",
-                p.display()
-            ))
-        })
+        Ok(self.adapters.meta(name)?)
     }
 
-    /// Writes an adapter and its metadata atomically (each file), replacing any of that name.
-    pub fn save(&self, ad: &LoraAdapter, meta: &AdapterMeta) -> Result<PathBuf, EngineError> {
-        check_name(&meta.name)?;
-        let d = self.path(&meta.name);
-        std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
-        ad.save_gguf(&d.join(ADAPTER_FILE), &meta.name)?;
-        let json = serde_json::to_vec_pretty(meta).expect("metadata serializes");
-        write_atomic(&d.join(META_FILE), &json)?;
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&meta.name);
-        Ok(d)
-    }
-
-    /// Deletes an adapter and forgets it if loaded (sequences using it keep their copy).
-    pub fn remove(&self, name: &str) -> Result<(), EngineError> {
-        check_name(name)?;
-        let d = self.path(name);
-        if !d.join(ADAPTER_FILE).exists() {
-            return Err(EngineError::UnknownAdapter(name.to_string()));
-        }
-        std::fs::remove_dir_all(&d).map_err(|e| io(&d, e))?;
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        Ok(())
-    }
-
-    /// The adapter `name`, loaded from disk on first use and checked against the base model.
+    /// The adapter `name` as the store has it now: loaded on first use, reloaded when its file
+    /// changed, and an error once it is removed (sequences using an older copy keep theirs).
     pub fn get(&self, name: &str, c: &Config) -> Result<Arc<LoraAdapter>, EngineError> {
-        check_name(name)?;
-        if let Some(a) = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Ok(a.clone());
+        let file = self.adapters.adapter_file(name)?;
+        let lock = || self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(stamp) = FileStamp::of(&file) else {
+            lock().remove(name);
+            return Err(StoreError::UnknownAdapter(name.to_string()).into());
+        };
+        if let Some((s, a)) = lock().get(name) {
+            if *s == stamp {
+                return Ok(a.clone());
+            }
         }
-        let p = self.path(name).join(ADAPTER_FILE);
-        if !p.exists() {
-            return Err(EngineError::UnknownAdapter(name.to_string()));
+        if let Some(base) = &self.base_sha256 {
+            self.adapters.meta(name)?.check_base(base)?;
         }
-        let ad = Arc::new(LoraAdapter::load_gguf(&p, c)?);
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), ad.clone());
+        let ad = Arc::new(LoraAdapter::load_gguf(&file, c)?);
+        lock().insert(name.to_string(), (stamp, ad.clone()));
         Ok(ad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autodidact_kernels::GgmlType;
+    use autodidact_model::testing::tiny_model;
+    use autodidact_model::{Arch, Model, Target};
+
+    fn setup() -> (tempfile::TempDir, Model, AdapterCache) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.gguf");
+        std::fs::write(&p, tiny_model(Arch::Gemma3, GgmlType::F32, 7)).unwrap();
+        let m = Model::load(&p).unwrap();
+        let cache = AdapterCache::new(
+            Adapters::new(d.path().join("adapters")),
+            Some("base".into()),
+        );
+        (d, m, cache)
+    }
+
+    fn meta(base: &str) -> AdapterMeta {
+        AdapterMeta {
+            name: "x".into(),
+            base_sha256: Some(base.into()),
+            ..AdapterMeta::default()
+        }
+    }
+
+    #[test]
+    fn the_cache_follows_the_store() {
+        let (_d, m, cache) = setup();
+        let mut ad = LoraAdapter::zeros(&m.config, 2, 4.0, &[Target::Q]);
+        cache.adapters.save(&ad, &meta("base")).unwrap();
+        let first = cache.get("x", &m.config).unwrap();
+        assert!(Arc::ptr_eq(&first, &cache.get("x", &m.config).unwrap()));
+        // Retrained under the same name: the new weights are served.
+        ad.alpha = 8.0;
+        cache.adapters.save(&ad, &meta("base")).unwrap();
+        let second = cache.get("x", &m.config).unwrap();
+        assert_eq!(second.alpha, 8.0);
+        // Removed: no longer served, though sequences holding it keep their copy.
+        cache.adapters.remove("x").unwrap();
+        assert!(matches!(
+            cache.get("x", &m.config),
+            Err(EngineError::Store(StoreError::UnknownAdapter(_)))
+        ));
+        assert_eq!(first.alpha, 4.0);
+    }
+
+    #[test]
+    fn an_adapter_of_another_base_is_refused() {
+        let (_d, m, cache) = setup();
+        let ad = LoraAdapter::zeros(&m.config, 2, 4.0, &[Target::Q]);
+        cache.adapters.save(&ad, &meta("other")).unwrap();
+        assert!(matches!(
+            cache.get("x", &m.config),
+            Err(EngineError::Store(StoreError::BaseMismatch { .. }))
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! The server's one error type, answered in OpenAI's JSON error shape. Messages say what to change;
 //! engine internals never reach the client.
 use autodidact_engine::EngineError;
+use autodidact_store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -76,10 +77,12 @@ impl From<EngineError> for ApiError {
                 ApiError::bad_request("the prompt is empty").param("prompt")
             }
             EngineError::BadParam(m) => ApiError::bad_request(m),
-            e @ EngineError::UnknownAdapter(_) => ApiError::bad_request(e.to_string())
-                .status(StatusCode::NOT_FOUND)
-                .param("model")
-                .code("model_not_found"),
+            EngineError::Store(StoreError::UnknownAdapter(name)) => {
+                ApiError::bad_request(format!("no adapter named `{name}` (see GET /v1/models)"))
+                    .status(StatusCode::NOT_FOUND)
+                    .param("model")
+                    .code("model_not_found")
+            }
             EngineError::Busy => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: "the server is at capacity; retry after a moment".into(),
@@ -87,9 +90,10 @@ impl From<EngineError> for ApiError {
                 param: None,
                 code: Some("server_overloaded"),
             },
-            EngineError::Stopped | EngineError::Spawn(_) | EngineError::Model(_) => {
-                ApiError::internal()
-            }
+            EngineError::Stopped
+            | EngineError::Spawn(_)
+            | EngineError::Model(_)
+            | EngineError::Store(_) => ApiError::internal(),
         }
     }
 }

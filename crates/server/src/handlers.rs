@@ -10,7 +10,8 @@ use autodidact_engine::json_grammar::JsonGrammar;
 use autodidact_engine::{
     Completion, EngineError, Event, EventSink, FinishReason, Request, Sampled, SamplingParams,
 };
-use autodidact_model::{ChatTemplate, LoraAdapter, Message, Model};
+use autodidact_model::{LoraAdapter, Message, Model};
+use autodidact_store::StoreError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -118,11 +119,17 @@ fn check_model(
     };
     match store.get(name, &state.engine.model.config) {
         Ok(a) => Ok(Some(a)),
-        Err(EngineError::UnknownAdapter(_)) | Err(EngineError::BadParam(_)) => Err(not_found(
-            format!("adapter `{name}` does not exist (see GET /v1/models)"),
-        )),
-        Err(EngineError::Model(e)) => Err(ApiError::bad_request(format!(
-            "adapter `{name}` cannot be used with this model: {e}"
+        Err(EngineError::Store(StoreError::UnknownAdapter(_) | StoreError::BadName { .. })) => {
+            Err(not_found(format!(
+                "adapter `{name}` does not exist (see GET /v1/models)"
+            )))
+        }
+        Err(EngineError::Store(StoreError::BaseMismatch { .. })) => Err(ApiError::bad_request(
+            format!("adapter `{name}` was trained on a different base model than this one"),
+        )
+        .param("model")),
+        Err(EngineError::Model(_)) => Err(ApiError::bad_request(format!(
+            "adapter `{name}` does not fit this model's shapes"
         ))
         .param("model")),
         Err(e) => Err(e.into()),
@@ -314,9 +321,7 @@ fn chat_prompt(state: &AppState, req: &ChatRequest) -> Result<Vec<u32>, ApiError
         let text = m.content.as_ref().map(|c| c.text()).unwrap_or_default();
         msgs.push(Message::new(role, &text));
     }
-    let model = &state.engine.model;
-    ChatTemplate::for_tokenizer(&model.tokenizer)
-        .render_tokens(&model.tokenizer, &msgs)
+    autodidact_engine::chat_prompt(&state.engine.model, &msgs)
         .map_err(|e| ApiError::bad_request(format!("could not apply the chat template: {e}")))
 }
 

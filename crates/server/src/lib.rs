@@ -9,7 +9,7 @@ mod ui;
 pub use error::ApiError;
 pub use metrics::Metrics;
 
-use autodidact_engine::{AdapterStore, EngineHandle};
+use autodidact_engine::{AdapterCache, EngineHandle};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
@@ -33,7 +33,7 @@ pub struct AppState {
     pub started: u64,
     pub body_limit: usize,
     /// Where `BASE+NAME` adapters are found (and loaded on first use).
-    pub adapters: Option<Arc<AdapterStore>>,
+    pub adapters: Option<Arc<AdapterCache>>,
     /// Applied when a request names the plain base model.
     pub default_adapter: Option<String>,
 }

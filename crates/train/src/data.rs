@@ -43,6 +43,32 @@ impl Preference {
     }
 }
 
+/// One supervised example in memory (what a JSONL line holds, or what a program made).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SftExample {
+    /// Chat turns; every assistant turn is trained, with the template's end-of-turn marker.
+    Chat(Vec<Message>),
+    /// Raw text: the prompt is context, the completion (and EOS) is trained.
+    PromptCompletion { prompt: String, completion: String },
+    /// Raw text trained throughout.
+    Text(String),
+}
+
+/// The prompt of a preference pair: chat turns (answers become the assistant's turn) or raw text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreferencePrompt {
+    Chat(Vec<Message>),
+    Text(String),
+}
+
+/// One preference pair in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreferenceExample {
+    pub prompt: PreferencePrompt,
+    pub chosen: String,
+    pub rejected: String,
+}
+
 /// Lines read, and the bad ones skipped with why.
 #[derive(Debug, Default, Clone)]
 pub struct LoadReport {
@@ -140,22 +166,29 @@ impl<'a> Encoder<'a> {
         Ok(self.segments(&segs, true))
     }
 
+    fn sft(&self, ex: &SftExample) -> Result<(Vec<u32>, Vec<bool>), String> {
+        Ok(match ex {
+            SftExample::Chat(msgs) => self.chat(msgs)?,
+            SftExample::PromptCompletion { prompt, completion } => self.raw(prompt, completion),
+            SftExample::Text(t) => self.raw("", t),
+        })
+    }
+
     /// A preference pair: the prompt (chat messages or raw text) and both answers.
-    fn preference(&self, v: &Value) -> Result<Preference, String> {
-        let chosen = string(v, "chosen")?;
-        let rejected = string(v, "rejected")?;
+    fn preference(&self, ex: &PreferenceExample) -> Result<Preference, String> {
+        let (chosen, rejected) = (ex.chosen.as_str(), ex.rejected.as_str());
         if chosen == rejected {
             return Err("\"chosen\" and \"rejected\" are the same".into());
         }
-        let (pairs, prompt_len) = match v.get("prompt").ok_or("missing \"prompt\"")? {
-            Value::String(p) => {
+        let (pairs, prompt_len) = match &ex.prompt {
+            PreferencePrompt::Text(p) => {
                 let a = self.raw(p, chosen);
                 let b = self.raw(p, rejected);
                 let n = a.1.iter().take_while(|t| !**t).count();
                 ((a.0, b.0), n)
             }
-            msgs @ Value::Array(_) => {
-                let mut m = messages(msgs)?;
+            PreferencePrompt::Chat(msgs) => {
+                let mut m = msgs.clone();
                 m.push(Message::new("assistant", chosen));
                 let a = self.chat(&m)?;
                 m.last_mut().expect("pushed above").content = rejected.to_string();
@@ -163,7 +196,6 @@ impl<'a> Encoder<'a> {
                 let n = a.1.iter().rposition(|t| !*t).map_or(0, |i| i + 1);
                 ((a.0, b.0), n)
             }
-            _ => return Err("\"prompt\" must be a string or a list of messages".into()),
         };
         // Both answers follow the same prompt tokens; any merge across the boundary shortens it.
         let (a, b) = pairs;
@@ -175,6 +207,36 @@ impl<'a> Encoder<'a> {
             rejected: b[p..].to_vec(),
         })
     }
+}
+
+/// A JSONL object as a supervised example.
+fn sft_from_json(v: &Value) -> Result<SftExample, String> {
+    if let Some(msgs) = v.get("messages") {
+        Ok(SftExample::Chat(messages(msgs)?))
+    } else if v.get("prompt").is_some() || v.get("completion").is_some() {
+        Ok(SftExample::PromptCompletion {
+            prompt: string(v, "prompt")?.to_string(),
+            completion: string(v, "completion")?.to_string(),
+        })
+    } else if v.get("text").is_some() {
+        Ok(SftExample::Text(string(v, "text")?.to_string()))
+    } else {
+        Err("expected \"messages\", \"prompt\" and \"completion\", or \"text\"".into())
+    }
+}
+
+/// A JSONL object as a preference pair.
+fn preference_from_json(v: &Value) -> Result<PreferenceExample, String> {
+    let prompt = match v.get("prompt").ok_or("missing \"prompt\"")? {
+        Value::String(p) => PreferencePrompt::Text(p.clone()),
+        msgs @ Value::Array(_) => PreferencePrompt::Chat(messages(msgs)?),
+        _ => return Err("\"prompt\" must be a string or a list of messages".into()),
+    };
+    Ok(PreferenceExample {
+        prompt,
+        chosen: string(v, "chosen")?.to_string(),
+        rejected: string(v, "rejected")?.to_string(),
+    })
 }
 
 fn is_assistant(role: &str) -> bool {
@@ -212,8 +274,44 @@ fn to_sequence(
     (Some(Sequence { tokens, labels }), cut)
 }
 
-fn read_lines(path: &Path) -> Result<String, TrainError> {
-    std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))
+/// The longest line read whole. Longer lines are bad lines, found without holding them: an
+/// example is cut to `seq_len` tokens anyway, so megabytes of one line can only cost time and
+/// memory. A token is rarely more than 16 bytes, hence the bound from `seq_len`.
+pub fn max_line_bytes(seq_len: usize) -> usize {
+    (seq_len * 16 * 4).max(1 << 20)
+}
+
+/// Reads the next line (without its newline) into `buf`, at most `cap` bytes of it; returns
+/// `None` at the end, `Some(false)` when the line was longer than `cap` (the rest is skipped).
+fn next_line(
+    r: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut fits = true;
+    let mut any = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(fits));
+        }
+        any = true;
+        let (take, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if fits && buf.len() + take <= cap {
+            buf.extend_from_slice(&chunk[..take]);
+        } else {
+            fits = false;
+            buf.clear();
+        }
+        r.consume(take + end as usize);
+        if end {
+            return Ok(Some(fits));
+        }
+    }
 }
 
 /// Runs `parse` over every non-blank line, collecting results and handling bad lines.
@@ -222,18 +320,36 @@ fn each_line<T>(
     opts: &DataOptions,
     mut parse: impl FnMut(&Value) -> Result<(Option<T>, bool), String>,
 ) -> Result<(Vec<T>, LoadReport), TrainError> {
-    let text = read_lines(path)?;
+    let file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let cap = max_line_bytes(opts.seq_len);
+    let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut rep = LoadReport::default();
     let name = path.display().to_string();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
+    let mut line_no = 0;
+    while let Some(fits) =
+        next_line(&mut reader, &mut buf, cap).map_err(|e| TrainError::io(path, e))?
+    {
+        line_no += 1;
+        if fits && buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         rep.lines += 1;
-        let res = serde_json::from_str::<Value>(line)
-            .map_err(|e| format!("not JSON: {e}"))
+        let res = if !fits {
+            Err(format!("the line is longer than {cap} bytes"))
+        } else {
+            std::str::from_utf8(&buf).map_err(|e| {
+                format!(
+                    "not UTF-8 text (invalid byte at column {})",
+                    e.valid_up_to() + 1
+                )
+            })
+        };
+        let res = res
+            .and_then(|line| {
+                serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}"))
+            })
             .and_then(|v| {
                 if v.is_object() {
                     parse(&v)
@@ -244,7 +360,10 @@ fn each_line<T>(
             .and_then(|(item, cut)| {
                 rep.truncated += cut as usize;
                 item.map(|x| (x, cut)).ok_or_else(|| {
-                    format!("nothing left to train on within --seq-len {}", opts.seq_len)
+                    format!(
+                        "nothing left to train on within the sequence length of {} tokens",
+                        opts.seq_len
+                    )
                 })
             });
         match res {
@@ -254,7 +373,7 @@ fn each_line<T>(
                 return Err(TrainError::Data {
                     path: name,
                     line: line_no,
-                    what: format!("{what} (pass --skip-bad to skip such lines)"),
+                    what,
                 })
             }
         }
@@ -277,17 +396,76 @@ pub fn load_sft(
 ) -> Result<(Vec<Sequence>, LoadReport), TrainError> {
     let enc = Encoder::new(m);
     each_line(path, opts, |v| {
-        let marked = if let Some(msgs) = v.get("messages") {
-            enc.chat(&messages(msgs)?)?
-        } else if v.get("prompt").is_some() || v.get("completion").is_some() {
-            enc.raw(string(v, "prompt")?, string(v, "completion")?)
-        } else if v.get("text").is_some() {
-            enc.raw("", string(v, "text")?)
-        } else {
-            return Err("expected \"messages\", \"prompt\" and \"completion\", or \"text\"".into());
-        };
-        Ok(to_sequence(marked, opts.seq_len))
+        Ok(to_sequence(enc.sft(&sft_from_json(v)?)?, opts.seq_len))
     })
+}
+
+/// In-memory supervised examples, tokenized as [`load_sft`] does a file's. A bad example is an
+/// error (or skipped) with its index; the report counts examples as lines.
+pub fn encode_sft(
+    examples: &[SftExample],
+    m: &Model,
+    opts: &DataOptions,
+) -> Result<(Vec<Sequence>, LoadReport), TrainError> {
+    let enc = Encoder::new(m);
+    each_example(examples, opts, |ex| {
+        Ok(to_sequence(enc.sft(ex)?, opts.seq_len))
+    })
+}
+
+/// In-memory preference pairs, tokenized as [`load_preferences`] does a file's.
+pub fn encode_preferences(
+    examples: &[PreferenceExample],
+    m: &Model,
+    opts: &DataOptions,
+) -> Result<(Vec<Preference>, LoadReport), TrainError> {
+    let enc = Encoder::new(m);
+    each_example(examples, opts, |ex| {
+        fit_preference(enc.preference(ex)?, opts)
+    })
+}
+
+/// [`each_line`] for examples already in memory (numbered from 1 in errors).
+fn each_example<E, T>(
+    examples: &[E],
+    opts: &DataOptions,
+    mut encode: impl FnMut(&E) -> Result<(Option<T>, bool), String>,
+) -> Result<(Vec<T>, LoadReport), TrainError> {
+    let mut out = Vec::new();
+    let mut rep = LoadReport::default();
+    for (i, ex) in examples.iter().enumerate() {
+        rep.lines += 1;
+        let res = encode(ex).and_then(|(item, cut)| {
+            rep.truncated += cut as usize;
+            item.ok_or_else(|| {
+                format!(
+                    "nothing left to train on within the sequence length of {} tokens",
+                    opts.seq_len
+                )
+            })
+        });
+        match res {
+            Ok(x) => out.push(x),
+            Err(what) if opts.on_bad == OnBadLine::Skip => rep.skipped.push((i + 1, what)),
+            Err(what) => {
+                return Err(TrainError::Data {
+                    path: "examples".into(),
+                    line: i + 1,
+                    what,
+                })
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(TrainError::NoData {
+            path: "examples".into(),
+            why: match rep.skipped.first() {
+                Some((l, w)) => format!(" ({} bad; example {l}: {w})", rep.skipped.len()),
+                None => " (none were given)".into(),
+            },
+        });
+    }
+    Ok((out, rep))
 }
 
 /// Preference pairs for DPO.
@@ -298,25 +476,29 @@ pub fn load_preferences(
 ) -> Result<(Vec<Preference>, LoadReport), TrainError> {
     let enc = Encoder::new(m);
     each_line(path, opts, |v| {
-        let Preference {
-            prompt,
-            chosen,
-            rejected,
-        } = enc.preference(v)?;
-        // Cut both answers to fit; the prompt must leave room for at least one answer token.
-        let room = opts.seq_len.saturating_sub(prompt.len());
-        if room == 0 {
-            return Ok((None, true));
-        }
-        let cut = chosen.len() > room || rejected.len() > room;
-        let take = |a: Vec<u32>| a.into_iter().take(room).collect::<Vec<_>>();
-        Ok((
-            Some(Preference {
-                prompt,
-                chosen: take(chosen),
-                rejected: take(rejected),
-            }),
-            cut,
-        ))
+        fit_preference(enc.preference(&preference_from_json(v)?)?, opts)
     })
+}
+
+/// Cuts both answers to fit; the prompt must leave room for at least one answer token.
+fn fit_preference(p: Preference, opts: &DataOptions) -> Result<(Option<Preference>, bool), String> {
+    let Preference {
+        prompt,
+        chosen,
+        rejected,
+    } = p;
+    let room = opts.seq_len.saturating_sub(prompt.len());
+    if room == 0 {
+        return Ok((None, true));
+    }
+    let cut = chosen.len() > room || rejected.len() > room;
+    let take = |a: Vec<u32>| a.into_iter().take(room).collect::<Vec<_>>();
+    Ok((
+        Some(Preference {
+            prompt,
+            chosen: take(chosen),
+            rejected: take(rejected),
+        }),
+        cut,
+    ))
 }

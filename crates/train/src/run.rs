@@ -46,30 +46,57 @@ pub struct TrainConfig {
     pub max_steps: Option<usize>,
 }
 
+impl Default for TrainConfig {
+    /// PEFT's usual LoRA recipe on every linear layer: rank 16, alpha 32, AdamW at 2e-4 with a
+    /// cosine schedule, batches of 4 up to 512 tokens, one epoch.
+    fn default() -> Self {
+        TrainConfig {
+            method: Method::Sft,
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            targets: Target::ALL.to_vec(),
+            lr: 2e-4,
+            epochs: 1,
+            batch: 4,
+            grad_accum: 1,
+            seq_len: 512,
+            warmup: 0,
+            decay: Decay::Cosine,
+            adamw: AdamW::default(),
+            max_grad_norm: 1.0,
+            seed: 42,
+            save_every: 20,
+            eval_every: 0,
+            max_steps: None,
+        }
+    }
+}
+
 impl TrainConfig {
     pub fn check(&self) -> Result<(), TrainError> {
         let bad = |s: &str| Err(TrainError::Config(s.into()));
         if self.rank == 0 {
-            return bad("--rank must be at least 1");
+            return bad("rank must be at least 1");
         }
         if self.batch == 0 || self.grad_accum == 0 || self.epochs == 0 {
-            return bad("--batch, --grad-accum and --epochs must be at least 1");
+            return bad("batch, grad_accum and epochs must be at least 1");
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("--lr must be a positive number");
+            return bad("the learning rate must be a positive number");
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad("--dropout must be in [0, 1)");
+            return bad("dropout must be in [0, 1)");
         }
         if self.targets.is_empty() {
             return bad("at least one target module is needed");
         }
         if self.seq_len < 2 {
-            return bad("--seq-len must be at least 2");
+            return bad("the sequence length must be at least 2");
         }
         if let Method::Dpo { beta } = self.method {
             if !(beta > 0.0 && beta.is_finite()) {
-                return bad("--beta must be a positive number");
+                return bad("the DPO beta must be a positive number");
             }
         }
         Ok(())
@@ -89,6 +116,14 @@ pub enum Data {
 }
 
 impl Data {
+    /// (training, validation) example counts.
+    pub fn sizes(&self) -> (usize, usize) {
+        match self {
+            Data::Sft { train, val } => (train.len(), val.len()),
+            Data::Dpo { train, val } => (train.len(), val.len()),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Data::Sft { train, .. } => train.len(),
@@ -212,9 +247,11 @@ fn sigmoid(x: f64) -> f64 {
 pub struct Run<'a> {
     pub model: &'a Model,
     pub config: TrainConfig,
-    /// Where checkpoints go; with `resume`, where the run continues from.
-    pub checkpoint: &'a Path,
+    /// Where checkpoints go; with `resume`, where the run continues from. `None`: no checkpoints.
+    pub checkpoint: Option<&'a Path>,
     pub resume: bool,
+    /// Start from this adapter instead of a fresh one (its rank, alpha and targets are kept).
+    pub init: Option<&'a LoraAdapter>,
     /// Run the output projection's backward in f32 instead of int8 (slower, see `output_t`).
     pub exact_output_grad: bool,
 }
@@ -248,7 +285,14 @@ impl Run<'_> {
             c.max_steps
         );
         let h = fnv1a(settings.as_bytes(), data.hash());
-        let h = fnv1a(&self.model.gguf.file_size().to_le_bytes(), h);
+        let mut h = fnv1a(&self.model.gguf.file_size().to_le_bytes(), h);
+        if let Some(init) = self.init {
+            for p in init.layers.iter().flat_map(|l| l.pairs.iter().flatten()) {
+                for v in p.a.iter().chain(&p.b) {
+                    h = fnv1a(&v.to_le_bytes(), h);
+                }
+            }
+        }
         format!("{h:016x}")
     }
 
@@ -268,22 +312,30 @@ impl Run<'_> {
         cfg.check()?;
         if cfg.seq_len > self.model.config.ctx_train {
             return Err(TrainError::Config(format!(
-                "--seq-len {} exceeds the model's context of {}",
+                "the sequence length {} exceeds the model's context of {}",
                 cfg.seq_len, self.model.config.ctx_train
             )));
         }
         let fingerprint = self.fingerprint(data);
-        let mut adapter = init_adapter(self.model, cfg);
+        let mut adapter = match self.init {
+            Some(a) => a.clone(),
+            None => init_adapter(self.model, cfg),
+        };
         let mut adam = AdamState::new(&adapter);
         let mut start = 0;
         let mut resumed_from = None;
         if self.resume {
-            let ck = Checkpoint::load(self.checkpoint, &adapter)?;
+            let Some(path) = self.checkpoint else {
+                return Err(TrainError::Config(
+                    "resuming needs the checkpoint of the interrupted run".into(),
+                ));
+            };
+            let ck = Checkpoint::load(path, &adapter)?;
             if ck.fingerprint != fingerprint {
                 return Err(TrainError::Config(format!(
                     "{} was made with other settings, data or base model; \
-                     resume with exactly the original command",
-                    self.checkpoint.display()
+                     resume with exactly the original settings and data",
+                    path.display()
                 )));
             }
             adapter = ck.adapter;
@@ -355,16 +407,18 @@ impl Run<'_> {
             } else {
                 None
             };
-            let save = |adapter: &LoraAdapter, adam: &AdamState| {
-                Checkpoint {
+            let save = |adapter: &LoraAdapter, adam: &AdamState| match self.checkpoint {
+                Some(path) => Checkpoint {
                     step: done,
                     fingerprint: fingerprint.clone(),
                     adapter: adapter.clone(),
                     adam: adam.clone(),
                 }
-                .save(self.checkpoint)
+                .save(path),
+                None => Ok(()),
             };
-            let checkpointed = (cfg.save_every > 0 && done % cfg.save_every == 0) || last;
+            let checkpointed = self.checkpoint.is_some()
+                && ((cfg.save_every > 0 && done % cfg.save_every == 0) || last);
             if checkpointed {
                 save(&adapter, &adam)?;
             }
@@ -480,7 +534,7 @@ impl Run<'_> {
     ) -> Result<StepStats, TrainError> {
         let Method::Dpo { beta } = self.config.method else {
             return Err(TrainError::Config(
-                "preference data needs --method dpo".into(),
+                "preference data needs the DPO method".into(),
             ));
         };
         let beta = beta as f64;
@@ -543,14 +597,8 @@ impl Run<'_> {
         };
         match data {
             Data::Sft { val, .. } if !val.is_empty() => {
-                let (mut sum, mut n) = (0f64, 0usize);
-                for chunk in val.chunks(self.config.batch) {
-                    let seqs: Vec<&Sequence> = chunk.iter().collect();
-                    let tape = tr.forward(Pack::new(&seqs), OutputGrad::None, None)?;
-                    sum -= tape.logp.iter().map(|&v| v as f64).sum::<f64>();
-                    n += tape.logp.len();
-                }
-                Ok(Some((sum / n.max(1) as f64) as f32))
+                let s = score_with(&tr, val, self.config.batch)?;
+                Ok(Some(s.nll as f32))
             }
             Data::Dpo { val, .. } if !val.is_empty() => {
                 let Method::Dpo { beta } = self.config.method else {
@@ -578,4 +626,50 @@ impl Run<'_> {
             _ => Ok(None),
         }
     }
+}
+
+/// Held-out negative log-likelihood of a set of sequences: the mean over every labelled token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NllScore {
+    /// Mean negative log-likelihood per labelled token (nats).
+    pub nll: f64,
+    /// `exp(nll)`.
+    pub perplexity: f64,
+    /// Labelled tokens scored.
+    pub tokens: usize,
+}
+
+/// Scores `seqs` (their labelled tokens) under the base model with `adapter` applied, if any,
+/// `batch` sequences per forward pass. Nothing is trained.
+pub fn score_nll(
+    model: &Model,
+    adapter: Option<&LoraAdapter>,
+    seqs: &[Sequence],
+    batch: usize,
+) -> Result<NllScore, TrainError> {
+    let tr = Trainer {
+        model,
+        adapter,
+        output_t: None,
+    };
+    score_with(&tr, seqs, batch.max(1))
+}
+
+fn score_with(tr: &Trainer, seqs: &[Sequence], batch: usize) -> Result<NllScore, TrainError> {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for chunk in seqs.chunks(batch) {
+        let refs: Vec<&Sequence> = chunk.iter().filter(|s| s.n_labels() > 0).collect();
+        if refs.is_empty() {
+            continue;
+        }
+        let tape = tr.forward(Pack::new(&refs), OutputGrad::None, None)?;
+        sum -= tape.logp.iter().map(|&v| v as f64).sum::<f64>();
+        n += tape.logp.len();
+    }
+    let nll = sum / n.max(1) as f64;
+    Ok(NllScore {
+        nll,
+        perplexity: nll.exp(),
+        tokens: n,
+    })
 }

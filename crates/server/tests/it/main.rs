@@ -2,7 +2,7 @@
 //! streaming, logprobs, errors in OpenAI's shape, auth, queue limits, disconnect cancellation and
 //! concurrent streams. Each server binds a free port; the model is loaded once and shared.
 use autodidact_engine::{
-    generate, AdapterMeta, AdapterStore, EngineConfig, EngineHandle, GenConfig, Request,
+    generate, AdapterCache, AdapterMeta, EngineConfig, EngineHandle, GenConfig, Request,
     SamplingParams,
 };
 use autodidact_model::{ChatTemplate, Message, Model};
@@ -43,7 +43,7 @@ struct Opts {
     queue: usize,
     key: Option<&'static str>,
     body_limit: usize,
-    adapters: Option<Arc<AdapterStore>>,
+    adapters: Option<Arc<AdapterCache>>,
 }
 
 impl Default for Opts {
@@ -694,7 +694,7 @@ fn the_ui_page_is_served_self_contained() {
 }
 
 /// A random LoRA adapter for the real model, saved in a fresh adapter store.
-fn random_adapter_store(m: &Model) -> (Arc<AdapterStore>, Arc<autodidact_model::LoraAdapter>) {
+fn random_adapter_store(m: &Model) -> (Arc<AdapterCache>, Arc<autodidact_model::LoraAdapter>) {
     use autodidact_model::{LoraAdapter, Target};
     let mut ad = LoraAdapter::zeros(&m.config, 4, 8.0, &[Target::Q, Target::V, Target::Down]);
     let mut s = 1u64;
@@ -711,13 +711,13 @@ fn random_adapter_store(m: &Model) -> (Arc<AdapterStore>, Arc<autodidact_model::
         }
     }
     let dir = std::env::temp_dir().join(format!("ad-server-adapters-{}", std::process::id()));
-    let store = AdapterStore::new(dir);
+    let store = AdapterCache::new(autodidact_store::Adapters::new(dir), None);
     let meta = AdapterMeta {
         name: "rnd".into(),
         base_model: "gemma3-270m".into(),
         ..AdapterMeta::default()
     };
-    store.save(&ad, &meta).unwrap();
+    store.adapters.save(&ad, &meta).unwrap();
     let loaded = store.get("rnd", &m.config).unwrap();
     (Arc::new(store), loaded)
 }

@@ -70,8 +70,9 @@ fn train(
     let run = Run {
         model: m,
         config: cfg,
-        checkpoint: ck,
+        checkpoint: Some(ck),
         resume,
+        init: None,
         exact_output_grad: false,
     };
     let out = run
@@ -147,8 +148,9 @@ fn a_stopped_and_resumed_run_ends_on_the_same_weights() {
     let run = Run {
         model: &m,
         config: other,
-        checkpoint: &dir.join("b.ckpt"),
+        checkpoint: Some(&dir.join("b.ckpt")),
         resume: true,
+        init: None,
         exact_output_grad: false,
     };
     let err = run
