@@ -8,8 +8,7 @@ mod train;
 
 use anyhow::{bail, Context, Result};
 use autodidact_engine::{generate, AdapterCache, GenConfig, Request, SamplingParams};
-use autodidact_kernels::vec::log_softmax_at;
-use autodidact_model::{Logits, Model, SeqInput};
+use autodidact_model::Model;
 use autodidact_store::{ResolvedModel, Store, DEFAULT_MODEL};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -324,45 +323,19 @@ pub fn ctrl_c_flag() -> Result<Arc<AtomicBool>> {
 }
 
 fn perplexity(m: &Model, text: &str, n_ctx: usize) -> Result<()> {
-    if n_ctx < 4 {
-        bail!("--ctx must be at least 4");
-    }
-    let tokens = m.tokenizer.encode(text, true, false);
-    let n_chunks = tokens.len() / n_ctx;
-    if n_chunks == 0 {
-        bail!(
-            "the text has {} tokens, fewer than one chunk of {n_ctx}",
-            tokens.len()
-        );
-    }
-    let bos = m.tokenizer.bos.context("the model has no BOS token")?;
-    eprintln!("{} tokens, {n_chunks} chunks of {n_ctx}", tokens.len());
     let start = Instant::now();
-    let (mut nll, mut count) = (0.0f64, 0usize);
-    for ch in 0..n_chunks {
-        let mut chunk = tokens[ch * n_ctx..(ch + 1) * n_ctx].to_vec();
-        chunk[0] = bos;
-        let mut cache = m.new_cache(n_ctx, n_ctx);
-        let out = m.forward(
-            &mut [SeqInput {
-                cache: &mut cache,
-                tokens: &chunk,
-                logits: Logits::All,
-                adapter: None,
-            }],
-            false,
-        )?;
-        for i in n_ctx / 2..n_ctx - 1 {
-            nll -= log_softmax_at(out.row(i), chunk[i + 1] as usize) as f64;
-            count += 1;
+    let r = autodidact_train::perplexity(m, None, text, n_ctx, &mut |done, total, ppl| {
+        if done == 1 {
+            eprintln!("{total} chunks of {n_ctx}");
         }
-        eprint!("[{}]{:.4},", ch + 1, (nll / count as f64).exp());
-    }
+        eprint!("[{done}]{ppl:.4},");
+    })
+    .map_err(|e| anyhow::Error::new(e).context("check --ctx and the file"))?;
+    let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "\n{:.1} s, {:.0} tokens/s",
-        start.elapsed().as_secs_f64(),
-        (n_chunks * n_ctx) as f64 / start.elapsed().as_secs_f64()
+        "\n{secs:.1} s, {:.0} tokens/s",
+        (r.chunks * n_ctx) as f64 / secs
     );
-    println!("PPL = {:.4}", (nll / count as f64).exp());
+    println!("PPL = {:.4}", r.ppl);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! LoRA training on CPU over a frozen, still-quantized base model: the backward pass of the
 //! `gemma3` and `llama` architectures, AdamW, SFT and DPO trainers, checkpoints, adapter formats.
 //!
-//! One call goes from examples to an adapter ([`train`]); [`score_nll`] scores held-out text.
+//! One call goes from examples to an adapter ([`train`]); [`score_nll`] scores held-out examples
+//! and [`perplexity`] held-out text.
 //!
 //! ```no_run
 //! use autodidact_model::{Message, Model};
@@ -36,12 +37,14 @@ pub mod ops;
 pub mod optim;
 pub mod output_t;
 pub mod peft;
+mod perplexity;
 pub mod run;
 
 pub use error::TrainError;
 pub use graph::{OutputGrad, Pack, Sequence, Tape, Trainer};
 pub use job::{split_off, train, Examples, TrainJob, Trained, Validation};
 pub use linear::Dropout;
+pub use perplexity::{perplexity, Perplexity};
 pub use run::{
     init_adapter, score_nll, Data, Flow, Method, NllScore, Outcome, Progress, Run, TrainConfig,
 };

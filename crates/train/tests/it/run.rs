@@ -211,10 +211,8 @@ fn data_files_report_bad_lines_and_mask_prompts() {
     match load_sft(&f, &m, &opts) {
         Err(TrainError::Data { line, what, .. }) => {
             assert_eq!(line, 4);
-            assert!(
-                what.contains("not JSON") && what.contains("--skip-bad"),
-                "{what}"
-            );
+            assert!(what.contains("not JSON"), "{what}");
+            assert!(!what.contains("--"), "a library names no CLI flag: {what}");
         }
         other => panic!("{:?}", other.map(|r| r.1)),
     }
@@ -255,7 +253,7 @@ fn data_files_report_bad_lines_and_mask_prompts() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("--seq-len"), "{err}");
+    assert!(err.contains("sequence length of 3"), "{err}");
 
     std::fs::write(&f, "\n\n").unwrap();
     assert!(matches!(
