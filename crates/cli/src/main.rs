@@ -297,9 +297,14 @@ fn run() -> Result<()> {
             outtype,
             out,
         } => {
-            let (m, _) = load(&store, &model)?;
-            autodidact_model::rewrite_gguf(&m, None, Some(outtype.ggml()))?
-                .write(&out)
+            let (m, base) = load(&store, &model)?;
+            let mut w = autodidact_model::rewrite_gguf(&m, None, Some(outtype.ggml()))?;
+            // The copy is the same base to every adapter trained on the original.
+            w.set(
+                autodidact_store::BASE_KEY,
+                autodidact_model::gguf::Value::String(store.model_sha256(&base)?),
+            );
+            w.write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", out.display());
         }

@@ -23,7 +23,7 @@ pub use adapters::{AdapterEntry, AdapterMeta, Adapters, FileStamp};
 pub use error::StoreError;
 pub use fsutil::{check_name, sha256_file, write_atomic};
 pub use models::{
-    display_name, Imported, ModelEntry, PullEvent, ResolvedModel, DEFAULT_MODEL, KNOWN,
+    display_name, Imported, ModelEntry, PullEvent, ResolvedModel, BASE_KEY, DEFAULT_MODEL, KNOWN,
 };
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// GGUF metadata key of a converted copy: the sha256 of the model it was made from.
+pub const BASE_KEY: &str = "autodidact.base_sha256";
+
 /// The model `run`, `serve` and `train` use when none is named.
 pub const DEFAULT_MODEL: &str = "gemma3-270m";
 
@@ -346,8 +349,20 @@ impl Store {
         ))
     }
 
-    /// The sha256 of a resolved model: the registry's record, or computed from the file.
+    /// The identity adapters record for their base: the sha256 of the original file. A copy
+    /// made by dequantizing (`convert`) carries its source's identity in [`BASE_KEY`], so an
+    /// adapter trained on the quantized model is accepted on its exact f32 copy and vice versa.
+    /// Otherwise it is the registry's record, or computed from the file.
     pub fn model_sha256(&self, m: &ResolvedModel) -> Result<String, StoreError> {
+        let g = autodidact_model::gguf::GgufFile::open(&m.path).map_err(|source| {
+            StoreError::NotAModel {
+                path: m.path.clone(),
+                source,
+            }
+        })?;
+        if let Ok(Some(id)) = g.get_str(BASE_KEY) {
+            return Ok(id.to_string());
+        }
         match &m.sha256 {
             Some(s) => Ok(s.clone()),
             None => crate::fsutil::sha256_file(&m.path),

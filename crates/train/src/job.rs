@@ -46,11 +46,13 @@ pub struct TrainJob<'a> {
     pub exact_output_grad: bool,
 }
 
+/// Per input ("train", "validation"): lines read, lines skipped with why, examples cut.
+pub type LoadReports = Vec<(&'static str, LoadReport)>;
+
 /// What [`train`] did.
 pub struct Trained {
     pub outcome: Outcome,
-    /// Per input ("train", "validation"): lines read, lines skipped with why, examples cut.
-    pub reports: Vec<(&'static str, LoadReport)>,
+    pub reports: LoadReports,
     pub train_examples: usize,
     pub val_examples: usize,
     /// The last validation loss, if there was a validation set.
@@ -83,7 +85,7 @@ impl<'a> TrainJob<'a> {
     }
 
     /// Reads and tokenizes the examples and the validation set as this job's run sees them.
-    pub fn data(&self) -> Result<(Data, Vec<(&'static str, LoadReport)>), TrainError> {
+    pub fn data(&self) -> Result<(Data, LoadReports), TrainError> {
         let opts = DataOptions {
             seq_len: self.config.seq_len,
             on_bad: self.on_bad,
@@ -151,7 +153,7 @@ impl<'a> TrainJob<'a> {
     pub fn train_on(
         &self,
         data: Data,
-        reports: Vec<(&'static str, LoadReport)>,
+        reports: LoadReports,
         on_step: &mut dyn FnMut(&Progress) -> Flow,
     ) -> Result<Trained, TrainError> {
         let (train_examples, val_examples) = data.sizes();
