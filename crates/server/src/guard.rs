@@ -49,7 +49,7 @@ impl AllowedHosts {
                 };
                 let name = name.to_ascii_lowercase();
                 matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
-                    || extra.iter().any(|e| *e == name)
+                    || extra.contains(&name)
             }
         }
     }
