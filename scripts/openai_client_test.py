@@ -89,6 +89,31 @@ def main() -> None:
             raise AssertionError("oversized max_tokens accepted")
         except openai.BadRequestError as e:
             assert "max_tokens" in str(e)
+        # Wrong types are named by field, in the API's words, not the parser's.
+        try:
+            c.chat.completions.create(model="gemma3-270m", messages=[{"role": "user", "content": 7}])
+            raise AssertionError("a number as content accepted")
+        except openai.BadRequestError as e:
+            assert "messages[0].content" in str(e) and "untagged" not in str(e), str(e)
+        for bad in ({"max_tokens": 0}, {"frequency_penalty": 1000}, {"n": 1000}):
+            try:
+                c.chat.completions.create(model="gemma3-270m", **bad,
+                                          messages=[{"role": "user", "content": "hi"}])
+                raise AssertionError(f"{bad} accepted")
+            except openai.BadRequestError as e:
+                assert next(iter(bad)) in str(e) or "n must" in str(e), str(e)
+        # Too long for the context: the server can drop the oldest turns when asked to.
+        long_chat = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 400}
+                     for i in range(12)] + [{"role": "user", "content": "Done?"}]
+        try:
+            c.chat.completions.create(model="gemma3-270m", max_tokens=8, messages=long_chat)
+            raise AssertionError("an over-long chat accepted")
+        except openai.BadRequestError as e:
+            assert "context" in str(e), str(e)
+        raw = c.chat.completions.with_raw_response.create(
+            model="gemma3-270m", max_tokens=8, messages=long_chat, extra_body={"truncation": "auto"})
+        assert int(raw.headers["x-autodidact-dropped-messages"]) > 0
+        assert raw.parse().choices[0].message.content is not None
     finally:
         proc.terminate()
         proc.wait(timeout=30)

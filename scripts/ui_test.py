@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Drives the web UI of `autodidact serve` in a real headless Chromium through WebDriver (Debian's
 `chromium` + `chromium-driver`, spoken to over HTTP; no extra client library): load the page, send a
-message and watch the reply stream in, stop a reply mid-stream (the server must cancel it), switch to
-glance mode. Screenshots go to target/ui-artifacts/. Usage: ui_test.py PATH/TO/autodidact"""
+message and watch the reply stream in, max tokens capped by the server's context, a failed turn kept
+out of the conversation, a conversation longer than the context trimmed (and said so), stop a reply
+mid-stream (the server must cancel it), switch to glance mode. Screenshots go to
+target/ui-artifacts/. Usage: ui_test.py PATH/TO/autodidact"""
 import base64
 import json
 import os
@@ -13,6 +15,11 @@ import time
 import urllib.request
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "target", "ui-artifacts")
+CTX = 512
+LAST = "const a = document.querySelectorAll('.msg.assistant'); const x = a[a.length-1];"
+# Every request body the page sends, for checking what the model is shown.
+RECORD = """if (!window.sent) { window.sent = []; const f = window.fetch;
+  window.fetch = (u, o) => { if (o && o.body) window.sent.push(JSON.parse(o.body)); return f(u, o); }; }"""
 
 
 def free_port() -> int:
@@ -100,8 +107,9 @@ def metric(port: int, name: str) -> float:
 def main() -> None:
     binary = sys.argv[1]
     sport, dport = free_port(), free_port()
-    server = subprocess.Popen([binary, "serve", "--port", str(sport)], stdin=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    # A small context, so that a few messages outgrow it.
+    server = subprocess.Popen([binary, "serve", "--port", str(sport), "--ctx", str(CTX)],
+                              stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     driver_proc = subprocess.Popen(["chromedriver", f"--port={dport}"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
     d = None
@@ -125,13 +133,60 @@ def main() -> None:
         reply = d.js("const a = document.querySelectorAll('.msg.assistant'); return a[a.length-1].textContent")
         assert reply.strip(), "empty reply"
         d.screenshot("chat.png")
+        d.js(RECORD)
+
+        # Max tokens is capped by the server's context: a value past it is lowered, not sent.
+        assert int(d.js("return document.querySelector('#maxTokens').max")) == CTX // 2
+        d.js("const m = document.querySelector('#maxTokens'); m.value = '4096';"
+             "m.dispatchEvent(new Event('change'))")
+        assert d.js("return document.querySelector('#maxTokens').value") == str(CTX // 2)
+        d.js("document.querySelector('#maxTokens').value = '4096'")
+        d.type("#input", "Say hi.")
+        d.click("#send")
+        d.wait(LAST + "return x.dataset.state === 'done'", "a reply with max tokens capped")
+        assert d.js("return window.sent[window.sent.length-1].max_tokens") == CTX // 2
+        assert not d.js("return document.querySelector('.error')"), "a capped request failed"
+
+        # A failed turn (an unknown model) adds no empty assistant message to the conversation.
+        d.js("const o = document.createElement('option'); o.value = 'no-such-model';"
+             "document.querySelector('#model').appendChild(o); document.querySelector('#model').value = 'no-such-model'")
+        d.type("#input", "This one fails.")
+        d.click("#send")
+        d.wait("return document.querySelector('.error')", "the error")
+        d.wait("return !document.querySelector('#send').disabled", "Send to come back")
+        assert d.js("return document.querySelector('#input').value") == "This one fails.", "text not kept"
+        d.js("document.querySelector('#model').value = 'gemma3-270m'; document.querySelector('#input').value = ''")
+        d.type("#input", "And this one works.")
+        d.click("#send")
+        d.wait("return window.sent.length >= 3 && !document.querySelector('#send').disabled", "the next turn")
+        msgs = d.js("return window.sent[window.sent.length-1].messages")
+        assert all(m["content"] for m in msgs), f"an empty message was sent: {msgs}"
+        assert "This one fails." not in [m["content"] for m in msgs], msgs
+        roles = [m["role"] for m in msgs]
+        assert all(a != b for a, b in zip(roles, roles[1:])), f"roles do not alternate: {roles}"
+        assert d.js(LAST + "return x.dataset.state") == "done"
+
+        # A conversation longer than the context: the oldest turns are left out, and the page says so.
+        d.js("document.querySelector('#maxTokens').value = '32'")
+        for i in range(4):
+            before = d.js("return window.sent.length")
+            d.js("document.querySelector('#input').value = arguments[0]",
+                 f"Note {i}: " + " ".join(f"item{i}-{k}" for k in range(60)))
+            d.click("#send")
+            d.wait(f"return window.sent.length > {before} && !document.querySelector('#send').disabled",
+                   "a long turn")
+            assert d.js(LAST + "return x.dataset.state") == "done", d.js("return document.body.innerText")
+        assert d.js("return document.querySelectorAll('.msg.dropped').length") > 0, "nothing trimmed"
+        note = d.js("return [...document.querySelectorAll('.notice')].map(n => n.textContent).join(' | ')")
+        assert "left out" in note and str(CTX) in note, note
+        d.screenshot("trimmed.png")
 
         # Stop a long reply mid-stream. The page's requests get `ignore_eos` so the reply is surely
         # still running when Stop is pressed.
         d.js("""const f = window.fetch; window.fetch = (u, o) => {
                   if (o && o.body) { const b = JSON.parse(o.body); b.ignore_eos = true; o.body = JSON.stringify(b); }
                   return f(u, o); };""")
-        d.js("document.querySelector('#maxTokens').value = '1500'")
+        d.js("document.querySelector('#maxTokens').value = '250'")
         d.type("#input", "Tell me a very long story.")
         d.click("#send")
         d.wait("const a = document.querySelectorAll('.msg.assistant'); const x = a[a.length-1];"

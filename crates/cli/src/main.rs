@@ -208,7 +208,7 @@ fn run() -> Result<()> {
                 }),
                 ..Default::default()
             };
-            chat::run(&m, params, ctx, prompt, adapter)?;
+            chat::run(&m, params, serve::clamp_ctx(ctx, &m), prompt, adapter)?;
         }
         Cmd::Generate {
             model,
@@ -245,7 +245,7 @@ fn run() -> Result<()> {
             generate(
                 &m,
                 GenConfig {
-                    n_ctx: ctx,
+                    n_ctx: serve::clamp_ctx(ctx, &m),
                     ..GenConfig::default()
                 },
                 vec![Request {
@@ -276,7 +276,7 @@ fn run() -> Result<()> {
             let (m, _) = load(&store, &model)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            perplexity(&m, &text, ctx)?;
+            perplexity(&m, &text, serve::clamp_ctx(ctx, &m))?;
         }
         Cmd::Bench(args) => bench::run(&store, args)?,
         Cmd::Serve(args) => {

@@ -2,8 +2,9 @@
 use anyhow::{Context, Result};
 use autodidact_engine::{AdapterCache, EngineConfig, EngineHandle, GenConfig};
 use autodidact_model::Model;
-use autodidact_server::AppState;
+use autodidact_server::{AllowedHosts, AppState};
 use clap::Args;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 #[derive(Args)]
@@ -18,7 +19,7 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on /v1 routes.
     #[arg(long, env = "AUTODIDACT_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Context per sequence, in tokens.
+    /// Context per sequence, in tokens (at most the model's own context length).
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
     /// Sequences generated together (continuous batching).
@@ -31,12 +32,72 @@ pub struct ServeArgs {
     /// ask for `MODEL+NAME`).
     #[arg(long)]
     pub adapter: Option<String>,
+    /// Host names requests may use besides localhost, 127.0.0.1 and [::1] (comma-separated;
+    /// `*` for any). Without it a loopback server refuses other names (DNS rebinding) and a
+    /// server on another address accepts any.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Largest request body in bytes [default: 16 per context token + 64 KiB].
+    #[arg(long)]
+    pub max_body: Option<usize>,
+    /// Drop the oldest turns of a chat that no longer fits the context instead of refusing it
+    /// (a request can still say `"truncation": "disabled"`).
+    #[arg(long)]
+    pub truncate_history: bool,
+}
+
+/// `requested` context tokens, clamped to what `model` was trained for (positions beyond it are
+/// garbage, and the KV cache is sized from this number).
+pub fn clamp_ctx(requested: usize, model: &Model) -> usize {
+    let most = model.config.ctx_train;
+    if most > 0 && requested > most {
+        eprintln!(
+            "warning: --ctx {requested} is more than the model's context length; using {most}"
+        );
+        most
+    } else {
+        requested
+    }
+}
+
+/// An empty key would lock every request out with 401: refuse it before serving.
+fn check_api_key(key: Option<String>) -> Result<Option<String>> {
+    match key {
+        Some(k) if k.trim().is_empty() => anyhow::bail!(
+            "the API key is empty (--api-key or AUTODIDACT_API_KEY): give a key, or leave both unset to serve without one"
+        ),
+        k => Ok(k),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The Host names to accept: an explicit list, else loopback names on loopback and any name on
+/// a network address.
+fn allowed_hosts(host: &str, list: Option<&[String]>) -> AllowedHosts {
+    match list {
+        Some(l) => AllowedHosts::loopback_and(l),
+        None if is_loopback(host) => AllowedHosts::default(),
+        None => AllowedHosts::Any,
+    }
 }
 
 pub fn run(model: Arc<Model>, name: String, adapters: AdapterCache, args: ServeArgs) -> Result<()> {
+    let api_key = check_api_key(args.api_key)?;
     if args.ctx < 16 || args.parallel == 0 {
         anyhow::bail!("--ctx must be at least 16 and --parallel at least 1");
     }
+    if args.max_body == Some(0) {
+        anyhow::bail!("--max-body must be at least 1");
+    }
+    let ctx = clamp_ctx(args.ctx, &model);
     if let Some(a) = &args.adapter {
         // Fail at start, not on the first request.
         adapters
@@ -47,7 +108,7 @@ pub fn run(model: Arc<Model>, name: String, adapters: AdapterCache, args: ServeA
         model,
         EngineConfig {
             gen: GenConfig {
-                n_ctx: args.ctx,
+                n_ctx: ctx,
                 max_parked: args.parallel,
                 ..GenConfig::default()
             },
@@ -55,23 +116,33 @@ pub fn run(model: Arc<Model>, name: String, adapters: AdapterCache, args: ServeA
             max_queued: args.queue,
         },
     )?;
-    let loopback = matches!(args.host.as_str(), "127.0.0.1" | "localhost" | "::1");
-    if !loopback && args.api_key.is_none() {
+    let loopback = is_loopback(&args.host);
+    if !loopback && api_key.is_none() {
         eprintln!(
             "warning: serving on {} without an API key: anyone who can reach this port can use the model (set --api-key)",
             args.host
         );
     }
-    let mut state = AppState::new(engine, name.clone(), args.api_key);
+    autodidact_server::log_to_stderr();
+    let mut state = AppState::new(engine, name.clone(), api_key);
     state.adapters = Some(Arc::new(adapters));
     state.default_adapter = args.adapter;
+    state.allowed_hosts = allowed_hosts(&args.host, args.allowed_hosts.as_deref());
+    state.truncate_history = args.truncate_history;
+    if let Some(b) = args.max_body {
+        state.body_limit = b;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let addr = format!("{}:{}", args.host, args.port);
+        let addr = if args.host.contains(':') && !args.host.starts_with('[') {
+            format!("[{}]:{}", args.host, args.port)
+        } else {
+            format!("{}:{}", args.host, args.port)
+        };
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -83,4 +154,48 @@ pub fn run(model: Arc<Model>, name: String, adapters: AdapterCache, args: ServeA
         .await
         .context("serving")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autodidact_kernels::GgmlType;
+    use autodidact_model::testing::tiny_model;
+    use autodidact_model::Arch;
+
+    #[test]
+    fn an_empty_api_key_is_refused_and_others_pass() {
+        for empty in ["", "  "] {
+            let e = check_api_key(Some(empty.into())).unwrap_err().to_string();
+            assert!(e.contains("API key is empty"), "{e}");
+        }
+        assert_eq!(check_api_key(None).unwrap(), None);
+        assert_eq!(
+            check_api_key(Some("k".into())).unwrap().as_deref(),
+            Some("k")
+        );
+    }
+
+    #[test]
+    fn ctx_is_clamped_to_the_models_context_length() {
+        let path = std::env::temp_dir().join(format!("ad-serve-tiny-{}.gguf", std::process::id()));
+        std::fs::write(&path, tiny_model(Arch::Gemma3, GgmlType::F32, 1)).unwrap();
+        let m = Model::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let most = m.config.ctx_train;
+        assert_eq!(clamp_ctx(1_000_000_000, &m), most);
+        assert_eq!(clamp_ctx(most, &m), most);
+        assert_eq!(clamp_ctx(16, &m), 16);
+    }
+
+    #[test]
+    fn hosts_follow_the_bind_address_unless_listed() {
+        assert_eq!(allowed_hosts("127.0.0.1", None), AllowedHosts::default());
+        assert_eq!(allowed_hosts("::1", None), AllowedHosts::default());
+        assert_eq!(allowed_hosts("localhost", None), AllowedHosts::default());
+        assert_eq!(allowed_hosts("0.0.0.0", None), AllowedHosts::Any);
+        assert_eq!(allowed_hosts("192.168.1.5", None), AllowedHosts::Any);
+        let l = allowed_hosts("0.0.0.0", Some(&["box.lan".into()]));
+        assert!(l.allows("box.lan:8080") && l.allows("localhost") && !l.allows("evil.test"));
+    }
 }

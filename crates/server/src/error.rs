@@ -1,5 +1,6 @@
-//! The server's one error type, answered in OpenAI's JSON error shape. Messages say what to change;
-//! engine internals never reach the client.
+//! The server's one error type, answered in OpenAI's JSON error shape. Messages say what to change
+//! in the request; engine internals (paths, library wording) never reach the client, they go to the
+//! log instead.
 use autodidact_engine::EngineError;
 use autodidact_store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,7 +15,8 @@ pub struct ApiError {
     pub message: String,
     /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, `server_error`, …
     pub kind: &'static str,
-    pub param: Option<&'static str>,
+    /// The request field at fault, as a path (`messages[2].content`).
+    pub param: Option<String>,
     pub code: Option<&'static str>,
 }
 
@@ -29,8 +31,8 @@ impl ApiError {
         }
     }
 
-    pub fn param(mut self, p: &'static str) -> Self {
-        self.param = Some(p);
+    pub fn param(mut self, p: impl Into<String>) -> Self {
+        self.param = Some(p.into());
         self
     }
 
@@ -54,7 +56,28 @@ impl ApiError {
         }
     }
 
-    pub fn internal() -> Self {
+    /// A request refused for where it came from (Host, Origin), not for what it asks.
+    pub fn forbidden(message: impl Into<String>, code: &'static str) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+            kind: "permission_error",
+            param: None,
+            code: Some(code),
+        }
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::bad_request(format!(
+            "the request body is larger than the {limit} bytes this server accepts; send less"
+        ))
+        .status(StatusCode::PAYLOAD_TOO_LARGE)
+        .code("request_too_large")
+    }
+
+    /// A failure on the server's side; `detail` goes to the log, never to the client.
+    pub fn internal(detail: &str) -> Self {
+        log::error!("request failed: {detail}");
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "the server failed while generating; try again".into(),
@@ -62,6 +85,18 @@ impl ApiError {
             param: None,
             code: None,
         }
+    }
+
+    /// The OpenAI error body, also sent as the last event of a failed stream.
+    pub fn body(&self) -> serde_json::Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        })
     }
 }
 
@@ -76,6 +111,7 @@ impl From<EngineError> for ApiError {
             EngineError::EmptyPrompt => {
                 ApiError::bad_request("the prompt is empty").param("prompt")
             }
+            // Sampling and schema checks word their messages for the request's fields.
             EngineError::BadParam(m) => ApiError::bad_request(m),
             EngineError::Store(StoreError::UnknownAdapter(name)) => {
                 ApiError::bad_request(format!("no adapter named `{name}` (see GET /v1/models)"))
@@ -90,25 +126,17 @@ impl From<EngineError> for ApiError {
                 param: None,
                 code: Some("server_overloaded"),
             },
-            EngineError::Stopped
+            e @ (EngineError::Stopped
             | EngineError::Spawn(_)
             | EngineError::Model(_)
-            | EngineError::Store(_) => ApiError::internal(),
+            | EngineError::Store(_)) => ApiError::internal(&e.to_string()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        });
-        let mut r = (self.status, Json(body)).into_response();
+        let mut r = (self.status, Json(self.body())).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS
         {

@@ -2,6 +2,8 @@
 //! health and metrics. Every request becomes `n` engine sequences whose events arrive on one
 //! channel; dropping the channel (a client that went away) cancels them in the engine.
 use crate::error::ApiError;
+use crate::prompt::{self, Budget};
+use crate::request::JsonBody;
 use crate::types::{
     ChatRequest, ChoiceLogprobs, CompletionRequest, SamplingFields, TokenLogprob, TopLogprob, Usage,
 };
@@ -10,16 +12,13 @@ use autodidact_engine::json_grammar::JsonGrammar;
 use autodidact_engine::{
     Completion, EngineError, Event, EventSink, FinishReason, Request, Sampled, SamplingParams,
 };
-use autodidact_model::{LoraAdapter, Message, Model};
+use autodidact_model::{LoraAdapter, Model};
 use autodidact_store::StoreError;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,6 +28,10 @@ use tokio::sync::mpsc;
 /// Most choices one request may ask for.
 const MAX_N: u32 = 16;
 const MAX_TOP_LOGPROBS: u32 = 20;
+/// OpenAI's range for `frequency_penalty` and `presence_penalty`.
+const MAX_PENALTY: f32 = 2.0;
+/// Response header: how many of the oldest messages truncation left out.
+pub const DROPPED_HEADER: &str = "x-autodidact-dropped-messages";
 
 struct ChanSink {
     tx: mpsc::UnboundedSender<(usize, Event)>,
@@ -57,21 +60,6 @@ fn new_id(prefix: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{prefix}-{nanos:x}")
-}
-
-/// Parses a JSON body, turning every failure into a 4xx that says what is wrong.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|r| {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::bad_request("the request body is larger than the server accepts; send less")
-                .status(status)
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {r}")).status(status)
-        }
-    })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// The adapter a request asks for: `"model": "BASE+NAME"` or an `adapter` field.
@@ -128,10 +116,14 @@ fn check_model(
             format!("adapter `{name}` was trained on a different base model than this one"),
         )
         .param("model")),
-        Err(EngineError::Model(_)) => Err(ApiError::bad_request(format!(
-            "adapter `{name}` does not fit this model's shapes"
-        ))
-        .param("model")),
+        Err(EngineError::Model(e)) => {
+            // The detail (a path, a shape) is for the operator's log, not the client.
+            log::warn!("adapter {name:?} could not be loaded: {e}");
+            Err(
+                ApiError::bad_request(format!("adapter `{name}` does not fit this model's shapes"))
+                    .param("model"),
+            )
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -147,6 +139,20 @@ fn sampling(
     if n == 0 || n > MAX_N {
         return Err(ApiError::bad_request(format!("n must be between 1 and {MAX_N}")).param("n"));
     }
+    if f.max_tokens == Some(0) {
+        return Err(ApiError::bad_request("max_tokens must be at least 1").param("max_tokens"));
+    }
+    for (name, v) in [
+        ("frequency_penalty", f.frequency_penalty),
+        ("presence_penalty", f.presence_penalty),
+    ] {
+        if v.is_some_and(|v| !(-MAX_PENALTY..=MAX_PENALTY).contains(&v)) {
+            return Err(ApiError::bad_request(format!(
+                "{name} must be between -{MAX_PENALTY} and {MAX_PENALTY}"
+            ))
+            .param(name));
+        }
+    }
     if prompt_len >= n_ctx {
         return Err(ApiError::bad_request(format!(
             "the prompt is {prompt_len} tokens but the context holds {n_ctx}; shorten it"
@@ -155,7 +161,7 @@ fn sampling(
         .code("context_length_exceeded"));
     }
     let room = n_ctx - prompt_len;
-    let max_tokens = match f.max_completion_tokens.or(f.max_tokens) {
+    let max_tokens = match f.max_tokens {
         Some(m) if m as usize > room => {
             return Err(ApiError::bad_request(format!(
                 "max_tokens is {m} but only {room} tokens remain in the context of {n_ctx} after the \
@@ -182,20 +188,33 @@ fn sampling(
                 .unwrap_or(0)
         }),
         max_tokens,
-        stop: f
-            .stop
-            .clone()
-            .map(crate::types::StringOrList::into_vec)
-            .unwrap_or_default(),
+        stop: f.stop.clone(),
         top_logprobs,
         ignore_eos: f.ignore_eos,
         ..d
     };
-    if p.stop.len() > 4 {
-        return Err(ApiError::bad_request("at most 4 stop sequences").param("stop"));
-    }
     p.validate().map_err(ApiError::from)?;
     Ok((p, n as usize))
+}
+
+/// Refuses a request for more sequences than the engine ever holds at once (running and
+/// queued): retrying could never help, so it is the request that must change.
+fn check_capacity(state: &AppState, f: &SamplingFields, prompts: usize) -> Result<(), ApiError> {
+    let n = f.n.unwrap_or(1);
+    if n == 0 || n > MAX_N {
+        return Err(ApiError::bad_request(format!("n must be between 1 and {MAX_N}")).param("n"));
+    }
+    let count = n as usize * prompts;
+    let c = state.engine.config;
+    let most = c.max_active.max(1) + c.max_queued;
+    if count > most {
+        return Err(ApiError::bad_request(format!(
+            "this request needs {count} sequences (prompts × n) but the server runs and queues \
+             at most {most} at once; lower n or send fewer prompts"
+        ))
+        .param("n"));
+    }
+    Ok(())
 }
 
 /// Submits `n` sequences (seeds `seed, seed+1, …`) and returns their shared event channel.
@@ -295,37 +314,14 @@ async fn collect(
                 done[i] = Some(c);
                 left -= 1;
             }
-            Some((_, Event::Failed(_))) | None => return Err(ApiError::internal()),
+            Some((_, Event::Failed(e))) => return Err(ApiError::internal(&e)),
+            None => return Err(ApiError::internal("the engine dropped a request")),
         }
     }
     Ok(done.into_iter().flatten().collect())
 }
 
-fn chat_prompt(state: &AppState, req: &ChatRequest) -> Result<Vec<u32>, ApiError> {
-    if req.messages.is_empty() {
-        return Err(ApiError::bad_request("messages must not be empty").param("messages"));
-    }
-    let mut msgs = Vec::with_capacity(req.messages.len());
-    for m in &req.messages {
-        let role = match m.role.as_str() {
-            "system" | "developer" => "system",
-            "user" => "user",
-            "assistant" => "assistant",
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unsupported message role `{other}`; use system, user or assistant"
-                ))
-                .param("messages"))
-            }
-        };
-        let text = m.content.as_ref().map(|c| c.text()).unwrap_or_default();
-        msgs.push(Message::new(role, &text));
-    }
-    autodidact_engine::chat_prompt(&state.engine.model, &msgs)
-        .map_err(|e| ApiError::bad_request(format!("could not apply the chat template: {e}")))
-}
-
-pub async fn chat(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn chat(State(state): State<AppState>, body: Result<JsonBody, ApiError>) -> Response {
     match chat_inner(state, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -334,9 +330,9 @@ pub async fn chat(State(state): State<AppState>, body: Result<Bytes, BytesReject
 
 async fn chat_inner(
     state: AppState,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse(body)?;
+    let req = ChatRequest::from_json(&body?.0)?;
     let adapter = check_model(&state, &req.model, req.sampling.adapter.as_deref())?;
     let json = match &req.response_format {
         None => None,
@@ -344,16 +340,10 @@ async fn chat_inner(
             "text" => None,
             "json_object" => Some(JsonGrammar::object()),
             "json_schema" => {
-                let schema = rf
-                    .json_schema
-                    .as_ref()
-                    .and_then(|j| j.schema.as_ref())
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "response_format json_schema needs json_schema.schema",
-                        )
+                let schema = rf.schema.as_ref().ok_or_else(|| {
+                    ApiError::bad_request("response_format json_schema needs json_schema.schema")
                         .param("response_format")
-                    })?;
+                })?;
                 Some(
                     JsonGrammar::from_schema(schema)
                         .map_err(|e| ApiError::from(e).param("response_format"))?,
@@ -382,14 +372,27 @@ async fn chat_inner(
         }
         (false, None) => None,
     };
-    let prompt = chat_prompt(&state, &req)?;
     let n_ctx = state.engine.config.gen.n_ctx;
-    let (params, n) = sampling(&req.sampling, n_ctx, prompt.len(), top)?;
-    let rx = submit(&state, vec![prompt], params, n, (json, adapter))?;
+    check_capacity(&state, &req.sampling, 1)?;
+    let truncate = req.truncate.unwrap_or(state.truncate_history);
+    let budget = Budget {
+        n_ctx,
+        max_token_bytes: state.max_token_bytes,
+        truncate_reserve: truncate.then(|| {
+            req.sampling
+                .max_tokens
+                .map(|m| m as usize)
+                .unwrap_or(n_ctx / 4)
+        }),
+    };
+    let messages = req.messages;
+    let prompt = prompt::chat(&state, messages, budget).await?;
+    let dropped = prompt.dropped;
+    let (params, n) = sampling(&req.sampling, n_ctx, prompt.tokens.len(), top)?;
+    let rx = submit(&state, vec![prompt.tokens], params, n, (json, adapter))?;
     let (id, created) = (new_id("chatcmpl"), now_secs());
     let model_name = req.model.clone();
-    if req.sampling.stream {
-        let include_usage = req.sampling.include_usage();
+    let mut response = if req.sampling.stream {
         let spec = StreamSpec {
             model: req.model.clone(),
             count: n,
@@ -399,11 +402,30 @@ async fn chat_inner(
             },
             id,
             created,
-            include_usage,
+            include_usage: req.sampling.include_usage,
         };
-        return Ok(stream(state, rx, spec));
+        stream(state, rx, spec)
+    } else {
+        chat_reply(&state, rx, n, top.is_some(), (id, created, model_name)).await?
+    };
+    if dropped > 0 {
+        response
+            .headers_mut()
+            .insert(DROPPED_HEADER, HeaderValue::from(dropped));
     }
-    let done = collect(&state, rx, n).await?;
+    Ok(response)
+}
+
+/// The whole (not streamed) chat reply.
+async fn chat_reply(
+    state: &AppState,
+    rx: mpsc::UnboundedReceiver<(usize, Event)>,
+    n: usize,
+    logprobs: bool,
+    (id, created, model_name): (String, u64, String),
+) -> Result<Response, ApiError> {
+    let top = logprobs.then_some(());
+    let done = collect(state, rx, n).await?;
     let m = &state.engine.model;
     let choices: Vec<Value> = done
         .iter()
@@ -432,7 +454,7 @@ async fn chat_inner(
 
 pub async fn completions(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Response {
     match completions_inner(state, body).await {
         Ok(r) => r,
@@ -442,9 +464,9 @@ pub async fn completions(
 
 async fn completions_inner(
     state: AppState,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse(body)?;
+    let req = CompletionRequest::from_json(&body?.0)?;
     let adapter = check_model(&state, &req.model, req.sampling.adapter.as_deref())?;
     let top = match req.logprobs {
         Some(k) if k > 5 => {
@@ -455,24 +477,26 @@ async fn completions_inner(
         }
         k => k.map(|k| k as usize),
     };
-    let texts = match req.prompt {
-        crate::types::StringOrList::One(s) => vec![s],
-        crate::types::StringOrList::Many(v) if !v.is_empty() => v,
-        _ => return Err(ApiError::bad_request("prompt must not be empty").param("prompt")),
-    };
-    let m = state.engine.model.clone();
-    let prompts: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| m.tokenizer.encode(t, true, true))
-        .collect();
-    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    if req.prompts.is_empty() {
+        return Err(ApiError::bad_request("prompt must not be empty").param("prompt"));
+    }
+    let texts = req.prompts.clone();
     let n_ctx = state.engine.config.gen.n_ctx;
+    check_capacity(&state, &req.sampling, texts.len())?;
+    let m = state.engine.model.clone();
+    let budget = Budget {
+        n_ctx,
+        max_token_bytes: state.max_token_bytes,
+        truncate_reserve: None,
+    };
+    let prompts = prompt::completions(m.clone(), texts.clone(), budget).await?;
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let (params, n) = sampling(&req.sampling, n_ctx, longest, top)?;
     let count = prompts.len() * n;
     let rx = submit(&state, prompts, params, n, (None, adapter))?;
     let (id, created) = (new_id("cmpl"), now_secs());
     if req.sampling.stream {
-        let include_usage = req.sampling.include_usage();
+        let include_usage = req.sampling.include_usage;
         let spec = StreamSpec {
             model: req.model.clone(),
             count,
@@ -635,8 +659,8 @@ fn stream(
                         }
                     }
                 }
-                Event::Failed(_) => {
-                    let err = json!({"error": {"message": "the server failed while generating; try again", "type": "server_error", "param": null, "code": null}});
+                Event::Failed(e) => {
+                    let err = ApiError::internal(&e).body();
                     let _ = out_tx.send(SseEvent::default().data(err.to_string())).await;
                     return;
                 }
@@ -668,6 +692,7 @@ pub async fn models(State(state): State<AppState>) -> Response {
             "object": "model",
             "created": state.started,
             "owned_by": "autodidact",
+            "context_length": state.engine.config.gen.n_ctx,
         })
     };
     let mut data = vec![entry(state.model_name.clone())];
@@ -679,8 +704,16 @@ pub async fn models(State(state): State<AppState>) -> Response {
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-pub async fn health() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// Liveness, and what a client needs to size its requests (the web UI caps max tokens and trims
+/// its history with these).
+pub async fn health(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "model": state.model_name,
+        "context_length": state.engine.config.gen.n_ctx,
+        "max_body_bytes": state.body_limit,
+    }))
+    .into_response()
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

@@ -1,12 +1,35 @@
 //! The OpenAI-compatible HTTP API (chat, completions, models), health, Prometheus metrics and the
 //! embedded web UI, over an engine handle. `app(state)` builds the router; `serve` runs it.
+//!
+//! ```no_run
+//! use autodidact_engine::{EngineConfig, EngineHandle};
+//! use autodidact_model::Model;
+//! use autodidact_server::AppState;
+//! use std::sync::Arc;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let model = Arc::new(Model::load("gemma3-270m.gguf")?);
+//! let engine = EngineHandle::spawn(model, EngineConfig::default())?;
+//! let state = AppState::new(engine, "gemma3-270m".into(), None);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! autodidact_server::serve(listener, state, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
 mod error;
+mod guard;
 mod handlers;
+mod log_sink;
 mod metrics;
+mod prompt;
+mod request;
 mod types;
 mod ui;
 
 pub use error::ApiError;
+pub use guard::AllowedHosts;
+pub use handlers::DROPPED_HEADER;
+pub use log_sink::log_to_stderr;
 pub use metrics::Metrics;
 
 use autodidact_engine::{AdapterCache, EngineHandle};
@@ -18,8 +41,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 
-/// Largest request body accepted (a long chat history fits many times over).
-pub const DEFAULT_BODY_LIMIT: usize = 4 << 20;
+/// The default body limit for a context of `n_ctx` tokens: room for a context's worth of text at
+/// 16 bytes a token (English runs near 4; JSON escapes of non-ASCII text near 12), plus 64 KiB
+/// for the rest of the request. Reading, parsing and tokenizing cost time linear in the body, so
+/// this bounds the work one request can cause.
+pub fn default_body_limit(n_ctx: usize) -> usize {
+    n_ctx.saturating_mul(16).saturating_add(64 << 10)
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,7 +59,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Unix seconds the server started (the model's `created`).
     pub started: u64,
+    /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// The `Host` names requests may use.
+    pub allowed_hosts: AllowedHosts,
+    /// Drop the oldest turns of chats that do not fit, unless a request says
+    /// `"truncation": "disabled"`.
+    pub truncate_history: bool,
+    /// Most input bytes one token stands for (see `prompt.rs`).
+    pub max_token_bytes: usize,
     /// Where `BASE+NAME` adapters are found (and loaded on first use).
     pub adapters: Option<Arc<AdapterCache>>,
     /// Applied when a request names the plain base model.
@@ -40,6 +76,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(engine: EngineHandle, model_name: String, api_key: Option<String>) -> Self {
+        let body_limit = default_body_limit(engine.config.gen.n_ctx);
+        let max_token_bytes = prompt::max_token_bytes(&engine.model.tokenizer);
         AppState {
             engine,
             model_name,
@@ -49,7 +87,10 @@ impl AppState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            body_limit: DEFAULT_BODY_LIMIT,
+            body_limit,
+            allowed_hosts: AllowedHosts::default(),
+            truncate_history: false,
+            max_token_bytes,
             adapters: None,
             default_adapter: None,
         }
@@ -102,6 +143,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(handlers::metrics))
         .route("/", get(ui::index))
         .fallback(handlers::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_origin,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .with_state(state)

@@ -1,6 +1,9 @@
 //! Server tests over real HTTP on loopback against the real default model: chat and completions,
 //! streaming, logprobs, errors in OpenAI's shape, auth, queue limits, disconnect cancellation and
-//! concurrent streams. Each server binds a free port; the model is loaded once and shared.
+//! concurrent streams. Each server binds a free port; the model is loaded once and shared. The
+//! fast tier, over a tiny random model, is in `tiny.rs`.
+mod tiny;
+
 use autodidact_engine::{
     generate, AdapterCache, AdapterMeta, EngineConfig, EngineHandle, GenConfig, Request,
     SamplingParams,
@@ -53,7 +56,7 @@ impl Default for Opts {
             parallel: 4,
             queue: 16,
             key: None,
-            body_limit: autodidact_server::DEFAULT_BODY_LIMIT,
+            body_limit: autodidact_server::default_body_limit(1024),
             adapters: None,
         }
     }
@@ -449,18 +452,18 @@ fn bad_input_gets_openai_errors_never_500() {
             b.as_bytes(),
         )
     };
-    assert_error(&j("{not json"), 400, "invalid JSON");
+    assert_error(&j("{not json"), 400, "not valid JSON");
     assert_error(
         &j(r#"{"model":"gemma3-270m","messages":"hi"}"#),
         400,
-        "invalid type",
+        "`messages` must be a list",
     );
     assert_error(
         &j(
             r#"{"model":"gemma3-270m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#,
         ),
         400,
-        "invalid type",
+        "`temperature` must be a number",
     );
     assert_error(
         &j(r#"{"model":"gemma3-270m","messages":[]}"#),
