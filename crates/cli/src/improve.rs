@@ -1,7 +1,7 @@
 //! `autodidact skills|eval|improve|runs|rollback`: the self-improvement loop's commands, with
 //! progress bars and plain summaries over the `autodidact-improve` library.
 use anyhow::{bail, Context, Result};
-use autodidact_improve::eval::{evaluate, evalset_id};
+use autodidact_improve::eval::{evalset_id, evaluate};
 use autodidact_improve::evalset::EvalSet;
 use autodidact_improve::skill::{load_all, select};
 use autodidact_improve::trainer::TrainSettings;
@@ -127,7 +127,12 @@ pub fn skills(store: &Store, cmd: SkillsCmd) -> Result<()> {
     match cmd {
         SkillsCmd::List => {
             for s in &all {
-                println!("{}\t{} levels\t{}", s.name(), s.levels().len(), s.description());
+                println!(
+                    "{}\t{} levels\t{}",
+                    s.name(),
+                    s.levels().len(),
+                    s.description()
+                );
             }
         }
         SkillsCmd::Show { skill } => {
@@ -136,7 +141,11 @@ pub fn skills(store: &Store, cmd: SkillsCmd) -> Result<()> {
             println!("levels (easiest first): {}", s.levels().join(", "));
             let mut rng = autodidact_improve::rng::Rng::new(7);
             let held = EvalSet::open(&Paths::new(home).evalsets(), &s)?;
-            println!("held-out set: {} tasks, {}", held.tasks.len(), held.path.display());
+            println!(
+                "held-out set: {} tasks, {}",
+                held.tasks.len(),
+                held.path.display()
+            );
             let keys = autodidact_improve::evalset::HeldOut::new(&[held]);
             for level in [0, s.levels().len() - 1] {
                 let t = keys.train_task(&s, level, &mut rng)?;
@@ -179,9 +188,15 @@ pub fn eval(store: &Store, args: EvalArgs, m: &Model, base: &ResolvedModel) -> R
     let (adapter, label) = if args.base {
         (None, "base".to_string())
     } else if let Some(a) = &args.adapter {
-        (Some(crate::adapters::resolve(store, a, m, base)?), a.clone())
+        (
+            Some(crate::adapters::resolve(store, a, m, base)?),
+            a.clone(),
+        )
     } else if let Some(c) = current_self(home)? {
-        eprintln!("scoring the current self {} (use --base for the raw model)", c.adapter);
+        eprintln!(
+            "scoring the current self {} (use --base for the raw model)",
+            c.adapter
+        );
         (
             Some(crate::adapters::resolve(store, &c.adapter, m, base)?),
             c.adapter,
@@ -313,13 +328,19 @@ impl Bars {
                 };
                 let b = ProgressBar::new(*total as u64);
                 b.set_style(
-                    ProgressStyle::with_template("{prefix:>9} {bar:30} {pos}/{len}  {msg}  ETA {eta}")
-                        .expect("the template is valid"),
+                    ProgressStyle::with_template(
+                        "{prefix:>9} {bar:30} {pos}/{len}  {msg}  ETA {eta}",
+                    )
+                    .expect("the template is valid"),
                 );
                 b.set_prefix(self.phase);
                 self.bar = Some(b);
             }
-            Event::Progress { done, total, message } => {
+            Event::Progress {
+                done,
+                total,
+                message,
+            } => {
                 if let Some(b) = &self.bar {
                     b.set_length(*total as u64);
                     b.set_position(*done as u64);
@@ -346,7 +367,11 @@ impl Bars {
                 }
             }
             Event::Guard { subject, ppl } => eprintln!("guard perplexity of {subject}: {ppl:.3}"),
-            Event::Verdict { version, promoted, reasons } => {
+            Event::Verdict {
+                version,
+                promoted,
+                reasons,
+            } => {
                 if let Some(b) = self.bar.take() {
                     b.finish();
                 }
@@ -379,7 +404,10 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
     let mut imp = Improver::new(m, &base.name, sha, home)?;
     let interrupted = crate::ctrl_c_flag()?;
     interrupted.store(false, Ordering::SeqCst);
-    let mut bars = Bars { bar: None, phase: "" };
+    let mut bars = Bars {
+        bar: None,
+        phase: "",
+    };
     let mut obs = |e: &Event| {
         bars.event(e);
         !interrupted.load(Ordering::SeqCst)
@@ -449,7 +477,9 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
         );
     }
     match summary.current {
-        Some(v) => println!("current self: self-v{v} (run and serve use it; `autodidact rollback` returns)"),
+        Some(v) => println!(
+            "current self: self-v{v} (run and serve use it; `autodidact rollback` returns)"
+        ),
         None => println!("current self: the base model"),
     }
     Ok(())
@@ -484,7 +514,13 @@ pub fn runs(store: &Store, cmd: RunsCmd) -> Result<()> {
             let r = reg
                 .run(&run)?
                 .with_context(|| format!("no run {run:?} (see `autodidact runs list`)"))?;
-            println!("run {} on {} ({}), skills {}", r.id, r.model, r.status, r.skills.join(", "));
+            println!(
+                "run {} on {} ({}), skills {}",
+                r.id,
+                r.model,
+                r.status,
+                r.skills.join(", ")
+            );
             let eval_n = r.config["eval_n"].as_u64().unwrap_or(50) as usize;
             let all = skills_of(home)?;
             for rd in reg.rounds(&run)? {
@@ -503,20 +539,31 @@ pub fn runs(store: &Store, cmd: RunsCmd) -> Result<()> {
                     let practised: Vec<String> = levels
                         .iter()
                         .filter(|l| l["practise"].as_bool() == Some(true))
-                        .map(|l| format!("{} (probe {} %)", l["sub"].as_str().unwrap_or("?"), pct(l["probe_pass_rate"].as_f64().unwrap_or(0.0))))
+                        .map(|l| {
+                            format!(
+                                "{} (probe {} %)",
+                                l["sub"].as_str().unwrap_or("?"),
+                                pct(l["probe_pass_rate"].as_f64().unwrap_or(0.0))
+                            )
+                        })
                         .collect();
                     println!("  practised: {}", practised.join(", "));
                 }
                 println!("  timings: {}", rd.timings);
                 if let Some(v) = rd.candidate {
                     if let Some(a) = reg.adapter(v)? {
-                        println!("  candidate v{} ({}, parent {:?}): {}", v, a.status, a.parent, a.reason);
+                        println!(
+                            "  candidate v{} ({}, parent {:?}): {}",
+                            v, a.status, a.parent, a.reason
+                        );
                     }
                     let mut scores = Vec::new();
                     for name in &r.skills {
                         if let Ok(s) = select(&all, std::slice::from_ref(name)) {
                             let set = EvalSet::open(&Paths::new(home).evalsets(), &s[0])?;
-                            if let Some(sc) = reg.score(&format!("adapter:{v}"), name, &evalset_id(&set, eval_n))? {
+                            if let Some(sc) =
+                                reg.score(&format!("adapter:{v}"), name, &evalset_id(&set, eval_n))?
+                            {
                                 scores.push(sc);
                             }
                         }
@@ -535,7 +582,9 @@ pub fn rollback(store: &Store, args: RollbackArgs) -> Result<()> {
     let mut reg = registry(store.home())?;
     match reg.rollback(args.to)? {
         Some(v) => {
-            let a = reg.adapter(v)?.context("the registry lost the version just restored")?;
+            let a = reg
+                .adapter(v)?
+                .context("the registry lost the version just restored")?;
             println!("current self: {} (version {v})", a.name);
         }
         None => println!("current self: the base model"),

@@ -19,17 +19,50 @@ pub struct Level {
 
 /// Easiest first: the curriculum walks up this list.
 pub const LEVELS: [Level; 11] = [
-    Level { op: Op::Add, digits: (1, 1) },
-    Level { op: Op::Sub, digits: (1, 1) },
-    Level { op: Op::Mul, digits: (1, 1) },
-    Level { op: Op::Add, digits: (2, 2) },
-    Level { op: Op::Sub, digits: (2, 2) },
-    Level { op: Op::Mul, digits: (2, 1) },
-    Level { op: Op::Add, digits: (3, 3) },
-    Level { op: Op::Sub, digits: (3, 3) },
-    Level { op: Op::Mul, digits: (2, 2) },
-    Level { op: Op::Add, digits: (4, 4) },
-    Level { op: Op::Sub, digits: (4, 4) },
+    Level {
+        op: Op::Add,
+        digits: (1, 1),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (1, 1),
+    },
+    Level {
+        op: Op::Mul,
+        digits: (1, 1),
+    },
+    Level {
+        op: Op::Add,
+        digits: (2, 2),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (2, 2),
+    },
+    Level {
+        op: Op::Mul,
+        digits: (2, 1),
+    },
+    Level {
+        op: Op::Add,
+        digits: (3, 3),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (3, 3),
+    },
+    Level {
+        op: Op::Mul,
+        digits: (2, 2),
+    },
+    Level {
+        op: Op::Add,
+        digits: (4, 4),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (4, 4),
+    },
 ];
 
 impl Level {
@@ -172,7 +205,8 @@ pub fn integers(s: &str) -> Vec<i64> {
                     i += 1;
                 } else if b[i] == b','
                     && i + 3 < b.len() + 1
-                    && b.get(i + 1..i + 4).is_some_and(|g| g.iter().all(u8::is_ascii_digit))
+                    && b.get(i + 1..i + 4)
+                        .is_some_and(|g| g.iter().all(u8::is_ascii_digit))
                     && !b.get(i + 4).is_some_and(u8::is_ascii_digit)
                 {
                     i += 1;
@@ -259,6 +293,8 @@ mod tests {
         assert!(!v.pass && v.format_ok);
         let v = verify(&t, 9, "I do not know.", false);
         assert!(!v.pass && !v.format_ok);
-        assert!(verify(&t, 9, "What is 4 plus 5? 9", false).degenerate.is_some());
+        assert!(verify(&t, 9, "What is 4 plus 5? 9", false)
+            .degenerate
+            .is_some());
     }
 }

@@ -44,7 +44,9 @@ pub fn path_for(dir: &Path, skill: &Skill) -> PathBuf {
         // A user skill's held-out examples change with its file: key the set by its content.
         Skill::User(u) => format!(
             "-{:08x}",
-            fnv(serde_json::to_string(&u.examples).unwrap_or_default().as_bytes()) as u32
+            fnv(serde_json::to_string(&u.examples)
+                .unwrap_or_default()
+                .as_bytes()) as u32
         ),
         _ => String::new(),
     };
@@ -186,7 +188,12 @@ impl HeldOut {
     }
 
     /// A training task of `level` whose key is not held out.
-    pub fn train_task(&self, skill: &Skill, level: usize, rng: &mut Rng) -> Result<Task, ImproveError> {
+    pub fn train_task(
+        &self,
+        skill: &Skill,
+        level: usize,
+        rng: &mut Rng,
+    ) -> Result<Task, ImproveError> {
         for _ in 0..1000 {
             let t = skill.generate(level, rng, Split::Train)?;
             if !self.contains(&t) {

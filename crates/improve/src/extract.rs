@@ -13,12 +13,36 @@ const LAST: &[&str] = &[
     "Rossi", "Mensah", "Petrova", "Novak", "Chen", "Okafor",
 ];
 const CITIES: &[&str] = &[
-    "Lisbon", "Toronto", "Osaka", "Nairobi", "Berlin", "Lima", "Oslo", "Cairo", "Melbourne",
-    "Seoul", "Dublin", "Quito", "Prague", "Accra", "Madrid", "Hanoi",
+    "Lisbon",
+    "Toronto",
+    "Osaka",
+    "Nairobi",
+    "Berlin",
+    "Lima",
+    "Oslo",
+    "Cairo",
+    "Melbourne",
+    "Seoul",
+    "Dublin",
+    "Quito",
+    "Prague",
+    "Accra",
+    "Madrid",
+    "Hanoi",
 ];
 const MONTHS: &[&str] = &[
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 
 /// Levels: the keys asked for.
@@ -135,10 +159,7 @@ fn iso_of(s: &str) -> Option<String> {
     let [mon, day, year] = parts.as_slice() else {
         return None;
     };
-    let m = MONTHS
-        .iter()
-        .position(|x| x.eq_ignore_ascii_case(mon))?
-        + 1;
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? + 1;
     let d: u32 = day.parse().ok()?;
     let y: u32 = year.parse().ok()?;
     Some(format!("{y:04}-{m:02}-{d:02}"))

@@ -2,7 +2,7 @@
 //! chat, verification, training a candidate from the base on everything verified so far
 //! (ReST-EM), held-out evaluation, the gate, and promotion or rejection — each step committed
 //! to the registry so a killed run resumes where it stopped.
-use crate::eval::{evaluate, evalset_id, perplexity};
+use crate::eval::{evalset_id, evaluate, perplexity};
 use crate::evalset::{EvalSet, HeldOut};
 use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
 use crate::rng::{fnv, Rng};
@@ -150,12 +150,32 @@ pub enum Phase {
 /// What the loop reports as it goes (progress bars, logs).
 #[derive(Debug, Clone)]
 pub enum Event {
-    Round { round: i64, of: usize },
-    Phase { phase: Phase, total: usize },
-    Progress { done: usize, total: usize, message: String },
-    Scored { subject: String, score: SkillScore },
-    Guard { subject: String, ppl: f64 },
-    Verdict { version: i64, promoted: bool, reasons: Vec<String> },
+    Round {
+        round: i64,
+        of: usize,
+    },
+    Phase {
+        phase: Phase,
+        total: usize,
+    },
+    Progress {
+        done: usize,
+        total: usize,
+        message: String,
+    },
+    Scored {
+        subject: String,
+        score: SkillScore,
+    },
+    Guard {
+        subject: String,
+        ppl: f64,
+    },
+    Verdict {
+        version: i64,
+        promoted: bool,
+        reasons: Vec<String>,
+    },
     Note(String),
 }
 
@@ -337,7 +357,10 @@ impl<'a> Improver<'a> {
         if row.model != self.model_name {
             return Err(ImproveError::Run {
                 run: run.into(),
-                reason: format!("was started on model {}, not {}", row.model, self.model_name),
+                reason: format!(
+                    "was started on model {}, not {}",
+                    row.model, self.model_name
+                ),
             });
         }
         cfg.budget_s = budget_s.or(cfg.budget_s);
@@ -345,9 +368,17 @@ impl<'a> Improver<'a> {
         self.drive(run, cfg, obs)
     }
 
-    fn drive(&mut self, run: &str, cfg: ImproveConfig, obs: Observer) -> Result<Summary, ImproveError> {
+    fn drive(
+        &mut self,
+        run: &str,
+        cfg: ImproveConfig,
+        obs: Observer,
+    ) -> Result<Summary, ImproveError> {
         let started = Instant::now();
-        let over = |cfg: &ImproveConfig| cfg.budget_s.is_some_and(|b| started.elapsed().as_secs_f64() > b);
+        let over = |cfg: &ImproveConfig| {
+            cfg.budget_s
+                .is_some_and(|b| started.elapsed().as_secs_f64() > b)
+        };
         let targets: Vec<Skill> = cfg
             .skills
             .iter()
@@ -383,7 +414,8 @@ impl<'a> Improver<'a> {
                         round,
                         candidate: r.candidate,
                         promoted: r.stats["promoted"].as_bool().unwrap_or(false),
-                        reasons: serde_json::from_value(r.stats["reasons"].clone()).unwrap_or_default(),
+                        reasons: serde_json::from_value(r.stats["reasons"].clone())
+                            .unwrap_or_default(),
                         stats: r.stats.clone(),
                         timings: r.timings.clone(),
                     });
@@ -394,7 +426,10 @@ impl<'a> Improver<'a> {
                 summary.stopped_by_budget = true;
                 break;
             }
-            if !obs(&Event::Round { round, of: cfg.rounds }) {
+            if !obs(&Event::Round {
+                round,
+                of: cfg.rounds,
+            }) {
                 return Err(interrupted());
             }
             let parent = self.reg.current()?;
@@ -415,16 +450,36 @@ impl<'a> Improver<'a> {
                     timings["probe_s"] = ms(t0).into();
                     let curj = serde_json::to_value(&cur).expect("curricula serialize");
                     self.reg.start_round(run, round, &curj, &tasks)?;
-                    self.reg.update_round(run, round, "rollouts", None, &timings, &serde_json::json!({}))?;
+                    self.reg.update_round(
+                        run,
+                        round,
+                        "rollouts",
+                        None,
+                        &timings,
+                        &serde_json::json!({}),
+                    )?;
                     tasks
                 }
             };
             // 2-3. Rollouts and verification, committed per chunk.
-            let status = existing.as_ref().map(|r| r.status.clone()).unwrap_or_else(|| "rollouts".into());
+            let status = existing
+                .as_ref()
+                .map(|r| r.status.clone())
+                .unwrap_or_else(|| "rollouts".into());
             if status == "rollouts" {
-                let done: BTreeSet<i64> = self.reg.samples(run, round)?.iter().map(|s| s.task).collect();
-                let todo: Vec<usize> = (0..tasks.len()).filter(|i| !done.contains(&(*i as i64))).collect();
-                obs(&Event::Phase { phase: Phase::Rollouts, total: tasks.len() });
+                let done: BTreeSet<i64> = self
+                    .reg
+                    .samples(run, round)?
+                    .iter()
+                    .map(|s| s.task)
+                    .collect();
+                let todo: Vec<usize> = (0..tasks.len())
+                    .filter(|i| !done.contains(&(*i as i64)))
+                    .collect();
+                obs(&Event::Phase {
+                    phase: Phase::Rollouts,
+                    total: tasks.len(),
+                });
                 let mut gen_total = GenStats::default();
                 let mut verify_s = 0.0;
                 let mut finished = done.len();
@@ -433,7 +488,16 @@ impl<'a> Improver<'a> {
                         summary.stopped_by_budget = true;
                         break;
                     }
-                    let (rows, gs, vs) = self.rollout_chunk(run, &cfg, &targets, &held, &me_adapter, round, &tasks, chunk)?;
+                    let (rows, gs, vs) = self.rollout_chunk(
+                        run,
+                        &cfg,
+                        &targets,
+                        &held,
+                        &me_adapter,
+                        round,
+                        &tasks,
+                        chunk,
+                    )?;
                     self.reg.insert_samples(run, round, &rows)?;
                     gen_total.add(&gs);
                     verify_s += vs;
@@ -446,24 +510,63 @@ impl<'a> Improver<'a> {
                         100.0 * passed as f64 / all.len().max(1) as f64,
                         gen_total.tokens_per_s()
                     );
-                    if !obs(&Event::Progress { done: finished, total: tasks.len(), message: msg }) {
+                    if !obs(&Event::Progress {
+                        done: finished,
+                        total: tasks.len(),
+                        message: msg,
+                    }) {
                         return Err(interrupted());
                     }
                 }
-                add_time(&mut timings, "rollout_generate_s", gen_total.seconds - verify_s);
+                add_time(
+                    &mut timings,
+                    "rollout_generate_s",
+                    gen_total.seconds - verify_s,
+                );
                 add_time(&mut timings, "rollout_verify_s", verify_s);
-                add_count(&mut timings, "rollout_generated_tokens", gen_total.generated_tokens);
-                add_count(&mut timings, "rollout_prompt_tokens", gen_total.prompt_tokens);
-                add_count(&mut timings, "rollout_cached_tokens", gen_total.cached_tokens);
+                add_count(
+                    &mut timings,
+                    "rollout_generated_tokens",
+                    gen_total.generated_tokens,
+                );
+                add_count(
+                    &mut timings,
+                    "rollout_prompt_tokens",
+                    gen_total.prompt_tokens,
+                );
+                add_count(
+                    &mut timings,
+                    "rollout_cached_tokens",
+                    gen_total.cached_tokens,
+                );
                 if summary.stopped_by_budget {
-                    self.reg.update_round(run, round, "rollouts", None, &timings, &serde_json::json!({}))?;
+                    self.reg.update_round(
+                        run,
+                        round,
+                        "rollouts",
+                        None,
+                        &timings,
+                        &serde_json::json!({}),
+                    )?;
                     break;
                 }
-                self.reg.update_round(run, round, "train", None, &timings, &serde_json::json!({}))?;
+                self.reg.update_round(
+                    run,
+                    round,
+                    "train",
+                    None,
+                    &timings,
+                    &serde_json::json!({}),
+                )?;
             }
             let stats = self.round_stats(run, round, &tasks)?;
             // 4. Train a candidate from the base on everything verified so far.
-            let row = self.reg.rounds(run)?.into_iter().find(|r| r.idx == round).expect("started above");
+            let row = self
+                .reg
+                .rounds(run)?
+                .into_iter()
+                .find(|r| r.idx == round)
+                .expect("started above");
             let mut candidate = row
                 .candidate
                 .or(self.reg.adapter_for(run, round)?.map(|a| a.version));
@@ -478,12 +581,23 @@ impl<'a> Improver<'a> {
                     let mut st = stats.clone();
                     st["promoted"] = false.into();
                     st["reasons"] = serde_json::to_value(&reasons).expect("strings serialize");
-                    self.reg.update_round(run, round, "done", None, &timings, &st)?;
+                    self.reg
+                        .update_round(run, round, "done", None, &timings, &st)?;
                     obs(&Event::Note(format!("round {round}: {}", reasons[0])));
-                    summary.rounds.push(RoundSummary { round, candidate: None, promoted: false, reasons, stats: st, timings });
+                    summary.rounds.push(RoundSummary {
+                        round,
+                        candidate: None,
+                        promoted: false,
+                        reasons,
+                        stats: st,
+                        timings,
+                    });
                     continue;
                 }
-                obs(&Event::Phase { phase: Phase::Train, total: 0 });
+                obs(&Event::Phase {
+                    phase: Phase::Train,
+                    total: 0,
+                });
                 let t0 = Instant::now();
                 let version = self.reg.next_version()?;
                 let name = format!("self-v{version}");
@@ -521,7 +635,11 @@ impl<'a> Improver<'a> {
                 };
                 let hash = format!(
                     "{:016x}",
-                    fnv(examples.iter().map(|e| format!("{}\u{1}{}\u{2}", e.user, e.answer)).collect::<String>().as_bytes())
+                    fnv(examples
+                        .iter()
+                        .map(|e| format!("{}\u{1}{}\u{2}", e.user, e.answer))
+                        .collect::<String>()
+                        .as_bytes())
                 );
                 self.reg.add_adapter(&AdapterRow {
                     version,
@@ -545,16 +663,25 @@ impl<'a> Improver<'a> {
                 st["train_examples"] = examples.len().into();
                 st["train_loss_first"] = trained.losses.first().copied().into();
                 st["train_loss_last"] = trained.final_loss.into();
-                st["train_losses"] = serde_json::to_value(&trained.losses).expect("floats serialize");
-                self.reg.update_round(run, round, "eval", Some(version), &timings, &st)?;
+                st["train_losses"] =
+                    serde_json::to_value(&trained.losses).expect("floats serialize");
+                self.reg
+                    .update_round(run, round, "eval", Some(version), &timings, &st)?;
                 candidate = Some(version);
             }
             let version = candidate.expect("a candidate exists past training");
             // 5. Evaluate the candidate and the current self on the held-out sets.
-            obs(&Event::Phase { phase: Phase::Eval, total: targets.len() + guards.len() });
+            obs(&Event::Phase {
+                phase: Phase::Eval,
+                total: targets.len() + guards.len(),
+            });
             let t0 = Instant::now();
             let (mut cur_scores, mut cand_scores) = (Vec::new(), Vec::new());
-            for (s, n) in targets.iter().map(|s| (s, cfg.eval_n)).chain(guards.iter().map(|s| (s, cfg.guard_n))) {
+            for (s, n) in targets
+                .iter()
+                .map(|s| (s, cfg.eval_n))
+                .chain(guards.iter().map(|s| (s, cfg.guard_n)))
+            {
                 let (a, _) = self.score(me, s, n, cfg.max_active, obs)?;
                 let (b, _) = self.score(Subject::Version(version), s, n, cfg.max_active, obs)?;
                 cur_scores.push(a);
@@ -566,7 +693,10 @@ impl<'a> Improver<'a> {
                 Some(text) => {
                     let base = self.guard(Subject::Base, text, cfg.guard_chunks)?;
                     let cand = self.guard(Subject::Version(version), text, cfg.guard_chunks)?;
-                    obs(&Event::Guard { subject: format!("adapter:{version}"), ppl: cand });
+                    obs(&Event::Guard {
+                        subject: format!("adapter:{version}"),
+                        ppl: cand,
+                    });
                     Some((base, cand))
                 }
                 None => None,
@@ -575,7 +705,10 @@ impl<'a> Improver<'a> {
             // 6. Gate.
             let verdict = gate(&cfg.gate, &cfg.skills, &cur_scores, &cand_scores, ppl);
             let reason = verdict.reasons.join("; ");
-            let still_candidate = self.reg.adapter(version)?.is_some_and(|a| a.status == CANDIDATE);
+            let still_candidate = self
+                .reg
+                .adapter(version)?
+                .is_some_and(|a| a.status == CANDIDATE);
             if still_candidate {
                 if verdict.promote {
                     self.reg.promote(version, &reason)?;
@@ -585,7 +718,13 @@ impl<'a> Improver<'a> {
                     let _ = self.adapters.adapters.remove(&format!("self-v{version}"));
                 }
             }
-            let mut st = self.reg.rounds(run)?.into_iter().find(|r| r.idx == round).map(|r| r.stats).unwrap_or_default();
+            let mut st = self
+                .reg
+                .rounds(run)?
+                .into_iter()
+                .find(|r| r.idx == round)
+                .map(|r| r.stats)
+                .unwrap_or_default();
             if !st.is_object() {
                 st = stats.clone();
             }
@@ -595,8 +734,13 @@ impl<'a> Improver<'a> {
                 st["ppl_base"] = b.into();
                 st["ppl_candidate"] = c.into();
             }
-            self.reg.update_round(run, round, "done", Some(version), &timings, &st)?;
-            obs(&Event::Verdict { version, promoted: verdict.promote, reasons: verdict.reasons.clone() });
+            self.reg
+                .update_round(run, round, "done", Some(version), &timings, &st)?;
+            obs(&Event::Verdict {
+                version,
+                promoted: verdict.promote,
+                reasons: verdict.reasons.clone(),
+            });
             summary.rounds.push(RoundSummary {
                 round,
                 candidate: Some(version),
@@ -607,7 +751,11 @@ impl<'a> Improver<'a> {
             });
         }
         summary.current = self.reg.current()?;
-        let status = if summary.stopped_by_budget { "stopped" } else { "done" };
+        let status = if summary.stopped_by_budget {
+            "stopped"
+        } else {
+            "done"
+        };
         let text = summary
             .rounds
             .iter()
@@ -640,7 +788,10 @@ impl<'a> Improver<'a> {
         round: i64,
         obs: Observer,
     ) -> Result<Vec<CurriculumLevel>, ImproveError> {
-        obs(&Event::Phase { phase: Phase::Probe, total: 0 });
+        obs(&Event::Phase {
+            phase: Phase::Probe,
+            total: 0,
+        });
         let mut out = Vec::new();
         for s in targets {
             let mut chosen = 0;
@@ -648,7 +799,11 @@ impl<'a> Improver<'a> {
                 if chosen >= cfg.max_levels {
                     break;
                 }
-                let mut rng = Rng::derive(cfg.seed, &format!("probe:{}:{round}", s.name()), level as u64);
+                let mut rng = Rng::derive(
+                    cfg.seed,
+                    &format!("probe:{}:{round}", s.name()),
+                    level as u64,
+                );
                 let tasks: Vec<Task> = (0..cfg.probe_tasks)
                     .map(|_| held.train_task(s, level, &mut rng))
                     .collect::<Result<_, _>>()?;
@@ -701,8 +856,15 @@ impl<'a> Improver<'a> {
         }
         let per = cfg.tasks_per_round.div_ceil(chosen.len());
         for c in chosen {
-            let s = targets.iter().find(|s| s.name() == c.skill).expect("curriculum skills are targets");
-            let mut rng = Rng::derive(cfg.seed, &format!("tasks:{}:{round}", c.skill), c.level as u64);
+            let s = targets
+                .iter()
+                .find(|s| s.name() == c.skill)
+                .expect("curriculum skills are targets");
+            let mut rng = Rng::derive(
+                cfg.seed,
+                &format!("tasks:{}:{round}", c.skill),
+                c.level as u64,
+            );
             for _ in 0..per {
                 tasks.push(held.train_task(s, c.level, &mut rng)?);
             }
@@ -724,11 +886,19 @@ impl<'a> Improver<'a> {
         round: i64,
         pool: &[(Task, String)],
     ) -> Result<(Vec<(String, String)>, &'static str), ImproveError> {
-        let mut rng = Rng::derive(cfg.seed, &format!("demos:{run}:{round}:{}", task.sub), (index / 8) as u64);
+        let mut rng = Rng::derive(
+            cfg.seed,
+            &format!("demos:{run}:{round}:{}", task.sub),
+            (index / 8) as u64,
+        );
         let mut demos = Vec::new();
         let mut source = "none";
         if s.reference_answer(task).is_some() {
-            source = if matches!(s, Skill::User(_)) { "examples" } else { "generator" };
+            source = if matches!(s, Skill::User(_)) {
+                "examples"
+            } else {
+                "generator"
+            };
             let mut tries = 0;
             while demos.len() < cfg.shots && tries < 50 * cfg.shots {
                 tries += 1;
@@ -768,7 +938,12 @@ impl<'a> Improver<'a> {
         tasks: &[Task],
         chunk: &[usize],
     ) -> Result<(Vec<SampleRow>, GenStats, f64), ImproveError> {
-        let pool = if round > 0 || tasks.iter().any(|t| targets.iter().any(|s| s.name() == t.skill && s.reference_answer(t).is_none())) {
+        let pool = if round > 0
+            || tasks.iter().any(|t| {
+                targets
+                    .iter()
+                    .any(|s| s.name() == t.skill && s.reference_answer(t).is_none())
+            }) {
             self.reg.verified(run, round)?
         } else {
             Vec::new()
@@ -777,7 +952,10 @@ impl<'a> Improver<'a> {
         let mut meta = Vec::new();
         for &ti in chunk {
             let t = &tasks[ti];
-            let s = targets.iter().find(|s| s.name() == t.skill).ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))?;
+            let s = targets
+                .iter()
+                .find(|s| s.name() == t.skill)
+                .ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))?;
             held.check(t)?;
             let (demos, source) = self.demos(run, cfg, s, held, t, ti, round, &pool)?;
             let single_line = demos.iter().all(|(_, a)| !a.contains('\n'));
@@ -810,7 +988,11 @@ impl<'a> Improver<'a> {
                     msgs.push(Message::new("user", &t.prompt));
                     chat_prompt(self.model, &msgs)?
                 };
-                jobs.push(Job { prompt, params, adapter: me.clone() });
+                jobs.push(Job {
+                    prompt,
+                    params,
+                    adapter: me.clone(),
+                });
                 meta.push((ti, k, if scaffolded { source } else { "none" }, s));
             }
         }
@@ -851,7 +1033,10 @@ impl<'a> Improver<'a> {
         let mut out = Vec::new();
         for (t, text) in self.reg.verified(run, round)? {
             held.check(&t)?;
-            let e = Example { user: t.prompt.clone(), answer: text.trim().to_string() };
+            let e = Example {
+                user: t.prompt.clone(),
+                answer: text.trim().to_string(),
+            };
             if e.answer.is_empty() || !seen.insert(e.clone()) {
                 continue;
             }
@@ -866,12 +1051,19 @@ impl<'a> Improver<'a> {
     }
 
     /// Pass rates by level and scaffold, verified share and degenerate share of a round.
-    fn round_stats(&self, run: &str, round: i64, tasks: &[Task]) -> Result<serde_json::Value, ImproveError> {
+    fn round_stats(
+        &self,
+        run: &str,
+        round: i64,
+        tasks: &[Task],
+    ) -> Result<serde_json::Value, ImproveError> {
         let samples = self.reg.samples(run, round)?;
         let mut rates: LevelRates = BTreeMap::new();
         let mut degenerate: BTreeMap<&str, usize> = BTreeMap::new();
         for s in &samples {
-            let Some(t) = tasks.get(s.task as usize) else { continue };
+            let Some(t) = tasks.get(s.task as usize) else {
+                continue;
+            };
             let r = rates.entry((t.sub.clone(), t.level)).or_default();
             let off = if s.scaffold == "none" { 0 } else { 2 };
             r[off] += 1;

@@ -253,7 +253,12 @@ impl Constraint {
             Constraint::Sections { n } => {
                 let found = reply
                     .lines()
-                    .filter(|l| l.trim_start().trim_start_matches('#').trim().starts_with("SECTION "))
+                    .filter(|l| {
+                        l.trim_start()
+                            .trim_start_matches('#')
+                            .trim()
+                            .starts_with("SECTION ")
+                    })
                     .count();
                 found == *n
             }
@@ -403,8 +408,14 @@ mod tests {
         assert!(Constraint::Uppercase.holds("THE SEA!", r));
         assert!(Constraint::Bullets { n: 2 }.holds("* one\n* two", r));
         assert!(!Constraint::Bullets { n: 3 }.holds("* one\n* two", r));
-        assert!(Constraint::Include { words: vec!["river".into()] }.holds("A River runs.", r));
-        assert!(Constraint::Avoid { words: vec!["river".into()] }.holds("riverside", r));
+        assert!(Constraint::Include {
+            words: vec!["river".into()]
+        }
+        .holds("A River runs.", r));
+        assert!(Constraint::Avoid {
+            words: vec!["river".into()]
+        }
+        .holds("riverside", r));
         assert!(Constraint::NoCommas.holds("no commas here", r));
         assert!(Constraint::Title.holds("<<Sea>>\nwaves", r));
         assert!(Constraint::Quoted.holds("\"waves\"", r));
@@ -414,7 +425,10 @@ mod tests {
         assert!(Constraint::Placeholders { n: 2 }.holds("[name] at [place]", r));
         assert!(Constraint::RepeatRequest.holds("Write a poem about the sea. Waves.", r));
         assert!(Constraint::MaxWords { n: 3 }.holds("one two three", r));
-        assert!(Constraint::EndWith { phrase: "Thanks for reading.".into() }.holds("Hi. Thanks for reading.", r));
+        assert!(Constraint::EndWith {
+            phrase: "Thanks for reading.".into()
+        }
+        .holds("Hi. Thanks for reading.", r));
     }
 
     #[test]

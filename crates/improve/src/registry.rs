@@ -184,7 +184,12 @@ impl Registry {
         Ok(())
     }
 
-    pub fn set_run_status(&self, id: &str, status: &str, summary: &str) -> Result<(), ImproveError> {
+    pub fn set_run_status(
+        &self,
+        id: &str,
+        status: &str,
+        summary: &str,
+    ) -> Result<(), ImproveError> {
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, summary = ?3 WHERE id = ?1",
@@ -448,7 +453,11 @@ impl Registry {
 
     pub fn next_version(&self) -> Result<i64, ImproveError> {
         self.conn
-            .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM adapters", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM adapters",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| self.db(e))
     }
 
@@ -476,7 +485,10 @@ impl Registry {
     pub fn adapters(&self) -> Result<Vec<AdapterRow>, ImproveError> {
         let mut st = self
             .conn
-            .prepare(&format!("SELECT {} FROM adapters ORDER BY version", Self::ADAPTER_COLS))
+            .prepare(&format!(
+                "SELECT {} FROM adapters ORDER BY version",
+                Self::ADAPTER_COLS
+            ))
             .map_err(|e| self.db(e))?;
         let rows = st
             .query_map([], Self::adapter_row)
@@ -489,7 +501,10 @@ impl Registry {
     pub fn adapter(&self, version: i64) -> Result<Option<AdapterRow>, ImproveError> {
         self.conn
             .query_row(
-                &format!("SELECT {} FROM adapters WHERE version = ?1", Self::ADAPTER_COLS),
+                &format!(
+                    "SELECT {} FROM adapters WHERE version = ?1",
+                    Self::ADAPTER_COLS
+                ),
                 params![version],
                 Self::adapter_row,
             )
@@ -500,7 +515,10 @@ impl Registry {
     pub fn adapter_by_name(&self, name: &str) -> Result<Option<AdapterRow>, ImproveError> {
         self.conn
             .query_row(
-                &format!("SELECT {} FROM adapters WHERE name = ?1", Self::ADAPTER_COLS),
+                &format!(
+                    "SELECT {} FROM adapters WHERE name = ?1",
+                    Self::ADAPTER_COLS
+                ),
                 params![name],
                 Self::adapter_row,
             )
@@ -512,7 +530,10 @@ impl Registry {
     pub fn adapter_for(&self, run: &str, round: i64) -> Result<Option<AdapterRow>, ImproveError> {
         self.conn
             .query_row(
-                &format!("SELECT {} FROM adapters WHERE run = ?1 AND round = ?2", Self::ADAPTER_COLS),
+                &format!(
+                    "SELECT {} FROM adapters WHERE run = ?1 AND round = ?2",
+                    Self::ADAPTER_COLS
+                ),
                 params![run, round],
                 Self::adapter_row,
             )

@@ -3,7 +3,9 @@
 //! sequences in flight and parked caches so that shared prompt prefixes are computed once.
 //! The only module that calls the engine's generation API.
 use crate::ImproveError;
-use autodidact_engine::{generate_many, FinishReason, GenConfig, ManyConfig, Request, SamplingParams};
+use autodidact_engine::{
+    generate_many, FinishReason, GenConfig, ManyConfig, Request, SamplingParams,
+};
 use autodidact_model::{ChatTemplate, LoraAdapter, Message, Model};
 use std::sync::Arc;
 use std::time::Instant;

@@ -196,13 +196,31 @@ mod tests {
     fn gate_needs_a_significant_gain_and_no_regression() {
         let cfg = GateConfig::default();
         let t = vec!["a".to_string()];
-        let yes = gate(&cfg, &t, &[s("a", 0, 30), s("b", 10, 30)], &[s("a", 20, 30), s("b", 10, 30)], Some((10.0, 10.1)));
+        let yes = gate(
+            &cfg,
+            &t,
+            &[s("a", 0, 30), s("b", 10, 30)],
+            &[s("a", 20, 30), s("b", 10, 30)],
+            Some((10.0, 10.1)),
+        );
         assert!(yes.promote, "{:?}", yes.reasons);
         let small = gate(&cfg, &t, &[s("a", 10, 30)], &[s("a", 12, 30)], None);
         assert!(!small.promote);
-        let regress = gate(&cfg, &t, &[s("a", 0, 30), s("b", 20, 30)], &[s("a", 20, 30), s("b", 10, 30)], None);
+        let regress = gate(
+            &cfg,
+            &t,
+            &[s("a", 0, 30), s("b", 20, 30)],
+            &[s("a", 20, 30), s("b", 10, 30)],
+            None,
+        );
         assert!(!regress.promote);
-        let ppl = gate(&cfg, &t, &[s("a", 0, 30)], &[s("a", 20, 30)], Some((10.0, 10.3)));
+        let ppl = gate(
+            &cfg,
+            &t,
+            &[s("a", 0, 30)],
+            &[s("a", 20, 30)],
+            Some((10.0, 10.3)),
+        );
         assert!(!ppl.promote && ppl.reasons.iter().any(|r| r.contains("perplexity")));
     }
 }

@@ -128,7 +128,12 @@ impl Skill {
     }
 
     /// A task of `level`. User skills draw one of their examples of the split.
-    pub fn generate(&self, level: usize, rng: &mut Rng, split: Split) -> Result<Task, ImproveError> {
+    pub fn generate(
+        &self,
+        level: usize,
+        rng: &mut Rng,
+        split: Split,
+    ) -> Result<Task, ImproveError> {
         Ok(match self {
             Skill::Arithmetic => arithmetic::generate(level, rng, split),
             Skill::Instructions => instructions::generate(level, rng, split),

@@ -186,7 +186,12 @@ mod tests {
     fn echoes_loops_and_empties_are_degenerate() {
         let q = "Write a poem about the sea in all lowercase letters.";
         assert_eq!(
-            degenerate(q, "write a poem about the sea in all lowercase letters.", false, false),
+            degenerate(
+                q,
+                "write a poem about the sea in all lowercase letters.",
+                false,
+                false
+            ),
             Some(Degenerate::Echo)
         );
         assert_eq!(degenerate(q, "  \n", false, false), Some(Degenerate::Empty));

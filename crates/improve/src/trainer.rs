@@ -124,10 +124,16 @@ pub fn train(
         arch: model.config.arch.name().into(),
         rank: s.rank,
         alpha: s.alpha,
-        targets: Target::ALL.iter().map(|t| t.peft_name().to_string()).collect(),
+        targets: Target::ALL
+            .iter()
+            .map(|t| t.peft_name().to_string())
+            .collect(),
         method: "sft".into(),
         created: crate::registry::now() as u64,
-        source: Some(format!("autodidact improve ({} verified examples)", examples.len())),
+        source: Some(format!(
+            "autodidact improve ({} verified examples)",
+            examples.len()
+        )),
         parent: parent.map(String::from),
         steps: Some(outcome.steps),
         train_loss: losses.last().copied(),

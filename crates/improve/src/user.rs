@@ -13,12 +13,25 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserVerifier {
     /// The reply, trimmed, equals the template filled in (case-insensitive unless asked).
-    Exact { expect: String, case_sensitive: bool },
-    Contains { expect: String, case_sensitive: bool },
-    Regex { pattern: String },
-    JsonSchema { schema: Value },
+    Exact {
+        expect: String,
+        case_sensitive: bool,
+    },
+    Contains {
+        expect: String,
+        case_sensitive: bool,
+    },
+    Regex {
+        pattern: String,
+    },
+    JsonSchema {
+        schema: Value,
+    },
     /// The reply on stdin, the example's fields as JSON in `AUTODIDACT_FIELDS`; exit 0 passes.
-    Command { argv: Vec<String>, timeout: Duration },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,18 +99,27 @@ impl UserSkill {
             .as_object()
             .ok_or_else(|| bad(path, "(file)", "must be a table of fields"))?;
         const KNOWN: &[&str] = &[
-            "name", "description", "prompt", "max_tokens", "scaffold", "verifier", "examples",
+            "name",
+            "description",
+            "prompt",
+            "max_tokens",
+            "scaffold",
+            "verifier",
+            "examples",
         ];
         if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(bad(path, k, format!("unknown field (known: {})", KNOWN.join(", "))));
+            return Err(bad(
+                path,
+                k,
+                format!("unknown field (known: {})", KNOWN.join(", ")),
+            ));
         }
-        let string = |field: &str, o: &serde_json::Map<String, Value>, full: &str| {
-            match o.get(field) {
+        let string =
+            |field: &str, o: &serde_json::Map<String, Value>, full: &str| match o.get(field) {
                 Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
                 Some(_) => Err(bad(path, full, "must be a non-empty string")),
                 None => Err(bad(path, full, "is missing")),
-            }
-        };
+            };
         let name = string("name", obj, "name")?;
         if !name
             .chars()
@@ -137,7 +159,13 @@ impl UserSkill {
         let case_sensitive = match vo.get("case_sensitive") {
             None => false,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(bad(path, "verifier.case_sensitive", "must be true or false")),
+            Some(_) => {
+                return Err(bad(
+                    path,
+                    "verifier.case_sensitive",
+                    "must be true or false",
+                ))
+            }
         };
         let kind = string("kind", vo, "verifier.kind")?;
         let verifier = match kind.as_str() {
@@ -157,7 +185,13 @@ impl UserSkill {
             }
             "json_schema" => match vo.get("schema") {
                 Some(s @ Value::Object(_)) => UserVerifier::JsonSchema { schema: s.clone() },
-                _ => return Err(bad(path, "verifier.schema", "must be a table (a JSON schema)")),
+                _ => {
+                    return Err(bad(
+                        path,
+                        "verifier.schema",
+                        "must be a table (a JSON schema)",
+                    ))
+                }
             },
             "command" => {
                 let argv: Vec<String> = match vo.get("command") {
@@ -165,7 +199,9 @@ impl UserSkill {
                         .iter()
                         .map(|x| x.as_str().map(String::from))
                         .collect::<Option<_>>()
-                        .ok_or_else(|| bad(path, "verifier.command", "must be a list of strings"))?,
+                        .ok_or_else(|| {
+                            bad(path, "verifier.command", "must be a list of strings")
+                        })?,
                     _ => {
                         return Err(bad(
                             path,
@@ -191,9 +227,7 @@ impl UserSkill {
                 return Err(bad(
                     path,
                     "verifier.kind",
-                    format!(
-                        "{other:?} is not one of exact, contains, regex, json_schema, command"
-                    ),
+                    format!("{other:?} is not one of exact, contains, regex, json_schema, command"),
                 ))
             }
         };
@@ -300,7 +334,10 @@ impl UserSkill {
                 case_sensitive,
             } => {
                 let e = fill(expect, fields);
-                (fold(r, *case_sensitive).contains(&fold(&e, *case_sensitive)), true)
+                (
+                    fold(r, *case_sensitive).contains(&fold(&e, *case_sensitive)),
+                    true,
+                )
             }
             UserVerifier::Regex { pattern } => {
                 let re = fancy_regex::Regex::new(&fill(pattern, fields))
@@ -402,16 +439,24 @@ pub fn schema_ok(s: &Value, v: &Value) -> bool {
         }
     }
     if let Some(x) = v.as_f64() {
-        if s.get("minimum").and_then(Value::as_f64).is_some_and(|m| x < m)
-            || s.get("maximum").and_then(Value::as_f64).is_some_and(|m| x > m)
+        if s.get("minimum")
+            .and_then(Value::as_f64)
+            .is_some_and(|m| x < m)
+            || s.get("maximum")
+                .and_then(Value::as_f64)
+                .is_some_and(|m| x > m)
         {
             return false;
         }
     }
     if let Some(st) = v.as_str() {
         let n = st.chars().count() as u64;
-        if s.get("minLength").and_then(Value::as_u64).is_some_and(|m| n < m)
-            || s.get("maxLength").and_then(Value::as_u64).is_some_and(|m| n > m)
+        if s.get("minLength")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| n < m)
+            || s.get("maxLength")
+                .and_then(Value::as_u64)
+                .is_some_and(|m| n > m)
         {
             return false;
         }
@@ -423,7 +468,11 @@ pub fn schema_ok(s: &Value, v: &Value) -> bool {
     }
     if let Some(o) = v.as_object() {
         if let Some(Value::Array(req)) = s.get("required") {
-            if req.iter().filter_map(Value::as_str).any(|k| !o.contains_key(k)) {
+            if req
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|k| !o.contains_key(k))
+            {
                 return false;
             }
         }
@@ -437,8 +486,12 @@ pub fn schema_ok(s: &Value, v: &Value) -> bool {
     }
     if let Some(a) = v.as_array() {
         let n = a.len() as u64;
-        if s.get("minItems").and_then(Value::as_u64).is_some_and(|m| n < m)
-            || s.get("maxItems").and_then(Value::as_u64).is_some_and(|m| n > m)
+        if s.get("minItems")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| n < m)
+            || s.get("maxItems")
+                .and_then(Value::as_u64)
+                .is_some_and(|m| n > m)
         {
             return false;
         }
@@ -489,10 +542,19 @@ answer = "Paris"
             Err(ImproveError::BadSkill { field, .. }) => field,
             other => panic!("expected a bad-skill error, got {other:?}"),
         };
-        assert_eq!(field(&GOOD.replace("kind = \"contains\"", "kind = \"magic\"")), "verifier.kind");
-        assert_eq!(field(&GOOD.replace("country = \"France\"", "land = \"France\"")), "examples[0].country");
+        assert_eq!(
+            field(&GOOD.replace("kind = \"contains\"", "kind = \"magic\"")),
+            "verifier.kind"
+        );
+        assert_eq!(
+            field(&GOOD.replace("country = \"France\"", "land = \"France\"")),
+            "examples[0].country"
+        );
         assert_eq!(field(&GOOD.replace("prompt =", "promt =")), "promt");
-        assert_eq!(field(&GOOD.replace("expect = \"{answer}\"", "")), "verifier.expect");
+        assert_eq!(
+            field(&GOOD.replace("expect = \"{answer}\"", "")),
+            "verifier.expect"
+        );
         assert_eq!(field(&format!("max_tokens = -1\n{GOOD}")), "max_tokens");
     }
 
@@ -510,11 +572,29 @@ answer = "Paris"
         let f = BTreeMap::new();
         let sh = |c: &str| vec!["sh".to_string(), "-c".to_string(), c.to_string()];
         let t = Duration::from_millis(300);
-        assert!(run_command(&sh("grep -q yes"), t, Path::new("."), &f, "yes"));
-        assert!(!run_command(&sh("grep -q yes"), t, Path::new("."), &f, "no"));
+        assert!(run_command(
+            &sh("grep -q yes"),
+            t,
+            Path::new("."),
+            &f,
+            "yes"
+        ));
+        assert!(!run_command(
+            &sh("grep -q yes"),
+            t,
+            Path::new("."),
+            &f,
+            "no"
+        ));
         let start = Instant::now();
         assert!(!run_command(&sh("sleep 30"), t, Path::new("."), &f, ""));
         assert!(start.elapsed() < Duration::from_secs(5));
-        assert!(!run_command(&["/no/such/program".into()], t, Path::new("."), &f, ""));
+        assert!(!run_command(
+            &["/no/such/program".into()],
+            t,
+            Path::new("."),
+            &f,
+            ""
+        ));
     }
 }

@@ -54,10 +54,31 @@ fn improve_killed_mid_round_resumes_and_commands_report() {
     let out = run(&home, &["skills", "list"]);
     assert!(out.status.success());
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(list.contains("arithmetic") && list.contains("stop"), "{list}");
+    assert!(
+        list.contains("arithmetic") && list.contains("stop"),
+        "{list}"
+    );
     let args = [
-        "improve", "-m", m, "--skill", "stop", "--rounds", "1", "--tasks", "400", "-k", "4",
-        "--eval-n", "0", "--epochs", "1", "--rank", "4", "--lr", "0.01", "--no-guard",
+        "improve",
+        "-m",
+        m,
+        "--skill",
+        "stop",
+        "--rounds",
+        "1",
+        "--tasks",
+        "400",
+        "-k",
+        "4",
+        "--eval-n",
+        "0",
+        "--epochs",
+        "1",
+        "--rank",
+        "4",
+        "--lr",
+        "0.01",
+        "--no-guard",
     ];
     let mut child = bin()
         .env("AUTODIDACT_HOME", &home)
@@ -68,7 +89,10 @@ fn improve_killed_mid_round_resumes_and_commands_report() {
         .unwrap();
     let start = Instant::now();
     while samples(&home) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(120), "no rollout chunk committed");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no rollout chunk committed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
@@ -79,13 +103,26 @@ fn improve_killed_mid_round_resumes_and_commands_report() {
     let run_id = reg.runs().unwrap()[0].id.clone();
     drop(reg);
     let out = run(&home, &["improve", "-m", m, "--resume", &run_id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(samples(&home), 400 * 4);
     let out = run(&home, &["runs", "show", &run_id]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("round 1"), "{text}");
-    let out = run(&home, &["eval", "-m", m, "--skill", "stop", "--n", "0", "--json", "--base"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &home,
+        &[
+            "eval", "-m", m, "--skill", "stop", "--n", "0", "--json", "--base",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["accuracy"]["stop"].is_number(), "{v}");
     let _ = std::fs::remove_dir_all(&home);
@@ -102,6 +139,9 @@ fn a_bad_skill_file_names_its_field() {
     let out = run(&home, &["skills", "list"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("verifier.kind") && err.contains("bad.toml"), "{err}");
+    assert!(
+        err.contains("verifier.kind") && err.contains("bad.toml"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&home);
 }

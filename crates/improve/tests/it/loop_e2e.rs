@@ -41,7 +41,11 @@ fn write_skill(home: &Path) {
 
 fn config(home: &Path) -> ImproveConfig {
     let guard = home.join("guard.txt");
-    std::fs::write(&guard, "The quick brown fox jumps over the lazy dog. ".repeat(20)).unwrap();
+    std::fs::write(
+        &guard,
+        "The quick brown fox jumps over the lazy dog. ".repeat(20),
+    )
+    .unwrap();
     ImproveConfig {
         skills: vec!["stop".into()],
         rounds: 2,
@@ -94,7 +98,11 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
     };
     let reg = Registry::open(&home.join("improve/registry.sqlite")).unwrap();
     let before = reg.samples(&run, 0).unwrap();
-    assert_eq!(before.len(), 2 * 8 * 8, "two chunks of 8 tasks x 8 samples were committed");
+    assert_eq!(
+        before.len(),
+        2 * 8 * 8,
+        "two chunks of 8 tasks x 8 samples were committed"
+    );
     drop(reg);
 
     let mut events = Vec::new();
@@ -108,7 +116,10 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
     let after = reg.samples(&run, 0).unwrap();
     assert_eq!(after.len(), 48 * 8, "every task sampled exactly once per k");
     for s in &before {
-        let same = after.iter().find(|a| a.task == s.task && a.k == s.k).unwrap();
+        let same = after
+            .iter()
+            .find(|a| a.task == s.task && a.k == s.k)
+            .unwrap();
         assert_eq!(same.text, s.text, "a finished rollout was redone");
     }
     assert_eq!(summary.rounds.len(), 2);
@@ -116,14 +127,23 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
     assert!(r0.stats["verified"].as_u64().unwrap() > 0, "{:?}", r0.stats);
     assert!(r0.promoted, "round 1 should promote: {:?}", r0.reasons);
     let v1 = r0.candidate.unwrap();
-    assert_eq!(current_self(&home).unwrap().unwrap().version.max(v1), current_self(&home).unwrap().unwrap().version);
+    assert_eq!(
+        current_self(&home).unwrap().unwrap().version.max(v1),
+        current_self(&home).unwrap().unwrap().version
+    );
     // The second candidate must beat the promoted first significantly; at or near the
     // ceiling it cannot, and the gate says so.
     let r1 = &summary.rounds[1];
     let adapters = reg.adapters().unwrap();
     assert!(adapters.iter().any(|a| a.status == "promoted"));
     if !r1.promoted {
-        assert!(r1.reasons.iter().any(|r| r.contains("no significant gain") || r.contains("regressed")), "{:?}", r1.reasons);
+        assert!(
+            r1.reasons
+                .iter()
+                .any(|r| r.contains("no significant gain") || r.contains("regressed")),
+            "{:?}",
+            r1.reasons
+        );
         let rej = reg.adapter(r1.candidate.unwrap()).unwrap().unwrap();
         assert_eq!(rej.status, "rejected");
         assert!(!rej.reason.is_empty());
