@@ -227,7 +227,8 @@ mod tests {
         }
         assert!(held.check(&a.tasks[0]).is_err());
         let text = std::fs::read_to_string(&a.path).unwrap();
-        std::fs::write(&a.path, text.replacen("plus", "minus", 1)).unwrap();
+        let (head, body) = text.split_once('\n').unwrap();
+        std::fs::write(&a.path, format!("{head}\n{}", body.replacen('+', "-", 1))).unwrap();
         assert!(matches!(
             EvalSet::open(&dir, &Skill::Arithmetic),
             Err(ImproveError::EvalSetChanged { .. })

@@ -378,7 +378,11 @@ pub fn verify(task: &Task, list: &[Constraint], request: &str, reply: &str, cut:
     if let Some(d) = degenerate(&task.prompt, reply, cut, echo_ok) {
         return Verdict::degenerate(d);
     }
-    // An echo of the request alone (not the whole prompt) is still no answer.
+    // Repeating the request is asked for; repeating the whole prompt (constraints and all), or
+    // the request alone with nothing after it, is still no answer.
+    if echo_ok && normalize(reply).contains(&normalize(&task.prompt)) {
+        return Verdict::degenerate(crate::task::Degenerate::Echo);
+    }
     let stripped = if echo_ok {
         normalize(reply).replacen(&normalize(request), "", 1)
     } else {
