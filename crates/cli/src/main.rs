@@ -2,6 +2,7 @@
 mod adapters;
 mod bench;
 mod chat;
+mod improve;
 mod serve;
 mod store;
 mod train;
@@ -129,6 +130,18 @@ enum Cmd {
     /// Stored LoRA adapters: list, show, export, import, merge, rm.
     #[command(subcommand)]
     Adapters(adapters::AdaptersCmd),
+    /// Skills the assistant practises: list, show.
+    #[command(subcommand)]
+    Skills(improve::SkillsCmd),
+    /// Held-out accuracy per skill, asked in plain chat (greedy).
+    Eval(improve::EvalArgs),
+    /// Teach itself: verified practice rounds, each candidate gated before it becomes the current self.
+    Improve(improve::ImproveArgs),
+    /// Self-improvement runs: list, show.
+    #[command(subcommand)]
+    Runs(improve::RunsCmd),
+    /// Return to an earlier promoted self (or the base with --to 0).
+    Rollback(improve::RollbackArgs),
 }
 
 fn load(store: &Store, name: &str) -> Result<(Arc<Model>, ResolvedModel)> {
@@ -309,6 +322,17 @@ fn run() -> Result<()> {
             println!("{}", out.display());
         }
         Cmd::Adapters(cmd) => adapters::run(&store, cmd, |name| load(&store, name))?,
+        Cmd::Skills(cmd) => improve::skills(&store, cmd)?,
+        Cmd::Eval(args) => {
+            let (m, resolved) = load(&store, &args.model)?;
+            improve::eval(&store, args, &m, &resolved)?;
+        }
+        Cmd::Improve(args) => {
+            let (m, resolved) = load(&store, &args.model)?;
+            improve::improve(&store, args, &m, &resolved)?;
+        }
+        Cmd::Runs(cmd) => improve::runs(&store, cmd)?,
+        Cmd::Rollback(args) => improve::rollback(&store, args)?,
     }
     Ok(())
 }

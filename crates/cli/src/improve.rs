@@ -1,0 +1,593 @@
+//! `autodidact skills|eval|improve|runs|rollback`: the self-improvement loop's commands, with
+//! progress bars and plain summaries over the `autodidact-improve` library.
+use anyhow::{bail, Context, Result};
+use autodidact_improve::eval::{evalset_id, evaluate};
+use autodidact_improve::evalset::EvalSet;
+use autodidact_improve::skill::{load_all, select};
+use autodidact_improve::trainer::TrainSettings;
+use autodidact_improve::{
+    current_self, Event, ImproveConfig, Improver, Paths, Phase, Registry, Skill, SkillScore,
+};
+use autodidact_model::Model;
+use autodidact_store::{ResolvedModel, Store};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+#[derive(Subcommand)]
+pub enum SkillsCmd {
+    /// Built-in skills and those in $AUTODIDACT_HOME/skills.
+    List,
+    /// A skill's levels, verifier and two sample tasks.
+    Show { skill: String },
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(short, long, default_value = autodidact_store::DEFAULT_MODEL)]
+    pub model: String,
+    /// A stored adapter to score (default: the current self).
+    #[arg(long, conflicts_with = "base")]
+    pub adapter: Option<String>,
+    /// Score the raw base model.
+    #[arg(long)]
+    pub base: bool,
+    /// Skills to score (default: every built-in skill); repeatable.
+    #[arg(long = "skill")]
+    pub skills: Vec<String>,
+    /// Held-out tasks per level (0: the whole set).
+    #[arg(long, default_value_t = 50)]
+    pub n: usize,
+    /// Sequences generated at once.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// One JSON object with an `accuracy` per skill.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ImproveArgs {
+    #[arg(short, long, default_value = autodidact_store::DEFAULT_MODEL)]
+    pub model: String,
+    /// Skills to improve; repeatable (default arithmetic).
+    #[arg(long = "skill")]
+    pub skills: Vec<String>,
+    /// Other skills scored so that none regresses; repeatable.
+    #[arg(long = "guard-skill")]
+    pub guard_skills: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Wall-clock limit, e.g. 90m, 2h, 1h30m, 45s.
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// Continue an interrupted or stopped run.
+    #[arg(long)]
+    pub resume: Option<String>,
+    /// Tasks per round.
+    #[arg(long, default_value_t = 600)]
+    pub tasks: usize,
+    /// Samples per task (one in plain chat, the rest under the few-shot scaffold).
+    #[arg(short = 'k', long, default_value_t = 4)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 4)]
+    pub shots: usize,
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Held-out tasks per level for the target skills (0: all).
+    #[arg(long, default_value_t = 50)]
+    pub eval_n: usize,
+    /// Held-out tasks per level for guard skills.
+    #[arg(long, default_value_t = 10)]
+    pub guard_n: usize,
+    /// Sequences generated at once.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
+    /// Text whose perplexity guards general language (default: reference/texts/gpl-3.txt
+    /// found above the working directory or the executable).
+    #[arg(long)]
+    pub guard_text: Option<PathBuf>,
+    /// Skip the perplexity guard.
+    #[arg(long)]
+    pub no_guard: bool,
+    /// Chunks of 512 tokens of the guard text scored (a paired comparison with the base).
+    #[arg(long, default_value_t = 8)]
+    pub guard_chunks: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Subcommand)]
+pub enum RunsCmd {
+    List,
+    Show { run: String },
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// A promoted version to return to (0: the base model); default the one before.
+    #[arg(long)]
+    pub to: Option<i64>,
+}
+
+fn skills_of(home: &Path) -> Result<Vec<Skill>> {
+    Ok(load_all(&Paths::new(home).skills())?)
+}
+
+pub fn skills(store: &Store, cmd: SkillsCmd) -> Result<()> {
+    let home = store.home();
+    let all = skills_of(home)?;
+    match cmd {
+        SkillsCmd::List => {
+            for s in &all {
+                println!(
+                    "{}\t{} levels\t{}",
+                    s.name(),
+                    s.levels().len(),
+                    s.description()
+                );
+            }
+        }
+        SkillsCmd::Show { skill } => {
+            let s = select(&all, &[skill])?.remove(0);
+            println!("{}: {}", s.name(), s.description());
+            println!("levels (easiest first): {}", s.levels().join(", "));
+            let mut rng = autodidact_improve::rng::Rng::new(7);
+            let held = EvalSet::open(&Paths::new(home).evalsets(), &s)?;
+            println!(
+                "held-out set: {} tasks, {}",
+                held.tasks.len(),
+                held.path.display()
+            );
+            let keys = autodidact_improve::evalset::HeldOut::new(&[held]);
+            for level in [0, s.levels().len() - 1] {
+                let t = keys.train_task(&s, level, &mut rng)?;
+                println!("example ({}): {}", t.sub, t.prompt);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}", 100.0 * x)
+}
+
+fn print_scores(scores: &[SkillScore]) {
+    println!("| skill | level | n | accuracy % | 95 % interval | format ok % | degenerate % |");
+    println!("| ----- | ----- | -: | ---------: | ------------- | ----------: | -----------: |");
+    for s in scores {
+        for l in s.levels.iter().chain(std::iter::once(&s.total())) {
+            let (lo, hi) = l.interval();
+            println!(
+                "| {} | {} | {} | {} | {}–{} | {} | {} |",
+                s.skill,
+                l.sub,
+                l.n,
+                pct(l.accuracy()),
+                pct(lo),
+                pct(hi),
+                pct(l.format_ok as f64 / l.n.max(1) as f64),
+                pct(l.degenerate as f64 / l.n.max(1) as f64)
+            );
+        }
+    }
+}
+
+pub fn eval(store: &Store, args: EvalArgs, m: &Model, base: &ResolvedModel) -> Result<()> {
+    let home = store.home();
+    let all = skills_of(home)?;
+    let chosen = select(&all, &args.skills)?;
+    let (adapter, label) = if args.base {
+        (None, "base".to_string())
+    } else if let Some(a) = &args.adapter {
+        (
+            Some(crate::adapters::resolve(store, a, m, base)?),
+            a.clone(),
+        )
+    } else if let Some(c) = current_self(home)? {
+        eprintln!(
+            "scoring the current self {} (use --base for the raw model)",
+            c.adapter
+        );
+        (
+            Some(crate::adapters::resolve(store, &c.adapter, m, base)?),
+            c.adapter,
+        )
+    } else {
+        (None, "base".to_string())
+    };
+    let mut scores = Vec::new();
+    for s in &chosen {
+        let set = EvalSet::open(&Paths::new(home).evalsets(), s)?;
+        let (score, _, stats) = evaluate(m, adapter.clone(), s, &set, args.n, args.batch)?;
+        eprintln!(
+            "{}: {} tasks in {:.1} s ({:.0} generated tok/s)",
+            s.name(),
+            score.total().n,
+            stats.seconds,
+            stats.tokens_per_s()
+        );
+        scores.push(score);
+    }
+    if args.json {
+        let mut acc = serde_json::Map::new();
+        let mut detail = serde_json::Map::new();
+        for s in &scores {
+            let t = s.total();
+            acc.insert(s.skill.clone(), t.accuracy().into());
+            let levels: serde_json::Map<String, serde_json::Value> = s
+                .levels
+                .iter()
+                .map(|l| {
+                    (
+                        l.sub.clone(),
+                        serde_json::json!({"n": l.n, "accuracy": l.accuracy(), "interval": l.interval(),
+                            "format_ok": l.format_ok as f64 / l.n.max(1) as f64,
+                            "degenerate": l.degenerate as f64 / l.n.max(1) as f64}),
+                    )
+                })
+                .collect();
+            detail.insert(
+                s.skill.clone(),
+                serde_json::json!({"n": t.n, "accuracy": t.accuracy(), "interval": t.interval(),
+                    "format_ok": t.format_ok as f64 / t.n.max(1) as f64,
+                    "degenerate": t.degenerate as f64 / t.n.max(1) as f64, "evalset": s.evalset, "levels": levels}),
+            );
+        }
+        println!(
+            "{}",
+            serde_json::json!({"model": args.model, "adapter": label, "accuracy": acc, "skills": detail})
+        );
+    } else {
+        println!("model {} with {label}", args.model);
+        print_scores(&scores);
+    }
+    Ok(())
+}
+
+/// `90m`, `2h`, `1h30m`, `45s`, or plain seconds.
+pub fn parse_budget(s: &str) -> Result<f64> {
+    let mut total = 0.0;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => bail!("--budget {s:?}: use a duration such as 90m, 2h, 1h30m or 45s"),
+        };
+        let v: f64 = num
+            .parse()
+            .with_context(|| format!("--budget {s:?}: a number must come before {c:?}"))?;
+        total += v * unit;
+        num.clear();
+    }
+    if !num.is_empty() {
+        total += num
+            .parse::<f64>()
+            .with_context(|| format!("--budget {s:?}: not a duration"))?;
+    }
+    if total <= 0.0 {
+        bail!("--budget must be longer than zero");
+    }
+    Ok(total)
+}
+
+/// `reference/texts/gpl-3.txt` above the working directory or the executable.
+fn find_guard_text() -> Option<PathBuf> {
+    let rel = Path::new("reference").join("texts").join("gpl-3.txt");
+    let mut starts = Vec::new();
+    if let Ok(d) = std::env::current_dir() {
+        starts.push(d);
+    }
+    if let Ok(e) = std::env::current_exe() {
+        starts.push(e);
+    }
+    for s in starts {
+        for d in s.ancestors() {
+            let p = d.join(&rel);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+struct Bars {
+    bar: Option<ProgressBar>,
+    phase: &'static str,
+}
+
+impl Bars {
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::Round { round, of } => eprintln!("round {}/{of}", round + 1),
+            Event::Phase { phase, total } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish();
+                }
+                self.phase = match phase {
+                    Phase::Probe => "probe",
+                    Phase::Rollouts => "rollouts",
+                    Phase::Train => "train",
+                    Phase::Eval => "eval",
+                    Phase::Gate => "gate",
+                };
+                let b = ProgressBar::new(*total as u64);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>9} {bar:30} {pos}/{len}  {msg}  ETA {eta}",
+                    )
+                    .expect("the template is valid"),
+                );
+                b.set_prefix(self.phase);
+                self.bar = Some(b);
+            }
+            Event::Progress {
+                done,
+                total,
+                message,
+            } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(*total as u64);
+                    b.set_position(*done as u64);
+                    b.set_message(message.clone());
+                    if b.is_hidden() && (*done == *total || done % 10 == 0) {
+                        eprintln!("{} {done}/{total}: {message}", self.phase);
+                    }
+                }
+            }
+            Event::Scored { subject, score } => {
+                let t = score.total();
+                let (lo, hi) = t.interval();
+                let msg = format!(
+                    "held-out {} of {subject}: {} % [{}, {}], format {} %",
+                    score.skill,
+                    pct(t.accuracy()),
+                    pct(lo),
+                    pct(hi),
+                    pct(t.format_ok as f64 / t.n.max(1) as f64)
+                );
+                match &self.bar {
+                    Some(b) if !b.is_hidden() => b.println(msg),
+                    _ => eprintln!("{msg}"),
+                }
+            }
+            Event::Guard { subject, ppl } => eprintln!("guard perplexity of {subject}: {ppl:.3}"),
+            Event::Verdict {
+                version,
+                promoted,
+                reasons,
+            } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish();
+                }
+                eprintln!(
+                    "v{version} {}: {}",
+                    if *promoted { "PROMOTED" } else { "rejected" },
+                    reasons.join("; ")
+                );
+            }
+            Event::Note(n) => eprintln!("{n}"),
+        }
+    }
+}
+
+pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel) -> Result<()> {
+    let home = store.home();
+    crate::train::keep_freed_memory();
+    let budget = args.budget.as_deref().map(parse_budget).transpose()?;
+    let guard_text = if args.no_guard {
+        None
+    } else {
+        Some(match args.guard_text.clone().or_else(find_guard_text) {
+            Some(p) => p,
+            None => bail!(
+                "no guard text found: pass --guard-text PATH (the repository's reference/texts/gpl-3.txt) or --no-guard"
+            ),
+        })
+    };
+    let sha = store.model_sha256(base).ok();
+    let mut imp = Improver::new(m, &base.name, sha, home)?;
+    let interrupted = crate::ctrl_c_flag()?;
+    interrupted.store(false, Ordering::SeqCst);
+    let mut bars = Bars {
+        bar: None,
+        phase: "",
+    };
+    let mut obs = |e: &Event| {
+        bars.event(e);
+        !interrupted.load(Ordering::SeqCst)
+    };
+    let summary = match &args.resume {
+        Some(run) => imp.resume(run, budget, &mut obs)?,
+        None => {
+            let cfg = ImproveConfig {
+                skills: if args.skills.is_empty() {
+                    vec!["arithmetic".into()]
+                } else {
+                    args.skills.clone()
+                },
+                guard_skills: args.guard_skills.clone(),
+                rounds: args.rounds,
+                tasks_per_round: args.tasks,
+                samples_per_task: args.samples,
+                shots: args.shots,
+                temperature: args.temperature,
+                max_active: args.batch,
+                eval_n: args.eval_n,
+                guard_n: args.guard_n,
+                train: TrainSettings {
+                    rank: args.rank,
+                    alpha: 2.0 * args.rank as f32,
+                    lr: args.lr,
+                    epochs: args.epochs,
+                    ..TrainSettings::default()
+                },
+                guard_text,
+                guard_chunks: args.guard_chunks,
+                seed: args.seed,
+                budget_s: budget,
+                ..ImproveConfig::default()
+            };
+            imp.start(cfg, &mut obs)?
+        }
+    };
+    if let Some(b) = bars.bar.take() {
+        b.finish();
+    }
+    println!("run {}", summary.run);
+    for r in &summary.rounds {
+        let st = &r.stats;
+        println!(
+            "round {}: {} tasks, {} samples, {} % verified, {} % degenerate, {} training examples -> {}",
+            r.round + 1,
+            st["tasks"],
+            st["samples"],
+            pct(st["verified_share"].as_f64().unwrap_or(0.0)),
+            pct(st["degenerate_share"].as_f64().unwrap_or(0.0)),
+            st["train_examples"],
+            match (r.candidate, r.promoted) {
+                (Some(v), true) => format!("v{v} promoted"),
+                (Some(v), false) => format!("v{v} rejected"),
+                (None, _) => "no candidate".into(),
+            }
+        );
+        for why in &r.reasons {
+            println!("  {why}");
+        }
+    }
+    if summary.stopped_by_budget {
+        println!(
+            "stopped by --budget; continue with `autodidact improve --resume {}`",
+            summary.run
+        );
+    }
+    match summary.current {
+        Some(v) => println!(
+            "current self: self-v{v} (run and serve use it; `autodidact rollback` returns)"
+        ),
+        None => println!("current self: the base model"),
+    }
+    Ok(())
+}
+
+fn registry(home: &Path) -> Result<Registry> {
+    Ok(Registry::open(&Paths::new(home).registry())?)
+}
+
+pub fn runs(store: &Store, cmd: RunsCmd) -> Result<()> {
+    let home = store.home();
+    let reg = registry(home)?;
+    match cmd {
+        RunsCmd::List => {
+            let runs = reg.runs()?;
+            if runs.is_empty() {
+                println!("no runs yet: try `autodidact improve --skill arithmetic`");
+            }
+            for r in runs {
+                let rounds = reg.rounds(&r.id)?;
+                println!(
+                    "{}\t{}\t{}\t{} rounds\t{}",
+                    r.id,
+                    r.model,
+                    r.skills.join(","),
+                    rounds.len(),
+                    r.status
+                );
+            }
+        }
+        RunsCmd::Show { run } => {
+            let r = reg
+                .run(&run)?
+                .with_context(|| format!("no run {run:?} (see `autodidact runs list`)"))?;
+            println!(
+                "run {} on {} ({}), skills {}",
+                r.id,
+                r.model,
+                r.status,
+                r.skills.join(", ")
+            );
+            let eval_n = r.config["eval_n"].as_u64().unwrap_or(50) as usize;
+            let all = skills_of(home)?;
+            for rd in reg.rounds(&run)? {
+                let st = &rd.stats;
+                println!(
+                    "\nround {} [{}]: {} tasks, {} samples, {} % verified, {} % degenerate, {} training examples",
+                    rd.idx + 1,
+                    rd.status,
+                    st["tasks"],
+                    st["samples"],
+                    pct(st["verified_share"].as_f64().unwrap_or(0.0)),
+                    pct(st["degenerate_share"].as_f64().unwrap_or(0.0)),
+                    st["train_examples"]
+                );
+                if let Some(levels) = rd.curriculum.as_array() {
+                    let practised: Vec<String> = levels
+                        .iter()
+                        .filter(|l| l["practise"].as_bool() == Some(true))
+                        .map(|l| {
+                            format!(
+                                "{} (probe {} %)",
+                                l["sub"].as_str().unwrap_or("?"),
+                                pct(l["probe_pass_rate"].as_f64().unwrap_or(0.0))
+                            )
+                        })
+                        .collect();
+                    println!("  practised: {}", practised.join(", "));
+                }
+                println!("  timings: {}", rd.timings);
+                if let Some(v) = rd.candidate {
+                    if let Some(a) = reg.adapter(v)? {
+                        println!(
+                            "  candidate v{} ({}, parent {:?}): {}",
+                            v, a.status, a.parent, a.reason
+                        );
+                    }
+                    let mut scores = Vec::new();
+                    for name in &r.skills {
+                        if let Ok(s) = select(&all, std::slice::from_ref(name)) {
+                            let set = EvalSet::open(&Paths::new(home).evalsets(), &s[0])?;
+                            if let Some(sc) =
+                                reg.score(&format!("adapter:{v}"), name, &evalset_id(&set, eval_n))?
+                            {
+                                scores.push(sc);
+                            }
+                        }
+                    }
+                    if !scores.is_empty() {
+                        print_scores(&scores);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn rollback(store: &Store, args: RollbackArgs) -> Result<()> {
+    let mut reg = registry(store.home())?;
+    match reg.rollback(args.to)? {
+        Some(v) => {
+            let a = reg
+                .adapter(v)?
+                .context("the registry lost the version just restored")?;
+            println!("current self: {} (version {v})", a.name);
+        }
+        None => println!("current self: the base model"),
+    }
+    Ok(())
+}

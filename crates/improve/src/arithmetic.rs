@@ -1,0 +1,300 @@
+//! The arithmetic skill: +, − and × of n-digit integers, asked the way people ask in chat,
+//! checked against the exact answer.
+use crate::rng::Rng;
+use crate::task::{degenerate, Check, Split, Task, Verdict};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// One difficulty level: an operation and the digits of each operand.
+#[derive(Debug, Clone, Copy)]
+pub struct Level {
+    pub op: Op,
+    pub digits: (u32, u32),
+}
+
+/// Easiest first: the curriculum walks up this list.
+pub const LEVELS: [Level; 11] = [
+    Level {
+        op: Op::Add,
+        digits: (1, 1),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (1, 1),
+    },
+    Level {
+        op: Op::Mul,
+        digits: (1, 1),
+    },
+    Level {
+        op: Op::Add,
+        digits: (2, 2),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (2, 2),
+    },
+    Level {
+        op: Op::Mul,
+        digits: (2, 1),
+    },
+    Level {
+        op: Op::Add,
+        digits: (3, 3),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (3, 3),
+    },
+    Level {
+        op: Op::Mul,
+        digits: (2, 2),
+    },
+    Level {
+        op: Op::Add,
+        digits: (4, 4),
+    },
+    Level {
+        op: Op::Sub,
+        digits: (4, 4),
+    },
+];
+
+impl Level {
+    pub fn name(&self) -> String {
+        match (self.op, self.digits) {
+            (Op::Add, (d, _)) => format!("add-{d}"),
+            (Op::Sub, (d, _)) => format!("sub-{d}"),
+            (Op::Mul, (a, b)) => format!("mul-{a}x{b}"),
+        }
+    }
+
+    fn bounds(d: u32) -> (i64, i64) {
+        if d == 1 {
+            (0, 9)
+        } else {
+            (10i64.pow(d - 1), 10i64.pow(d) - 1)
+        }
+    }
+
+    /// How many distinct problems the level has (subtraction keeps the result ≥ 0).
+    pub fn space(&self) -> u64 {
+        let (a0, a1) = Self::bounds(self.digits.0);
+        let (b0, b1) = Self::bounds(self.digits.1);
+        let (na, nb) = ((a1 - a0 + 1) as u64, (b1 - b0 + 1) as u64);
+        match self.op {
+            Op::Sub => na * (na + 1) / 2,
+            _ => na * nb,
+        }
+    }
+
+    fn draw(&self, rng: &mut Rng) -> (i64, i64) {
+        let (a0, a1) = Self::bounds(self.digits.0);
+        let (b0, b1) = Self::bounds(self.digits.1);
+        let (a, b) = (rng.range(a0, a1), rng.range(b0, b1));
+        match self.op {
+            Op::Sub if a < b => (b, a),
+            _ => (a, b),
+        }
+    }
+}
+
+const ADD: &[&str] = &[
+    "What is {a} plus {b}?",
+    "What's {a} + {b}?",
+    "Can you add {a} and {b} for me?",
+    "{a} + {b} = ?",
+    "Please compute {a} + {b}.",
+    "How much is {a} plus {b}?",
+    "Add {a} to {b}.",
+    "What do you get when you add {a} and {b}?",
+    "Quick question: what's {a} plus {b}?",
+    "Tell me the sum of {a} and {b}.",
+    "I need the sum of {a} and {b}, please.",
+    "Calculate {a}+{b}",
+];
+const SUB: &[&str] = &[
+    "What is {a} minus {b}?",
+    "What's {a} - {b}?",
+    "Can you subtract {b} from {a}?",
+    "{a} - {b} = ?",
+    "Please compute {a} - {b}.",
+    "How much is {a} minus {b}?",
+    "Take {b} away from {a}.",
+    "What do you get when you subtract {b} from {a}?",
+    "Quick question: what's {a} minus {b}?",
+    "Tell me the difference between {a} and {b}.",
+    "I need {a} minus {b}, please.",
+    "Calculate {a}-{b}",
+];
+const MUL: &[&str] = &[
+    "What is {a} times {b}?",
+    "What's {a} * {b}?",
+    "Can you multiply {a} by {b}?",
+    "{a} x {b} = ?",
+    "Please compute {a} * {b}.",
+    "How much is {a} times {b}?",
+    "Multiply {a} and {b}.",
+    "What do you get when you multiply {a} by {b}?",
+    "Quick question: what's {a} times {b}?",
+    "Tell me the product of {a} and {b}.",
+    "I need {a} multiplied by {b}, please.",
+    "Calculate {a}*{b}",
+];
+
+/// Phrasings of a split: every fourth is held out, so held-out tasks are asked in words the
+/// training data never used.
+pub fn phrasings(op: Op, split: Split) -> Vec<&'static str> {
+    let all = match op {
+        Op::Add => ADD,
+        Op::Sub => SUB,
+        Op::Mul => MUL,
+    };
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| (i % 4 == 3) == (split == Split::Eval))
+        .map(|(_, p)| *p)
+        .collect()
+}
+
+pub fn generate(level: usize, rng: &mut Rng, split: Split) -> Task {
+    let l = LEVELS[level];
+    let (a, b) = l.draw(rng);
+    let value = match l.op {
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Mul => a * b,
+    };
+    let sym = match l.op {
+        Op::Add => '+',
+        Op::Sub => '-',
+        Op::Mul => '*',
+    };
+    let phr = phrasings(l.op, split);
+    let prompt = rng
+        .pick(&phr)
+        .replace("{a}", &a.to_string())
+        .replace("{b}", &b.to_string());
+    Task {
+        skill: "arithmetic".into(),
+        level,
+        sub: l.name(),
+        key: format!("{a}{sym}{b}"),
+        prompt,
+        check: Check::Integer { value },
+    }
+}
+
+/// Every integer in `s`, with thousands separators (`1,234`) and signs read.
+pub fn integers(s: &str) -> Vec<i64> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            let mut digits = String::new();
+            while i < b.len() {
+                if b[i].is_ascii_digit() {
+                    digits.push(b[i] as char);
+                    i += 1;
+                } else if b[i] == b','
+                    && i + 3 < b.len() + 1
+                    && b.get(i + 1..i + 4)
+                        .is_some_and(|g| g.iter().all(u8::is_ascii_digit))
+                    && !b.get(i + 4).is_some_and(u8::is_ascii_digit)
+                {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            let neg = start > 0
+                && matches!(b[start - 1], b'-')
+                && (start < 2 || !b[start - 2].is_ascii_alphanumeric());
+            if let Ok(v) = digits.parse::<i64>() {
+                out.push(if neg { -v } else { v });
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Right when the reply's last number is the answer; well-formed when it has a number at all.
+pub fn verify(task: &Task, value: i64, reply: &str, cut_off: bool) -> Verdict {
+    if let Some(d) = degenerate(&task.prompt, reply, cut_off, false) {
+        return Verdict::degenerate(d);
+    }
+    let nums = integers(reply);
+    let pass = nums.last() == Some(&value);
+    Verdict {
+        pass,
+        score: pass as u8 as f32,
+        format_ok: !nums.is_empty(),
+        degenerate: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_read_signs_and_separators() {
+        assert_eq!(integers("4 + 5 = 9"), vec![4, 5, 9]);
+        assert_eq!(integers("It is 1,234."), vec![1234]);
+        assert_eq!(integers("The answer is -12"), vec![-12]);
+        assert_eq!(integers("12-5 is 7"), vec![12, 5, 7]);
+        assert_eq!(integers("none"), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn levels_generate_in_range_with_split_phrasings() {
+        let mut rng = Rng::new(3);
+        for (i, l) in LEVELS.iter().enumerate() {
+            for _ in 0..50 {
+                let t = generate(i, &mut rng, Split::Train);
+                let Check::Integer { value } = t.check else {
+                    panic!("arithmetic checks integers")
+                };
+                assert!(value >= 0, "{t:?}");
+                assert!(t.prompt.chars().any(|c| c.is_ascii_digit()));
+                assert_eq!(t.sub, l.name());
+            }
+        }
+        let tr = phrasings(Op::Add, Split::Train);
+        let ev = phrasings(Op::Add, Split::Eval);
+        assert!(tr.iter().all(|p| !ev.contains(p)));
+        assert_eq!(tr.len() + ev.len(), ADD.len());
+        assert_eq!(LEVELS[0].space(), 100);
+        assert_eq!(LEVELS[1].space(), 55);
+    }
+
+    #[test]
+    fn verifier_reads_the_last_number() {
+        let t = Task {
+            skill: "arithmetic".into(),
+            level: 0,
+            sub: "add-1".into(),
+            key: "4+5".into(),
+            prompt: "What is 4 plus 5?".into(),
+            check: Check::Integer { value: 9 },
+        };
+        assert!(verify(&t, 9, "9", false).pass);
+        assert!(verify(&t, 9, "4 + 5 = 9.", false).pass);
+        let v = verify(&t, 9, "It is 8.", false);
+        assert!(!v.pass && v.format_ok);
+        let v = verify(&t, 9, "I do not know.", false);
+        assert!(!v.pass && !v.format_ok);
+        assert!(verify(&t, 9, "What is 4 plus 5? 9", false)
+            .degenerate
+            .is_some());
+    }
+}

@@ -1,0 +1,145 @@
+//! Held-out evaluation through the assistant's normal chat interface (greedy, one user turn,
+//! no scaffold), and the general-language guard: perplexity on a fixed text.
+use crate::evalset::EvalSet;
+use crate::rollout::{chat_prompt, chat_stop, generate, GenStats, Job};
+use crate::score::{LevelScore, SkillScore};
+use crate::skill::Skill;
+use crate::task::Task;
+use crate::ImproveError;
+use autodidact_engine::SamplingParams;
+use autodidact_kernels::vec::log_softmax_at;
+use autodidact_model::{Logits, LoraAdapter, Message, Model, SeqInput};
+use std::sync::Arc;
+
+/// One held-out reply, kept for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalReply {
+    pub sub: String,
+    pub prompt: String,
+    pub reply: String,
+    pub pass: bool,
+    pub format_ok: bool,
+    pub degenerate: Option<&'static str>,
+}
+
+/// The first `n` tasks of every level of `set` (all when `n` is 0): a fixed subset, so that
+/// scores with the same `n` compare.
+pub fn subset(set: &EvalSet, n: usize) -> Vec<Task> {
+    let mut count: std::collections::HashMap<&str, usize> = Default::default();
+    set.tasks
+        .iter()
+        .filter(|t| {
+            let c = count.entry(t.sub.as_str()).or_default();
+            *c += 1;
+            n == 0 || *c <= n
+        })
+        .cloned()
+        .collect()
+}
+
+/// The key a score is stored under: the set's hash and the subset size.
+pub fn evalset_id(set: &EvalSet, n: usize) -> String {
+    format!("{}:v{}:n{n}", set.hash, set.version)
+}
+
+/// Greedy replies to `tasks` in plain chat, verified.
+pub fn evaluate(
+    model: &Model,
+    adapter: Option<Arc<LoraAdapter>>,
+    skill: &Skill,
+    set: &EvalSet,
+    n: usize,
+    max_active: usize,
+) -> Result<(SkillScore, Vec<EvalReply>, GenStats), ImproveError> {
+    let tasks = subset(set, n);
+    let mut jobs = Vec::with_capacity(tasks.len());
+    for t in &tasks {
+        jobs.push(Job {
+            prompt: chat_prompt(model, &[Message::new("user", &t.prompt)])?,
+            params: SamplingParams {
+                max_tokens: skill.max_tokens(),
+                stop: chat_stop(model),
+                ..SamplingParams::greedy()
+            },
+            adapter: adapter.clone(),
+        });
+    }
+    let mut replies: Vec<Option<EvalReply>> = vec![None; tasks.len()];
+    let stats = generate(model, jobs, max_active, |i, out| {
+        let t = &tasks[i];
+        let v = skill.verify(t, &out.text, out.cut_off);
+        replies[i] = Some(EvalReply {
+            sub: t.sub.clone(),
+            prompt: t.prompt.clone(),
+            reply: out.text,
+            pass: v.pass,
+            format_ok: v.format_ok,
+            degenerate: v.degenerate.map(|d| d.name()),
+        });
+        Ok(())
+    })?;
+    let replies: Vec<EvalReply> = replies.into_iter().flatten().collect();
+    let mut levels: Vec<LevelScore> = skill
+        .levels()
+        .into_iter()
+        .map(|sub| LevelScore {
+            sub,
+            ..Default::default()
+        })
+        .collect();
+    for r in &replies {
+        if let Some(l) = levels.iter_mut().find(|l| l.sub == r.sub) {
+            l.n += 1;
+            l.correct += r.pass as usize;
+            l.format_ok += r.format_ok as usize;
+            l.degenerate += r.degenerate.is_some() as usize;
+        }
+    }
+    levels.retain(|l| l.n > 0);
+    Ok((
+        SkillScore {
+            skill: skill.name().into(),
+            evalset: evalset_id(set, n),
+            levels,
+        },
+        replies,
+        stats,
+    ))
+}
+
+/// Perplexity of `text` in chunks of `ctx` tokens (llama.cpp's method: each chunk starts at
+/// BOS, the second half of each chunk is scored), over at most `max_chunks` chunks.
+pub fn perplexity(
+    model: &Model,
+    adapter: Option<&LoraAdapter>,
+    text: &str,
+    ctx: usize,
+    max_chunks: usize,
+) -> Result<f64, ImproveError> {
+    let ctx = ctx.min(model.config.ctx_train).max(4);
+    let tokens = model.tokenizer.encode(text, true, false);
+    let n_chunks = (tokens.len() / ctx).min(max_chunks.max(1));
+    let bos = model.tokenizer.bos;
+    let (mut nll, mut count) = (0.0f64, 0usize);
+    for ch in 0..n_chunks {
+        let mut chunk = tokens[ch * ctx..(ch + 1) * ctx].to_vec();
+        if let Some(b) = bos {
+            chunk[0] = b;
+        }
+        let mut cache = model.new_cache(ctx, ctx);
+        let out = model.forward(
+            &mut [SeqInput {
+                cache: &mut cache,
+                tokens: &chunk,
+                logits: Logits::All,
+                adapter,
+            }],
+            false,
+        )?;
+        for i in ctx / 2..ctx - 1 {
+            nll -= log_softmax_at(out.row(i), chunk[i + 1] as usize) as f64;
+            count += 1;
+        }
+    }
+    Ok((nll / count.max(1) as f64).exp())
+}

@@ -1,0 +1,1114 @@
+//! The loop: per round, a curriculum probe, rollouts under a few-shot scaffold and in plain
+//! chat, verification, training a candidate from the base on everything verified so far
+//! (ReST-EM), held-out evaluation, the gate, and promotion or rejection — each step committed
+//! to the registry so a killed run resumes where it stopped.
+use crate::eval::{evalset_id, evaluate, perplexity};
+use crate::evalset::{EvalSet, HeldOut};
+use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
+use crate::rng::{fnv, Rng};
+use crate::rollout::{chat_prompt, chat_stop, generate, raw_prompt, GenStats, Job};
+use crate::score::{gate, GateConfig, SkillScore};
+use crate::skill::{self, Skill};
+use crate::task::Task;
+use crate::trainer::{train, Base, Example, TrainSettings};
+use crate::ImproveError;
+use autodidact_engine::{AdapterCache, SamplingParams};
+use autodidact_model::{LoraAdapter, Message, Model};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where the loop keeps its files under `AUTODIDACT_HOME`.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub home: PathBuf,
+}
+
+impl Paths {
+    pub fn new(home: &Path) -> Self {
+        Paths {
+            home: home.to_path_buf(),
+        }
+    }
+    pub fn registry(&self) -> PathBuf {
+        self.home.join("improve").join("registry.sqlite")
+    }
+    pub fn evalsets(&self) -> PathBuf {
+        self.home.join("improve").join("evalsets")
+    }
+    pub fn skills(&self) -> PathBuf {
+        self.home.join("skills")
+    }
+    pub fn work(&self, run: &str, round: i64) -> PathBuf {
+        self.home
+            .join("improve")
+            .join("runs")
+            .join(run)
+            .join(format!("round-{round}"))
+    }
+}
+
+/// The promoted adapter that `run` and `serve` should use by default.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurrentSelf {
+    pub version: i64,
+    /// Its name in the adapter store.
+    pub adapter: String,
+    pub base_model: String,
+}
+
+/// The current self under `home`, or `None` for the base model (also when no run ever
+/// happened: this never creates the registry).
+pub fn current_self(home: &Path) -> Result<Option<CurrentSelf>, ImproveError> {
+    let Some(reg) = Registry::open_existing(&Paths::new(home).registry())? else {
+        return Ok(None);
+    };
+    let Some(v) = reg.current()? else {
+        return Ok(None);
+    };
+    Ok(reg.adapter(v)?.map(|a| CurrentSelf {
+        version: a.version,
+        adapter: a.name,
+        base_model: a.base_model,
+    }))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImproveConfig {
+    /// Skills to improve (the gate's targets).
+    pub skills: Vec<String>,
+    /// Other skills scored for regressions.
+    pub guard_skills: Vec<String>,
+    pub rounds: usize,
+    pub tasks_per_round: usize,
+    /// Samples per task: one in plain chat (the current self as users see it), the rest under
+    /// the few-shot scaffold when the skill has demonstrations.
+    pub samples_per_task: usize,
+    pub shots: usize,
+    pub temperature: f32,
+    /// Sequences in flight during generation.
+    pub max_active: usize,
+    /// Tasks whose rollouts are committed together.
+    pub chunk_tasks: usize,
+    /// Distinct verified answers kept per problem.
+    pub cap_per_task: usize,
+    /// Levels practised at once.
+    pub max_levels: usize,
+    /// Plain-chat probe tasks per level at the start of a round.
+    pub probe_tasks: usize,
+    /// Held-out tasks per level for target skills (0: all) and for guard skills.
+    pub eval_n: usize,
+    pub guard_n: usize,
+    pub train: TrainSettings,
+    pub gate: GateConfig,
+    pub guard_text: Option<PathBuf>,
+    pub guard_chunks: usize,
+    pub seed: u64,
+    /// Wall-clock seconds for the whole run (resumed runs get a fresh budget).
+    pub budget_s: Option<f64>,
+}
+
+impl Default for ImproveConfig {
+    fn default() -> Self {
+        ImproveConfig {
+            skills: vec!["arithmetic".into()],
+            guard_skills: Vec::new(),
+            rounds: 3,
+            tasks_per_round: 600,
+            samples_per_task: 4,
+            shots: 4,
+            temperature: 0.8,
+            max_active: 32,
+            chunk_tasks: 32,
+            cap_per_task: 4,
+            max_levels: 3,
+            probe_tasks: 16,
+            eval_n: 50,
+            guard_n: 10,
+            train: TrainSettings::default(),
+            gate: GateConfig::default(),
+            guard_text: None,
+            guard_chunks: 8,
+            seed: 1,
+            budget_s: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Probe,
+    Rollouts,
+    Train,
+    Eval,
+    Gate,
+}
+
+/// What the loop reports as it goes (progress bars, logs).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Round {
+        round: i64,
+        of: usize,
+    },
+    Phase {
+        phase: Phase,
+        total: usize,
+    },
+    Progress {
+        done: usize,
+        total: usize,
+        message: String,
+    },
+    Scored {
+        subject: String,
+        score: SkillScore,
+    },
+    Guard {
+        subject: String,
+        ppl: f64,
+    },
+    Verdict {
+        version: i64,
+        promoted: bool,
+        reasons: Vec<String>,
+    },
+    Note(String),
+}
+
+/// Per round: what was practised and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundSummary {
+    pub round: i64,
+    pub candidate: Option<i64>,
+    pub promoted: bool,
+    pub reasons: Vec<String>,
+    pub stats: serde_json::Value,
+    pub timings: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub run: String,
+    pub rounds: Vec<RoundSummary>,
+    pub stopped_by_budget: bool,
+    pub current: Option<i64>,
+}
+
+pub type Observer<'o> = &'o mut dyn FnMut(&Event) -> bool;
+
+pub struct Improver<'a> {
+    pub model: &'a Model,
+    pub model_name: String,
+    /// The base's sha256 when known: recorded in each adapter's metadata and checked on load.
+    pub model_sha256: Option<String>,
+    pub paths: Paths,
+    pub reg: Registry,
+    pub adapters: AdapterCache,
+    pub skills: Vec<Skill>,
+}
+
+/// Who is scored: the base or an adapter version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Base,
+    Version(i64),
+}
+
+impl Subject {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Subject::Base, Subject::Version)
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// Per level: (plain samples, plain passes, scaffold samples, scaffold passes).
+type LevelRates = BTreeMap<(String, usize), [usize; 4]>;
+
+impl<'a> Improver<'a> {
+    /// The loop over `model` (registered as `model_name`) in the store at `home`.
+    pub fn new(
+        model: &'a Model,
+        model_name: &str,
+        model_sha256: Option<String>,
+        home: &Path,
+    ) -> Result<Self, ImproveError> {
+        let store = autodidact_store::Store::at(home)?;
+        store.data_dir("improve")?;
+        let paths = Paths::new(home);
+        let reg = Registry::open(&paths.registry())?;
+        let skills = skill::load_all(&store.skills_dir())?;
+        Ok(Improver {
+            model,
+            model_name: model_name.into(),
+            adapters: AdapterCache::new(store.adapters(), model_sha256.clone()),
+            model_sha256,
+            paths,
+            reg,
+            skills,
+        })
+    }
+
+    fn subject_key(&self, s: Subject) -> String {
+        match s {
+            Subject::Base => format!("base:{}", self.model_name),
+            Subject::Version(v) => format!("adapter:{v}"),
+        }
+    }
+
+    fn adapter_of(&self, s: Subject) -> Result<Option<Arc<LoraAdapter>>, ImproveError> {
+        match s {
+            Subject::Base => Ok(None),
+            Subject::Version(v) => {
+                let row = self
+                    .reg
+                    .adapter(v)?
+                    .ok_or(ImproveError::UnknownVersion(v))?;
+                Ok(Some(self.adapters.get(&row.name, &self.model.config)?))
+            }
+        }
+    }
+
+    pub fn skill(&self, name: &str) -> Result<Skill, ImproveError> {
+        skill::select(&self.skills, &[name.to_string()]).map(|mut v| v.remove(0))
+    }
+
+    pub fn eval_set(&self, s: &Skill) -> Result<EvalSet, ImproveError> {
+        EvalSet::open(&self.paths.evalsets(), s)
+    }
+
+    /// Held-out score of `who` on `skill` (first `n` tasks per level), from the registry when
+    /// already measured.
+    pub fn score(
+        &mut self,
+        who: Subject,
+        skill: &Skill,
+        n: usize,
+        max_active: usize,
+        obs: Observer,
+    ) -> Result<(SkillScore, Option<GenStats>), ImproveError> {
+        let set = self.eval_set(skill)?;
+        let key = self.subject_key(who);
+        if let Some(s) = self.reg.score(&key, skill.name(), &evalset_id(&set, n))? {
+            return Ok((s, None));
+        }
+        let ad = self.adapter_of(who)?;
+        let (s, _, stats) = evaluate(self.model, ad, skill, &set, n, max_active)?;
+        self.reg.put_score(&key, &s)?;
+        obs(&Event::Scored {
+            subject: key,
+            score: s.clone(),
+        });
+        Ok((s, Some(stats)))
+    }
+
+    /// Guard perplexity of `who`, cached by the text's hash.
+    pub fn guard(&mut self, who: Subject, text: &str, chunks: usize) -> Result<f64, ImproveError> {
+        let h = format!("{:016x}:{chunks}", fnv(text.as_bytes()));
+        let key = self.subject_key(who);
+        if let Some(p) = self.reg.ppl(&key, &h)? {
+            return Ok(p);
+        }
+        let ad = self.adapter_of(who)?;
+        let p = perplexity(self.model, ad.as_deref(), text, 512, chunks)?;
+        self.reg.put_ppl(&key, &h, p)?;
+        Ok(p)
+    }
+
+    /// Starts a new run.
+    pub fn start(&mut self, cfg: ImproveConfig, obs: Observer) -> Result<Summary, ImproveError> {
+        for s in cfg.skills.iter().chain(&cfg.guard_skills) {
+            self.skill(s)?;
+        }
+        let mut id = format!("run-{}", now());
+        let mut i = 1;
+        while self.reg.run(&id)?.is_some() {
+            i += 1;
+            id = format!("run-{}-{i}", now());
+        }
+        let conf = serde_json::to_value(&cfg).expect("configs serialize");
+        self.reg
+            .create_run(&id, &self.model_name, &cfg.skills, &conf)?;
+        self.drive(&id, cfg, obs)
+    }
+
+    /// Continues `run` from its last committed step; `budget_s` replaces the stored budget.
+    pub fn resume(
+        &mut self,
+        run: &str,
+        budget_s: Option<f64>,
+        obs: Observer,
+    ) -> Result<Summary, ImproveError> {
+        let row = self
+            .reg
+            .run(run)?
+            .ok_or_else(|| ImproveError::UnknownRun(run.into()))?;
+        let mut cfg: ImproveConfig =
+            serde_json::from_value(row.config).map_err(|e| ImproveError::Run {
+                run: run.into(),
+                reason: format!("stored configuration unreadable: {e}"),
+            })?;
+        if row.model != self.model_name {
+            return Err(ImproveError::Run {
+                run: run.into(),
+                reason: format!(
+                    "was started on model {}, not {}",
+                    row.model, self.model_name
+                ),
+            });
+        }
+        cfg.budget_s = budget_s.or(cfg.budget_s);
+        self.reg.set_run_status(run, "running", "")?;
+        self.drive(run, cfg, obs)
+    }
+
+    fn drive(
+        &mut self,
+        run: &str,
+        cfg: ImproveConfig,
+        obs: Observer,
+    ) -> Result<Summary, ImproveError> {
+        let started = Instant::now();
+        let over = |cfg: &ImproveConfig| {
+            cfg.budget_s
+                .is_some_and(|b| started.elapsed().as_secs_f64() > b)
+        };
+        let targets: Vec<Skill> = cfg
+            .skills
+            .iter()
+            .map(|s| self.skill(s))
+            .collect::<Result<_, _>>()?;
+        let guards: Vec<Skill> = cfg
+            .guard_skills
+            .iter()
+            .filter(|s| !cfg.skills.contains(s))
+            .map(|s| self.skill(s))
+            .collect::<Result<_, _>>()?;
+        let mut sets = Vec::new();
+        for s in targets.iter().chain(&guards) {
+            sets.push(self.eval_set(s)?);
+        }
+        let held = HeldOut::new(&sets);
+        let guard_text = match &cfg.guard_text {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| ImproveError::io(p, e))?),
+            None => None,
+        };
+        let mut summary = Summary {
+            run: run.into(),
+            rounds: Vec::new(),
+            stopped_by_budget: false,
+            current: self.reg.current()?,
+        };
+        let interrupted = || ImproveError::Interrupted { run: run.into() };
+        for round in 0..cfg.rounds as i64 {
+            let existing = self.reg.rounds(run)?.into_iter().find(|r| r.idx == round);
+            if let Some(r) = &existing {
+                if r.status == "done" {
+                    summary.rounds.push(RoundSummary {
+                        round,
+                        candidate: r.candidate,
+                        promoted: r.stats["promoted"].as_bool().unwrap_or(false),
+                        reasons: serde_json::from_value(r.stats["reasons"].clone())
+                            .unwrap_or_default(),
+                        stats: r.stats.clone(),
+                        timings: r.timings.clone(),
+                    });
+                    continue;
+                }
+            }
+            if over(&cfg) {
+                summary.stopped_by_budget = true;
+                break;
+            }
+            if !obs(&Event::Round {
+                round,
+                of: cfg.rounds,
+            }) {
+                return Err(interrupted());
+            }
+            let parent = self.reg.current()?;
+            let me = Subject::from(parent);
+            let me_adapter = self.adapter_of(me)?;
+            let mut timings = existing
+                .as_ref()
+                .map(|r| r.timings.clone())
+                .filter(|t| t.is_object())
+                .unwrap_or_else(|| serde_json::json!({}));
+            // 1. Curriculum and tasks.
+            let tasks = match &existing {
+                Some(_) => self.reg.tasks(run, round)?,
+                None => {
+                    let t0 = Instant::now();
+                    let cur = self.curriculum(&cfg, &targets, &held, &me_adapter, round, obs)?;
+                    let tasks = self.make_tasks(&cfg, &targets, &held, &cur, round)?;
+                    timings["probe_s"] = ms(t0).into();
+                    let curj = serde_json::to_value(&cur).expect("curricula serialize");
+                    self.reg.start_round(run, round, &curj, &tasks)?;
+                    self.reg.update_round(
+                        run,
+                        round,
+                        "rollouts",
+                        None,
+                        &timings,
+                        &serde_json::json!({}),
+                    )?;
+                    tasks
+                }
+            };
+            // 2-3. Rollouts and verification, committed per chunk.
+            let status = existing
+                .as_ref()
+                .map(|r| r.status.clone())
+                .unwrap_or_else(|| "rollouts".into());
+            if status == "rollouts" {
+                let done: BTreeSet<i64> = self
+                    .reg
+                    .samples(run, round)?
+                    .iter()
+                    .map(|s| s.task)
+                    .collect();
+                let todo: Vec<usize> = (0..tasks.len())
+                    .filter(|i| !done.contains(&(*i as i64)))
+                    .collect();
+                obs(&Event::Phase {
+                    phase: Phase::Rollouts,
+                    total: tasks.len(),
+                });
+                let mut gen_total = GenStats::default();
+                let mut verify_s = 0.0;
+                let mut finished = done.len();
+                for chunk in todo.chunks(cfg.chunk_tasks.max(1)) {
+                    if over(&cfg) {
+                        summary.stopped_by_budget = true;
+                        break;
+                    }
+                    let (rows, gs, vs) = self.rollout_chunk(
+                        run,
+                        &cfg,
+                        &targets,
+                        &held,
+                        &me_adapter,
+                        round,
+                        &tasks,
+                        chunk,
+                    )?;
+                    self.reg.insert_samples(run, round, &rows)?;
+                    gen_total.add(&gs);
+                    verify_s += vs;
+                    finished += chunk.len();
+                    let all = self.reg.samples(run, round)?;
+                    let passed = all.iter().filter(|s| s.verdict.pass).count();
+                    let msg = format!(
+                        "{} samples, {:.1} % verified, {:.0} tok/s",
+                        all.len(),
+                        100.0 * passed as f64 / all.len().max(1) as f64,
+                        gen_total.tokens_per_s()
+                    );
+                    if !obs(&Event::Progress {
+                        done: finished,
+                        total: tasks.len(),
+                        message: msg,
+                    }) {
+                        return Err(interrupted());
+                    }
+                }
+                add_time(
+                    &mut timings,
+                    "rollout_generate_s",
+                    gen_total.seconds - verify_s,
+                );
+                add_time(&mut timings, "rollout_verify_s", verify_s);
+                add_count(
+                    &mut timings,
+                    "rollout_generated_tokens",
+                    gen_total.generated_tokens,
+                );
+                add_count(
+                    &mut timings,
+                    "rollout_prompt_tokens",
+                    gen_total.prompt_tokens,
+                );
+                add_count(
+                    &mut timings,
+                    "rollout_cached_tokens",
+                    gen_total.cached_tokens,
+                );
+                if summary.stopped_by_budget {
+                    self.reg.update_round(
+                        run,
+                        round,
+                        "rollouts",
+                        None,
+                        &timings,
+                        &serde_json::json!({}),
+                    )?;
+                    break;
+                }
+                self.reg.update_round(
+                    run,
+                    round,
+                    "train",
+                    None,
+                    &timings,
+                    &serde_json::json!({}),
+                )?;
+            }
+            let stats = self.round_stats(run, round, &tasks)?;
+            // 4. Train a candidate from the base on everything verified so far.
+            let row = self
+                .reg
+                .rounds(run)?
+                .into_iter()
+                .find(|r| r.idx == round)
+                .expect("started above");
+            let mut candidate = row
+                .candidate
+                .or(self.reg.adapter_for(run, round)?.map(|a| a.version));
+            if row.status == "train" || candidate.is_none() {
+                if over(&cfg) {
+                    summary.stopped_by_budget = true;
+                    break;
+                }
+                let examples = self.training_examples(run, round, &cfg, &held)?;
+                if examples.is_empty() {
+                    let reasons = vec!["no verified samples to learn from".to_string()];
+                    let mut st = stats.clone();
+                    st["promoted"] = false.into();
+                    st["reasons"] = serde_json::to_value(&reasons).expect("strings serialize");
+                    self.reg
+                        .update_round(run, round, "done", None, &timings, &st)?;
+                    obs(&Event::Note(format!("round {round}: {}", reasons[0])));
+                    summary.rounds.push(RoundSummary {
+                        round,
+                        candidate: None,
+                        promoted: false,
+                        reasons,
+                        stats: st,
+                        timings,
+                    });
+                    continue;
+                }
+                obs(&Event::Phase {
+                    phase: Phase::Train,
+                    total: 0,
+                });
+                let t0 = Instant::now();
+                let version = self.reg.next_version()?;
+                let name = format!("self-v{version}");
+                let mut stop = false;
+                let parent_name = match parent {
+                    Some(p) => self.reg.adapter(p)?.map(|a| a.name),
+                    None => None,
+                };
+                let base = Base {
+                    model: self.model,
+                    name: &self.model_name,
+                    sha256: self.model_sha256.as_deref(),
+                };
+                let trained = train(
+                    &base,
+                    &self.adapters.adapters,
+                    &name,
+                    parent_name.as_deref(),
+                    &examples,
+                    &cfg.train,
+                    &self.paths.work(run, round),
+                    &mut |p| {
+                        let go = obs(&Event::Progress {
+                            done: p.step,
+                            total: p.total,
+                            message: format!("loss {:.4}  {:.0} tok/s", p.loss, p.tokens_per_s),
+                        });
+                        stop |= !go;
+                        go
+                    },
+                );
+                let trained = match trained {
+                    Err(_) if stop => return Err(interrupted()),
+                    r => r?,
+                };
+                let hash = format!(
+                    "{:016x}",
+                    fnv(examples
+                        .iter()
+                        .map(|e| format!("{}\u{1}{}\u{2}", e.user, e.answer))
+                        .collect::<String>()
+                        .as_bytes())
+                );
+                self.reg.add_adapter(&AdapterRow {
+                    version,
+                    name,
+                    run: run.into(),
+                    round,
+                    parent,
+                    base_model: self.model_name.clone(),
+                    data_hash: hash,
+                    examples: examples.len() as i64,
+                    seed: cfg.train.seed as i64,
+                    config: serde_json::to_value(&cfg.train).expect("settings serialize"),
+                    status: CANDIDATE.into(),
+                    reason: String::new(),
+                    created: now(),
+                })?;
+                add_time(&mut timings, "train_s", ms(t0));
+                timings["train_steps"] = trained.steps.into();
+                timings["train_tokens_per_s"] = trained.tokens_per_s.into();
+                let mut st = stats.clone();
+                st["train_examples"] = examples.len().into();
+                st["train_loss_first"] = trained.losses.first().copied().into();
+                st["train_loss_last"] = trained.final_loss.into();
+                st["train_losses"] =
+                    serde_json::to_value(&trained.losses).expect("floats serialize");
+                self.reg
+                    .update_round(run, round, "eval", Some(version), &timings, &st)?;
+                candidate = Some(version);
+            }
+            let version = candidate.expect("a candidate exists past training");
+            // 5. Evaluate the candidate and the current self on the held-out sets.
+            obs(&Event::Phase {
+                phase: Phase::Eval,
+                total: targets.len() + guards.len(),
+            });
+            let t0 = Instant::now();
+            let (mut cur_scores, mut cand_scores) = (Vec::new(), Vec::new());
+            for (s, n) in targets
+                .iter()
+                .map(|s| (s, cfg.eval_n))
+                .chain(guards.iter().map(|s| (s, cfg.guard_n)))
+            {
+                let (a, _) = self.score(me, s, n, cfg.max_active, obs)?;
+                let (b, _) = self.score(Subject::Version(version), s, n, cfg.max_active, obs)?;
+                cur_scores.push(a);
+                cand_scores.push(b);
+            }
+            add_time(&mut timings, "eval_s", ms(t0));
+            let t0 = Instant::now();
+            let ppl = match &guard_text {
+                Some(text) => {
+                    let base = self.guard(Subject::Base, text, cfg.guard_chunks)?;
+                    let cand = self.guard(Subject::Version(version), text, cfg.guard_chunks)?;
+                    obs(&Event::Guard {
+                        subject: format!("adapter:{version}"),
+                        ppl: cand,
+                    });
+                    Some((base, cand))
+                }
+                None => None,
+            };
+            add_time(&mut timings, "guard_s", ms(t0));
+            // 6. Gate.
+            let verdict = gate(&cfg.gate, &cfg.skills, &cur_scores, &cand_scores, ppl);
+            let reason = verdict.reasons.join("; ");
+            let still_candidate = self
+                .reg
+                .adapter(version)?
+                .is_some_and(|a| a.status == CANDIDATE);
+            if still_candidate {
+                if verdict.promote {
+                    self.reg.promote(version, &reason)?;
+                } else {
+                    self.reg.reject(version, &reason)?;
+                    // Rejected weights are not kept: the registry row says what they were.
+                    let _ = self.adapters.adapters.remove(&format!("self-v{version}"));
+                }
+            }
+            let mut st = self
+                .reg
+                .rounds(run)?
+                .into_iter()
+                .find(|r| r.idx == round)
+                .map(|r| r.stats)
+                .unwrap_or_default();
+            if !st.is_object() {
+                st = stats.clone();
+            }
+            st["promoted"] = verdict.promote.into();
+            st["reasons"] = serde_json::to_value(&verdict.reasons).expect("strings serialize");
+            if let Some((b, c)) = ppl {
+                st["ppl_base"] = b.into();
+                st["ppl_candidate"] = c.into();
+            }
+            self.reg
+                .update_round(run, round, "done", Some(version), &timings, &st)?;
+            obs(&Event::Verdict {
+                version,
+                promoted: verdict.promote,
+                reasons: verdict.reasons.clone(),
+            });
+            summary.rounds.push(RoundSummary {
+                round,
+                candidate: Some(version),
+                promoted: verdict.promote,
+                reasons: verdict.reasons,
+                stats: st,
+                timings,
+            });
+        }
+        summary.current = self.reg.current()?;
+        let status = if summary.stopped_by_budget {
+            "stopped"
+        } else {
+            "done"
+        };
+        let text = summary
+            .rounds
+            .iter()
+            .map(|r| {
+                format!(
+                    "round {}: {} ({})",
+                    r.round,
+                    match (r.candidate, r.promoted) {
+                        (Some(v), true) => format!("v{v} promoted"),
+                        (Some(v), false) => format!("v{v} rejected"),
+                        (None, _) => "no candidate".into(),
+                    },
+                    r.reasons.join("; ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        self.reg.set_run_status(run, status, &text)?;
+        Ok(summary)
+    }
+
+    /// Per target skill, the lowest levels the current self has not mastered (plain-chat
+    /// probe pass rate below 80 %), at most `max_levels` of them.
+    fn curriculum(
+        &self,
+        cfg: &ImproveConfig,
+        targets: &[Skill],
+        held: &HeldOut,
+        me: &Option<Arc<LoraAdapter>>,
+        round: i64,
+        obs: Observer,
+    ) -> Result<Vec<CurriculumLevel>, ImproveError> {
+        obs(&Event::Phase {
+            phase: Phase::Probe,
+            total: 0,
+        });
+        let mut out = Vec::new();
+        for s in targets {
+            let mut chosen = 0;
+            for level in 0..s.levels().len() {
+                if chosen >= cfg.max_levels {
+                    break;
+                }
+                let mut rng = Rng::derive(
+                    cfg.seed,
+                    &format!("probe:{}:{round}", s.name()),
+                    level as u64,
+                );
+                let tasks: Vec<Task> = (0..cfg.probe_tasks)
+                    .map(|_| held.train_task(s, level, &mut rng))
+                    .collect::<Result<_, _>>()?;
+                let jobs = tasks
+                    .iter()
+                    .map(|t| {
+                        Ok(Job {
+                            prompt: chat_prompt(self.model, &[Message::new("user", &t.prompt)])?,
+                            params: SamplingParams {
+                                max_tokens: s.max_tokens(),
+                                stop: chat_stop(self.model),
+                                ..SamplingParams::greedy()
+                            },
+                            adapter: me.clone(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ImproveError>>()?;
+                let mut passed = 0;
+                generate(self.model, jobs, cfg.max_active, |i, o| {
+                    passed += s.verify(&tasks[i], &o.text, o.cut_off).pass as usize;
+                    Ok(())
+                })?;
+                let rate = passed as f64 / tasks.len().max(1) as f64;
+                let practise = rate < 0.8;
+                out.push(CurriculumLevel {
+                    skill: s.name().into(),
+                    level,
+                    sub: s.levels()[level].clone(),
+                    probe_pass_rate: rate,
+                    practise,
+                });
+                chosen += practise as usize;
+            }
+        }
+        Ok(out)
+    }
+
+    fn make_tasks(
+        &self,
+        cfg: &ImproveConfig,
+        targets: &[Skill],
+        held: &HeldOut,
+        cur: &[CurriculumLevel],
+        round: i64,
+    ) -> Result<Vec<Task>, ImproveError> {
+        let chosen: Vec<&CurriculumLevel> = cur.iter().filter(|c| c.practise).collect();
+        let mut tasks = Vec::new();
+        if chosen.is_empty() {
+            return Ok(tasks);
+        }
+        let per = cfg.tasks_per_round.div_ceil(chosen.len());
+        for c in chosen {
+            let s = targets
+                .iter()
+                .find(|s| s.name() == c.skill)
+                .expect("curriculum skills are targets");
+            let mut rng = Rng::derive(
+                cfg.seed,
+                &format!("tasks:{}:{round}", c.skill),
+                c.level as u64,
+            );
+            for _ in 0..per {
+                tasks.push(held.train_task(s, c.level, &mut rng)?);
+            }
+        }
+        tasks.truncate(cfg.tasks_per_round);
+        Ok(tasks)
+    }
+
+    /// Few-shot demonstrations for `task`: generator-made (a program knows the answer), else
+    /// this run's verified pool; shared by blocks of eight tasks so their prefixes are reused.
+    fn demos(
+        &self,
+        run: &str,
+        cfg: &ImproveConfig,
+        s: &Skill,
+        held: &HeldOut,
+        task: &Task,
+        index: usize,
+        round: i64,
+        pool: &[(Task, String)],
+    ) -> Result<(Vec<(String, String)>, &'static str), ImproveError> {
+        let mut rng = Rng::derive(
+            cfg.seed,
+            &format!("demos:{run}:{round}:{}", task.sub),
+            (index / 8) as u64,
+        );
+        let mut demos = Vec::new();
+        let mut source = "none";
+        if s.reference_answer(task).is_some() {
+            source = if matches!(s, Skill::User(_)) {
+                "examples"
+            } else {
+                "generator"
+            };
+            let mut tries = 0;
+            while demos.len() < cfg.shots && tries < 50 * cfg.shots {
+                tries += 1;
+                let d = held.train_task(s, task.level, &mut rng)?;
+                if d.key == task.key {
+                    continue;
+                }
+                if let Some(a) = s.reference_answer(&d) {
+                    demos.push((d.prompt, a));
+                }
+            }
+        } else {
+            let same: Vec<&(Task, String)> = pool
+                .iter()
+                .filter(|(t, _)| t.skill == task.skill && t.key != task.key)
+                .collect();
+            if !same.is_empty() {
+                source = "pool";
+                for _ in 0..cfg.shots.min(same.len()) {
+                    let (t, a) = rng.pick(&same);
+                    demos.push((t.prompt.clone(), a.trim().to_string()));
+                }
+            }
+        }
+        Ok((demos, source))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rollout_chunk(
+        &self,
+        run: &str,
+        cfg: &ImproveConfig,
+        targets: &[Skill],
+        held: &HeldOut,
+        me: &Option<Arc<LoraAdapter>>,
+        round: i64,
+        tasks: &[Task],
+        chunk: &[usize],
+    ) -> Result<(Vec<SampleRow>, GenStats, f64), ImproveError> {
+        let pool = if round > 0
+            || tasks.iter().any(|t| {
+                targets
+                    .iter()
+                    .any(|s| s.name() == t.skill && s.reference_answer(t).is_none())
+            }) {
+            self.reg.verified(run, round)?
+        } else {
+            Vec::new()
+        };
+        let mut jobs = Vec::new();
+        let mut meta = Vec::new();
+        for &ti in chunk {
+            let t = &tasks[ti];
+            let s = targets
+                .iter()
+                .find(|s| s.name() == t.skill)
+                .ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))?;
+            held.check(t)?;
+            let (demos, source) = self.demos(run, cfg, s, held, t, ti, round, &pool)?;
+            let single_line = demos.iter().all(|(_, a)| !a.contains('\n'));
+            for k in 0..cfg.samples_per_task.max(1) {
+                let scaffolded = k > 0 && !demos.is_empty();
+                let seed = fnv(format!("{run}:{round}:{ti}:{k}").as_bytes()) ^ cfg.seed;
+                let mut params = SamplingParams {
+                    temperature: cfg.temperature,
+                    seed,
+                    max_tokens: s.max_tokens(),
+                    stop: chat_stop(self.model),
+                    ..SamplingParams::default()
+                };
+                let prompt = if !scaffolded {
+                    chat_prompt(self.model, &[Message::new("user", &t.prompt)])?
+                } else if single_line {
+                    let mut text = String::new();
+                    for (q, a) in &demos {
+                        text.push_str(&format!("Q: {q}\nA: {a}\n\n"));
+                    }
+                    text.push_str(&format!("Q: {}\nA:", t.prompt));
+                    params.stop = vec!["\n".into()];
+                    raw_prompt(self.model, &text)
+                } else {
+                    let mut msgs = Vec::new();
+                    for (q, a) in &demos {
+                        msgs.push(Message::new("user", q));
+                        msgs.push(Message::new("assistant", a));
+                    }
+                    msgs.push(Message::new("user", &t.prompt));
+                    chat_prompt(self.model, &msgs)?
+                };
+                jobs.push(Job {
+                    prompt,
+                    params,
+                    adapter: me.clone(),
+                });
+                meta.push((ti, k, if scaffolded { source } else { "none" }, s));
+            }
+        }
+        let mut rows = Vec::with_capacity(jobs.len());
+        let mut verify_s = 0.0;
+        let stats = generate(self.model, jobs, cfg.max_active, |i, o| {
+            let (ti, k, source, s) = meta[i];
+            let t0 = Instant::now();
+            let text = o.text.trim().to_string();
+            // A raw-scaffold reply that stopped at its newline ended as it should.
+            let v = s.verify(&tasks[ti], &text, o.cut_off);
+            verify_s += ms(t0);
+            rows.push(SampleRow {
+                task: ti as i64,
+                k: k as i64,
+                scaffold: source.into(),
+                text,
+                tokens: o.tokens as i64,
+                cut_off: o.cut_off,
+                verdict: v,
+            });
+            Ok(())
+        })?;
+        Ok((rows, stats, verify_s))
+    }
+
+    /// Every verified answer of the run so far as plain chat turns: deduplicated, at most
+    /// `cap_per_task` per problem, none from a held-out problem.
+    fn training_examples(
+        &self,
+        run: &str,
+        round: i64,
+        cfg: &ImproveConfig,
+        held: &HeldOut,
+    ) -> Result<Vec<Example>, ImproveError> {
+        let mut seen = BTreeSet::new();
+        let mut per_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (t, text) in self.reg.verified(run, round)? {
+            held.check(&t)?;
+            let e = Example {
+                user: t.prompt.clone(),
+                answer: text.trim().to_string(),
+            };
+            if e.answer.is_empty() || !seen.insert(e.clone()) {
+                continue;
+            }
+            let c = per_key.entry((t.skill.clone(), t.key.clone())).or_default();
+            if *c >= cfg.cap_per_task {
+                continue;
+            }
+            *c += 1;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Pass rates by level and scaffold, verified share and degenerate share of a round.
+    fn round_stats(
+        &self,
+        run: &str,
+        round: i64,
+        tasks: &[Task],
+    ) -> Result<serde_json::Value, ImproveError> {
+        let samples = self.reg.samples(run, round)?;
+        let mut rates: LevelRates = BTreeMap::new();
+        let mut degenerate: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &samples {
+            let Some(t) = tasks.get(s.task as usize) else {
+                continue;
+            };
+            let r = rates.entry((t.sub.clone(), t.level)).or_default();
+            let off = if s.scaffold == "none" { 0 } else { 2 };
+            r[off] += 1;
+            r[off + 1] += s.verdict.pass as usize;
+            if let Some(d) = s.verdict.degenerate {
+                *degenerate.entry(d.name()).or_default() += 1;
+            }
+        }
+        let levels: Vec<serde_json::Value> = rates
+            .iter()
+            .map(|((sub, level), r)| {
+                serde_json::json!({"sub": sub, "level": level, "plain_n": r[0], "plain_pass": r[1],
+                                   "scaffold_n": r[2], "scaffold_pass": r[3]})
+            })
+            .collect();
+        let n = samples.len();
+        let passed = samples.iter().filter(|s| s.verdict.pass).count();
+        let deg: usize = degenerate.values().sum();
+        Ok(serde_json::json!({
+            "tasks": tasks.len(),
+            "samples": n,
+            "verified": passed,
+            "verified_share": passed as f64 / n.max(1) as f64,
+            "degenerate_share": deg as f64 / n.max(1) as f64,
+            "degenerate": degenerate,
+            "levels": levels,
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CurriculumLevel {
+    pub skill: String,
+    pub level: usize,
+    pub sub: String,
+    pub probe_pass_rate: f64,
+    pub practise: bool,
+}
+
+fn add_time(t: &mut serde_json::Value, key: &str, s: f64) {
+    let prev = t[key].as_f64().unwrap_or(0.0);
+    t[key] = (prev + s.max(0.0)).into();
+}
+
+fn add_count(t: &mut serde_json::Value, key: &str, n: usize) {
+    let prev = t[key].as_u64().unwrap_or(0);
+    t[key] = (prev + n as u64).into();
+}

@@ -1,0 +1,178 @@
+use autodidact_improve::trainer::TrainSettings;
+use autodidact_improve::{
+    current_self, Event, GateConfig, ImproveConfig, ImproveError, Improver, Registry,
+};
+use autodidact_kernels::GgmlType;
+use autodidact_model::testing::{tiny_model_with, TinySpec};
+use autodidact_model::{Arch, Model};
+use std::path::{Path, PathBuf};
+
+fn temp_home(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ad-improve-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("skills")).unwrap();
+    d
+}
+
+fn tiny() -> Model {
+    let spec = TinySpec::small(Arch::Gemma3, GgmlType::F32, 11);
+    let bytes = tiny_model_with(&spec);
+    let dir = std::env::temp_dir().join(format!("ad-improve-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("tiny.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    Model::load(&p).unwrap()
+}
+
+/// A user skill a random model can pass only by ending its turn: any short reply that ends
+/// before the token limit and is no echo or loop. Training on its own rare successes teaches
+/// it to stop — something the held-out set can see.
+fn write_skill(home: &Path) {
+    let mut s = String::from(
+        "name = \"stop\"\ndescription = \"say something short and end the turn\"\n\
+         prompt = \"Say a word about {w}.\"\nmax_tokens = 40\nscaffold = \"none\"\n\
+         [verifier]\nkind = \"regex\"\npattern = \".\"\n",
+    );
+    for i in 0..64 {
+        s.push_str(&format!("[[examples]]\nw = \"thing{i}\"\n"));
+    }
+    std::fs::write(home.join("skills").join("stop.toml"), s).unwrap();
+}
+
+fn config(home: &Path) -> ImproveConfig {
+    let guard = home.join("guard.txt");
+    std::fs::write(
+        &guard,
+        "The quick brown fox jumps over the lazy dog. ".repeat(20),
+    )
+    .unwrap();
+    ImproveConfig {
+        skills: vec!["stop".into()],
+        rounds: 2,
+        tasks_per_round: 48,
+        samples_per_task: 8,
+        temperature: 1.0,
+        max_active: 16,
+        chunk_tasks: 8,
+        cap_per_task: 4,
+        probe_tasks: 4,
+        eval_n: 0,
+        train: TrainSettings {
+            rank: 8,
+            alpha: 16.0,
+            lr: 1e-2,
+            epochs: 4,
+            batch: 8,
+            seq_len: 128,
+            seed: 3,
+        },
+        // A random model's perplexity moves a lot under any training; the guard still runs.
+        gate: GateConfig {
+            max_ppl_rise: 10.0,
+            ..GateConfig::default()
+        },
+        guard_text: Some(guard),
+        guard_chunks: 1,
+        ..ImproveConfig::default()
+    }
+}
+
+#[test]
+#[ignore = "fails today: the tiny model's chat prompts (about 320 byte tokens) exceed its 256-token context; needs a longer-context TinySpec"]
+fn the_loop_promotes_rejects_resumes_and_rolls_back() {
+    let home = temp_home("loop");
+    write_skill(&home);
+    let model = tiny();
+    let mut imp = Improver::new(&model, "tiny", None, &home).unwrap();
+    // Interrupt after two committed rollout chunks, as Ctrl-C or a kill would.
+    let mut chunks = 0;
+    let err = imp
+        .start(config(&home), &mut |e| {
+            if let Event::Progress { .. } = e {
+                chunks += 1;
+            }
+            chunks < 2
+        })
+        .unwrap_err();
+    let ImproveError::Interrupted { run } = err else {
+        panic!("expected an interruption, got {err:?}")
+    };
+    let reg = Registry::open(&home.join("improve/registry.sqlite")).unwrap();
+    let before = reg.samples(&run, 0).unwrap();
+    assert_eq!(
+        before.len(),
+        2 * 8 * 8,
+        "two chunks of 8 tasks x 8 samples were committed"
+    );
+    drop(reg);
+
+    let mut events = Vec::new();
+    let summary = imp
+        .resume(&run, None, &mut |e| {
+            events.push(format!("{e:?}"));
+            true
+        })
+        .unwrap();
+    let reg = Registry::open(&home.join("improve/registry.sqlite")).unwrap();
+    let after = reg.samples(&run, 0).unwrap();
+    assert_eq!(after.len(), 48 * 8, "every task sampled exactly once per k");
+    for s in &before {
+        let same = after
+            .iter()
+            .find(|a| a.task == s.task && a.k == s.k)
+            .unwrap();
+        assert_eq!(same.text, s.text, "a finished rollout was redone");
+    }
+    assert_eq!(summary.rounds.len(), 2);
+    let r0 = &summary.rounds[0];
+    assert!(r0.stats["verified"].as_u64().unwrap() > 0, "{:?}", r0.stats);
+    assert!(r0.promoted, "round 1 should promote: {:?}", r0.reasons);
+    let v1 = r0.candidate.unwrap();
+    assert_eq!(
+        current_self(&home).unwrap().unwrap().version.max(v1),
+        current_self(&home).unwrap().unwrap().version
+    );
+    // The second candidate must beat the promoted first significantly; at or near the
+    // ceiling it cannot, and the gate says so.
+    let r1 = &summary.rounds[1];
+    let adapters = reg.adapters().unwrap();
+    assert!(adapters.iter().any(|a| a.status == "promoted"));
+    if !r1.promoted {
+        assert!(
+            r1.reasons
+                .iter()
+                .any(|r| r.contains("no significant gain") || r.contains("regressed")),
+            "{:?}",
+            r1.reasons
+        );
+        let rej = reg.adapter(r1.candidate.unwrap()).unwrap().unwrap();
+        assert_eq!(rej.status, "rejected");
+        assert!(!rej.reason.is_empty());
+    }
+    let cur = current_self(&home).unwrap().unwrap();
+    // Lineage: the second candidate's parent is the first promoted version.
+    let c2 = reg.adapter(r1.candidate.unwrap()).unwrap().unwrap();
+    assert_eq!(c2.parent, Some(v1));
+    // A finished run resumes to the same summary without redoing anything.
+    let again = imp.resume(&run, None, &mut |_| true).unwrap();
+    assert_eq!(again.rounds.len(), 2);
+    assert_eq!(reg.samples(&run, 0).unwrap().len(), 48 * 8);
+    // Rollback returns to the base (or the earlier version) in one step.
+    let mut reg = reg;
+    let to = reg.rollback(None).unwrap();
+    assert_ne!(to, Some(cur.version));
+    assert_eq!(current_self(&home).unwrap().map(|c| c.version), to);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn training_refuses_held_out_tasks() {
+    use autodidact_improve::evalset::{EvalSet, HeldOut};
+    use autodidact_improve::Skill;
+    let home = temp_home("leak");
+    let set = EvalSet::open(&home.join("evalsets"), &Skill::Arithmetic).unwrap();
+    let held = HeldOut::new(&[set.clone()]);
+    let err = held.check(&set.tasks[3]).unwrap_err();
+    assert!(matches!(err, ImproveError::Leak { .. }), "{err}");
+    let _ = std::fs::remove_dir_all(&home);
+}
