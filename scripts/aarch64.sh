@@ -83,12 +83,12 @@ run_suites max neon-i8mm 'kernels|model|engine'
 X86=target/release/autodidact
 [ -x "$X86" ] || cargo build --release -p autodidact
 "$X86" pull gemma3-270m >/dev/null
-args=(generate -p "The capital of France is" -n 8 --temperature 0 --threads 2)
+args=(generate -p "The capital of France is" -n 16 --temperature 0 --threads 2)
 want=$("$X86" "${args[@]}")
 for cpu in max cortex-a53; do
   start=$(date +%s)
   got=$(qemu-aarch64 -cpu "$cpu" "$BIN" "${args[@]}")
-  stamp "qemu -cpu $cpu: $(($(date +%s) - start)) s for ${args[*]:1:2} (8 tokens)"
+  stamp "qemu -cpu $cpu: $(($(date +%s) - start)) s for ${args[*]:1:2} (16 tokens)"
   if [ "$got" != "$want" ]; then
     echo "aarch64 ($cpu) generated a different text:" >&2
     printf 'x86:     %q\naarch64: %q\n' "$want" "$got" >&2
