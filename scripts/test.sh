@@ -33,3 +33,6 @@ if ! python3 -c "import llama_cpp" 2>/dev/null; then
   pip_install llama-cpp-python
 fi
 python3 scripts/llamacpp_lora_test.py ./target/release/autodidact
+# aarch64: a static release binary, the kernels (each NEON level), model (tiny models) and engine
+# suites under qemu, and the aarch64 binary's greedy text against x86's on the real model.
+bash scripts/aarch64.sh --test

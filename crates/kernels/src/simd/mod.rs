@@ -4,6 +4,10 @@ use crate::reference;
 use half::{bf16, f16};
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_mmla;
 #[cfg(target_arch = "x86_64")]
 mod packed_x86;
 #[cfg(target_arch = "x86_64")]
@@ -15,15 +19,45 @@ pub enum SimdLevel {
     Scalar,
     Avx2,
     Avx512,
+    /// aarch64 base NEON: widening byte multiplies for the integer dots.
+    Neon,
+    /// NEON with the dotprod extension's `sdot`.
+    NeonDotprod,
+    /// `sdot` plus the i8mm extension's `smmla` for products of two or more tokens.
+    NeonI8mm,
 }
 
 impl SimdLevel {
+    /// Every level, of every architecture, lowest first within each.
+    pub const ALL: [SimdLevel; 6] = [
+        SimdLevel::Scalar,
+        SimdLevel::Avx2,
+        SimdLevel::Avx512,
+        SimdLevel::Neon,
+        SimdLevel::NeonDotprod,
+        SimdLevel::NeonI8mm,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Scalar => "scalar",
             SimdLevel::Avx2 => "avx2",
             SimdLevel::Avx512 => "avx512-vnni",
+            SimdLevel::Neon => "neon",
+            SimdLevel::NeonDotprod => "neon-dotprod",
+            SimdLevel::NeonI8mm => "neon-i8mm",
         }
+    }
+
+    /// The level `AUTODIDACT_SIMD` names: a [`SimdLevel::name`], or `avx512`, `dotprod`, `i8mm`.
+    pub fn from_name(name: &str) -> Option<SimdLevel> {
+        let short = match name {
+            "avx512" => Some(SimdLevel::Avx512),
+            "dotprod" => Some(SimdLevel::NeonDotprod),
+            "i8mm" => Some(SimdLevel::NeonI8mm),
+            _ => None,
+        };
+        short.or_else(|| SimdLevel::ALL.into_iter().find(|l| l.name() == name))
     }
 }
 
@@ -35,17 +69,21 @@ pub struct CpuFeatures {
     pub avx512: bool,
     /// AVX-512F on top of `avx2`: enough for the element-wise loops of [`crate::vec`].
     pub avx512f: bool,
+    /// aarch64 Advanced SIMD (always there on aarch64 Linux).
+    pub neon: bool,
+    /// `sdot`/`udot` (FEAT_DotProd), on top of `neon`.
+    pub dotprod: bool,
+    /// `smmla` (FEAT_I8MM), on top of `dotprod`.
+    pub i8mm: bool,
 }
 
 impl CpuFeatures {
     pub fn best(&self) -> SimdLevel {
-        if self.avx512 {
-            SimdLevel::Avx512
-        } else if self.avx2 {
-            SimdLevel::Avx2
-        } else {
-            SimdLevel::Scalar
-        }
+        SimdLevel::ALL
+            .into_iter()
+            .rev()
+            .find(|l| self.supports(*l))
+            .unwrap_or(SimdLevel::Scalar)
     }
 
     pub fn supports(&self, level: SimdLevel) -> bool {
@@ -53,6 +91,9 @@ impl CpuFeatures {
             SimdLevel::Scalar => true,
             SimdLevel::Avx2 => self.avx2,
             SimdLevel::Avx512 => self.avx512,
+            SimdLevel::Neon => self.neon,
+            SimdLevel::NeonDotprod => self.dotprod,
+            SimdLevel::NeonI8mm => self.i8mm,
         }
     }
 }
@@ -64,6 +105,14 @@ pub fn cpu_features() -> CpuFeatures {
 }
 
 fn detect() -> CpuFeatures {
+    let none = CpuFeatures {
+        avx2: false,
+        avx512: false,
+        avx512f: false,
+        neon: false,
+        dotprod: false,
+        i8mm: false,
+    };
     #[cfg(target_arch = "x86_64")]
     {
         let avx2 = is_x86_feature_detected!("avx2")
@@ -78,15 +127,25 @@ fn detect() -> CpuFeatures {
             avx2,
             avx512,
             avx512f,
+            ..none
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
     {
+        use std::arch::is_aarch64_feature_detected as has;
+        let neon = has!("neon");
+        let dotprod = neon && has!("dotprod");
+        let i8mm = dotprod && has!("i8mm");
         CpuFeatures {
-            avx2: false,
-            avx512: false,
-            avx512f: false,
+            neon,
+            dotprod,
+            i8mm,
+            ..none
         }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        none
     }
 }
 
@@ -202,6 +261,70 @@ macro_rules! x86_table {
     }};
 }
 
+/// Safe wrappers over one NEON module's `unsafe` target-feature functions, as `x86_table!`.
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon_table {
+    ($m:ident, $level:expr) => {{
+        mod wrap {
+            use super::neon::$m as k;
+            use crate::blocks::*;
+            use half::{bf16, f16};
+            // SAFETY (all): only installed in a table after feature detection succeeded.
+            pub fn q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+                unsafe { k::dot_q4_0_q8_0(w, a) }
+            }
+            pub fn q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+                unsafe { k::dot_q5_0_q8_0(w, a) }
+            }
+            pub fn q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+                unsafe { k::dot_q8_0_q8_0(w, a) }
+            }
+            pub fn q4k(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+                unsafe { k::dot_q4k_q8k(w, a) }
+            }
+            pub fn q5k(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
+                unsafe { k::dot_q5k_q8k(w, a) }
+            }
+            pub fn q6k(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+                unsafe { k::dot_q6k_q8k(w, a) }
+            }
+            pub fn f32(w: &[f32], a: &[f32]) -> f32 {
+                unsafe { k::dot_f32(w, a) }
+            }
+            pub fn f16(w: &[f16], a: &[f32]) -> f32 {
+                unsafe { k::dot_f16_f32(w, a) }
+            }
+            pub fn bf16(w: &[bf16], a: &[f32]) -> f32 {
+                unsafe { k::dot_bf16_f32(w, a) }
+            }
+            pub fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
+                unsafe { k::axpy_f16(y, a, x) }
+            }
+        }
+        Kernels {
+            level: $level,
+            q4_0: wrap::q4_0,
+            q5_0: wrap::q5_0,
+            q8_0: wrap::q8_0,
+            q4k: wrap::q4k,
+            q5k: wrap::q5k,
+            q6k: wrap::q6k,
+            f32: wrap::f32,
+            f16: wrap::f16,
+            bf16: wrap::bf16,
+            axpy_f16: wrap::axpy_f16,
+            gemm_q4_0: neon::$m::gemm_q4_0,
+            gemm_q5_0: neon::$m::gemm_q5_0,
+            gemm_q8_0: neon::$m::gemm_q8_0,
+            gemm_q4k: neon::$m::gemm_q4k,
+            gemm_q5k: neon::$m::gemm_q5k,
+            gemm_q6k: neon::$m::gemm_q6k,
+            // The interleaved layout of `crate::packed` is built for 16-lane x86 registers.
+            packed: None,
+        }
+    }};
+}
+
 impl Kernels {
     /// The table for `level`, or `None` when this CPU lacks it.
     pub fn for_level(level: SimdLevel) -> Option<Kernels> {
@@ -218,23 +341,31 @@ impl Kernels {
                 SimdLevel::Avx512,
                 Some(packed_x86::gemm_packed)
             )),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            SimdLevel::Neon => Some(neon_table!(neon, SimdLevel::Neon)),
+            #[cfg(target_arch = "aarch64")]
+            SimdLevel::NeonDotprod => Some(neon_table!(dotprod, SimdLevel::NeonDotprod)),
+            #[cfg(target_arch = "aarch64")]
+            SimdLevel::NeonI8mm => Some(Kernels {
+                gemm_q4_0: neon_mmla::gemm_q4_0,
+                gemm_q5_0: neon_mmla::gemm_q5_0,
+                gemm_q8_0: neon_mmla::gemm_q8_0,
+                ..neon_table!(dotprod, SimdLevel::NeonI8mm)
+            }),
+            // Levels of another architecture: `supports` said no above.
             _ => None,
         }
     }
 
     /// The process-wide table: the best level, or the one named by `AUTODIDACT_SIMD`
-    /// (`scalar`, `avx2`, `avx512`) when this CPU supports it.
+    /// (see [`SimdLevel::from_name`]) when this CPU supports it.
     pub fn get() -> &'static Kernels {
         static K: OnceLock<Kernels> = OnceLock::new();
         K.get_or_init(|| {
             let features = cpu_features();
-            let wanted = match std::env::var("AUTODIDACT_SIMD").ok().as_deref() {
-                Some("scalar") => Some(SimdLevel::Scalar),
-                Some("avx2") => Some(SimdLevel::Avx2),
-                Some("avx512") => Some(SimdLevel::Avx512),
-                _ => None,
-            };
+            let wanted = std::env::var("AUTODIDACT_SIMD")
+                .ok()
+                .and_then(|n| SimdLevel::from_name(&n));
             let level = wanted
                 .filter(|l| features.supports(*l))
                 .unwrap_or_else(|| features.best());

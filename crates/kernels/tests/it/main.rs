@@ -80,35 +80,84 @@ fn reference_dot_matches_dequantized_product() {
     }
 }
 
-/// Each SIMD level this CPU has agrees with the scalar reference on a whole matrix product.
+/// Each SIMD level this CPU has agrees with the scalar reference on a whole matrix product. The
+/// NEON levels keep the reference's float steps for the quantized types, so those must be equal
+/// bit for bit. 37 rows and 5 tokens leave odd rows and tokens for every tile shape.
 #[test]
 fn simd_levels_match_scalar_reference() {
     let (rows, k, n) = (37, 768, 5);
-    let x = values(n * k, 3);
     let scalar = Kernels::for_level(SimdLevel::Scalar).unwrap();
-    for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+    let mut tested = 0;
+    for level in SimdLevel::ALL
+        .into_iter()
+        .filter(|&l| l != SimdLevel::Scalar)
+    {
         let Some(kern) = Kernels::for_level(level) else {
             eprintln!("skipping {level:?}: not supported by this CPU");
             continue;
         };
+        tested += 1;
+        let exact = matches!(
+            level,
+            SimdLevel::Neon | SimdLevel::NeonDotprod | SimdLevel::NeonI8mm
+        );
         for ty in WEIGHT_TYPES {
+            let quantized = !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
             let w: Vec<u8> = (0..rows)
                 .flat_map(|r| quantize_to_vec(ty, &values(k, 100 + r as u64)).unwrap())
                 .collect();
             let view = WeightView::new(ty, &w, rows, k).unwrap();
-            let mut a1 = QuantizedActs::from_f32(&x, n, k);
-            let mut a2 = QuantizedActs::from_f32(&x, n, k);
-            let mut o1 = vec![0f32; n * rows];
-            let mut o2 = vec![0f32; n * rows];
-            matmul_threads(&scalar, &view, &mut a1, &mut o1).unwrap();
-            matmul_threads(&kern, &view, &mut a2, &mut o2).unwrap();
-            for (i, (a, b)) in o1.iter().zip(&o2).enumerate() {
-                // Integer parts are exact; only the order of f32 accumulation differs.
-                let tol = 2e-5 * a.abs().max(1.0) * (k as f32).sqrt();
-                assert!((a - b).abs() <= tol, "{level:?} {ty:?} [{i}]: {a} vs {b}");
+            // One token (decode's path) and five (the multi-token tiles).
+            for n in [1, n] {
+                let x = values(n * k, 3);
+                let mut a1 = QuantizedActs::from_f32(&x, n, k);
+                let mut a2 = QuantizedActs::from_f32(&x, n, k);
+                let mut o1 = vec![0f32; n * rows];
+                let mut o2 = vec![f32::NAN; n * rows];
+                matmul_threads(&scalar, &view, &mut a1, &mut o1).unwrap();
+                matmul_threads(&kern, &view, &mut a2, &mut o2).unwrap();
+                if exact && quantized {
+                    assert_eq!(o1, o2, "{level:?} {ty:?} n={n}");
+                    continue;
+                }
+                for (i, (a, b)) in o1.iter().zip(&o2).enumerate() {
+                    // Integer parts are exact; only the order of f32 accumulation differs.
+                    let tol = 2e-5 * a.abs().max(1.0) * (k as f32).sqrt();
+                    assert!(
+                        (a - b).abs() <= tol,
+                        "{level:?} {ty:?} n={n} [{i}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+        // The f16 value accumulation of attention, on lengths with and without a tail.
+        for len in [7, 64, 77] {
+            let x: Vec<half::f16> = values(len, 5)
+                .iter()
+                .map(|&v| half::f16::from_f32(v))
+                .collect();
+            let y0 = values(len, 6);
+            let (mut want, mut got) = (y0.clone(), y0.clone());
+            (scalar.axpy_f16)(&mut want, 0.37, &x);
+            (kern.axpy_f16)(&mut got, 0.37, &x);
+            for (a, b) in want.iter().zip(&got) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + a.abs()),
+                    "{level:?} axpy_f16: {a} vs {b}"
+                );
             }
         }
     }
+    // Where the CI asks for a level (`AUTODIDACT_EXPECT_SIMD=neon-i8mm` under qemu), it ran.
+    if let Ok(name) = std::env::var("AUTODIDACT_EXPECT_SIMD") {
+        let level = SimdLevel::from_name(&name).expect("AUTODIDACT_EXPECT_SIMD names a level");
+        assert!(
+            Kernels::for_level(level).is_some(),
+            "{name} expected but this CPU lacks it"
+        );
+        assert_eq!(Kernels::get().level, level, "best level on this CPU");
+    }
+    eprintln!("{tested} SIMD levels checked against the scalar reference");
 }
 
 #[test]
@@ -176,7 +225,7 @@ fn packed_weights_match_unpacked_products() {
                     "{ty:?} n={n}: {a} vs {b}"
                 );
             }
-            for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+            for level in SimdLevel::ALL {
                 let Some(gemm) = Kernels::for_level(level).and_then(|k| k.packed) else {
                     continue;
                 };
