@@ -39,6 +39,8 @@ pub struct TinySpec {
     pub layers: usize,
     /// Gemma 3's sliding window.
     pub window: usize,
+    /// The context length the file declares.
+    pub ctx: usize,
 }
 
 impl TinySpec {
@@ -56,6 +58,7 @@ impl TinySpec {
             vocab: 300,
             layers: 6,
             window: 8,
+            ctx: 256,
         }
     }
 }
@@ -94,6 +97,7 @@ pub fn tiny_model_with(spec: &TinySpec) -> Vec<u8> {
         vocab: VOCAB,
         layers: LAYERS,
         window,
+        ctx: _,
     } = *spec;
     let mut rng = Rng(seed);
     let a = arch.name();
@@ -108,7 +112,7 @@ pub fn tiny_model_with(spec: &TinySpec) -> Vec<u8> {
         Value::U32(NKV as u32),
     );
     w.set(&format!("{a}.attention.key_length"), Value::U32(HD as u32));
-    w.set(&format!("{a}.context_length"), Value::U32(256));
+    w.set(&format!("{a}.context_length"), Value::U32(spec.ctx as u32));
     w.set(
         &format!("{a}.attention.layer_norm_rms_epsilon"),
         Value::F32(1e-6),

@@ -14,7 +14,11 @@ fn setup(tag: &str) -> (PathBuf, PathBuf) {
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(home.join("skills")).unwrap();
     let model = home.join("tiny.gguf");
-    let spec = TinySpec::small(Arch::Gemma3, GgmlType::F32, 11);
+    // Chat prompts of byte-level tokens run past the default 256 positions.
+    let spec = TinySpec {
+        ctx: 1024,
+        ..TinySpec::small(Arch::Gemma3, GgmlType::F32, 11)
+    };
     std::fs::write(&model, tiny_model_with(&spec)).unwrap();
     let mut s = String::from(
         "name = \"stop\"\nprompt = \"Say a word about {w}.\"\nmax_tokens = 40\nscaffold = \"none\"\n\
