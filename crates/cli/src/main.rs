@@ -2,6 +2,7 @@
 mod adapters;
 mod bench;
 mod chat;
+mod memory;
 mod serve;
 mod store;
 mod train;
@@ -122,6 +123,8 @@ enum Cmd {
     /// Stored LoRA adapters: list, show, export, import, merge, rm.
     #[command(subcommand)]
     Adapters(adapters::AdaptersCmd),
+    /// What autodidact remembers about you: list, search, add, edit, forget, history, export, import, wipe, ingest.
+    Memory(memory::MemoryArgs),
 }
 
 fn load(store: &Store, name: &str) -> Result<Arc<Model>> {
@@ -296,6 +299,7 @@ fn run() -> Result<()> {
             println!("{}", out.display());
         }
         Cmd::Adapters(cmd) => adapters::run(&store.home, cmd, |name| load(&store, name))?,
+        Cmd::Memory(args) => memory::run(&store.home, args, |name| load(&store, name))?,
     }
     Ok(())
 }

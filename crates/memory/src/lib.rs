@@ -14,6 +14,8 @@
 //! mem.forget(first.id()).unwrap();
 //! assert!(mem.search(&Query::new("Paris")).unwrap().is_empty());
 //! ```
+pub mod bench;
+pub mod embed;
 mod error;
 pub mod export;
 pub mod extract;

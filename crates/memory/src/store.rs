@@ -523,6 +523,32 @@ impl UserMemory {
         Ok(applied)
     }
 
+    /// Adds every item as a new memory (no dedupe) in one transaction: bulk loads and benchmarks.
+    pub fn add_many(&mut self, items: Vec<NewMemory>) -> Result<Vec<i64>> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(items.len());
+        for m in &items {
+            Self::check_new(m)?;
+            let id = insert_memory(&tx, m, m.at.unwrap_or(now), now)?;
+            history(&tx, id, now, Op::Add, &m.text, None, "")?;
+            if let Some(src) = m.source {
+                add_source(&tx, id, src)?;
+            }
+            if let Some(e) = &m.embedding {
+                let v = normalized(&e.vector)?;
+                tx.execute(
+                    "INSERT INTO embeddings (memory_id, model, dim, vec) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, e.model, v.len() as i64, to_blob(&v)],
+                )?;
+            }
+            ids.push(id);
+        }
+        tx.commit()?;
+        self.vectors.borrow_mut().take();
+        Ok(ids)
+    }
+
     /// Stores (or replaces) memory `id`'s vector from `model`.
     pub fn set_embedding(&mut self, id: i64, model: &str, v: &[f32]) -> Result<()> {
         let v = normalized(v)?;
