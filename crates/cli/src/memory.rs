@@ -307,7 +307,7 @@ pub fn run(
         MemoryCmd::Export { out } => {
             let text = serde_json::to_string_pretty(&mem.export()?)?;
             match out {
-                Some(p) => crate::store::write_atomic(&p, text.as_bytes())?,
+                Some(p) => write_atomic(&p, text.as_bytes())?,
                 None => println!("{text}"),
             }
         }
@@ -363,6 +363,18 @@ pub fn run(
             println!("{}", serde_json::to_string(&stats)?);
         }
     }
+    Ok(())
+}
+
+/// Temp file, fsync, rename: an export is the old file or the new one, never half of one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
 

@@ -129,19 +129,20 @@ struct Builder {
 }
 
 impl Builder {
+    // The last session is the one the user forgets: facts asked about stay out of it.
     fn say_early(&mut self, text: String) -> String {
-        let s = self.rng.below(self.sessions.len() / 2);
+        let s = self.rng.below((self.sessions.len() - 1) / 2);
         self.say(s, text)
     }
 
     fn say_late(&mut self, text: String) -> String {
-        let n = self.sessions.len();
+        let n = self.sessions.len() - 1;
         let s = n / 2 + self.rng.below(n - n / 2);
         self.say(s, text)
     }
 
     fn say_any(&mut self, text: String) -> String {
-        let s = self.rng.below(self.sessions.len());
+        let s = self.rng.below(self.sessions.len() - 1);
         self.say(s, text)
     }
 

@@ -151,6 +151,22 @@ fn with_article(v: &str) -> String {
     format!("{} {v}", if starts_vowel { "an" } else { "a" })
 }
 
+/// Time and emphasis words at a clause's end that are not part of the value.
+const TRAILING: &[&str] = &[
+    " now",
+    " anymore",
+    " any more",
+    " these days",
+    " nowadays",
+    " as well",
+    " too",
+    " again",
+    " as i said",
+    " a lot",
+    " very much",
+    " so much",
+];
+
 /// The value a pattern captured, up to where its clause ends.
 fn clause_value(raw: &str) -> Option<String> {
     let lower = raw.to_lowercase();
@@ -173,10 +189,18 @@ fn clause_value(raw: &str) -> Option<String> {
             end = end.min(i);
         }
     }
-    let v = raw[..end]
+    let mut v = raw[..end]
         .trim()
         .trim_end_matches(['.', '!', ',', ';', ':', ')', '"', '\''])
         .trim();
+    // "I hate olives now" fills the same slot as "I like olives".
+    loop {
+        let lower = v.to_lowercase();
+        let Some(cut) = TRAILING.iter().find(|t| lower.ends_with(*t)) else {
+            break;
+        };
+        v = v[..v.len() - cut.len()].trim_end();
+    }
     if v.is_empty() || v.chars().count() > 80 {
         return None;
     }

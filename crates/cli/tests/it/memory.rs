@@ -116,7 +116,7 @@ fn ingest_export_import_wipe() {
     assert_eq!(stats["superseded"], 1);
     let hits = h.json("kari", &["search", "where does she live", "--json"]);
     assert_eq!(hits[0]["text"], "The user lives in Bergen.");
-    assert_eq!(hits[0]["sources"][0]["turn"], 3);
+    assert_eq!(hits[0]["sources"][0]["turn"], 2);
     let hist = h.json("kari", &["search", "live", "--all", "--json"]);
     assert_eq!(hist.as_array().unwrap().len(), 2);
 
