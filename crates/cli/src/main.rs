@@ -3,6 +3,7 @@ mod adapters;
 mod bench;
 mod chat;
 mod improve;
+mod memory;
 mod serve;
 mod store;
 mod train;
@@ -142,6 +143,8 @@ enum Cmd {
     Runs(improve::RunsCmd),
     /// Return to an earlier promoted self (or the base with --to 0).
     Rollback(improve::RollbackArgs),
+    /// What autodidact remembers about you: list, search, add, edit, forget, history, export, import, wipe, ingest.
+    Memory(memory::MemoryArgs),
 }
 
 fn load(store: &Store, name: &str) -> Result<(Arc<Model>, ResolvedModel)> {
@@ -333,6 +336,9 @@ fn run() -> Result<()> {
         }
         Cmd::Runs(cmd) => improve::runs(&store, cmd)?,
         Cmd::Rollback(args) => improve::rollback(&store, args)?,
+        Cmd::Memory(args) => memory::run(store.home(), args, |name| {
+            load(&store, name).map(|(m, _)| m)
+        })?,
     }
     Ok(())
 }

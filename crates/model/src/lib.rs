@@ -1,5 +1,6 @@
 //! GGUF files, tokenizers, chat templates and the gemma3/llama transformer forward pass.
 mod attention;
+pub mod bert;
 pub mod chat;
 pub mod config;
 mod error;

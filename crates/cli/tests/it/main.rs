@@ -1,5 +1,6 @@
 //! The real `autodidact` binary: command shapes other tools rely on, errors, and the real model.
 mod improve;
+mod memory;
 mod store;
 mod train;
 

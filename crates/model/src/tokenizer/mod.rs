@@ -5,6 +5,7 @@
 mod bpe;
 mod spm;
 mod stream;
+pub mod wordpiece;
 
 pub use stream::StreamDecoder;
 

