@@ -4,8 +4,13 @@
     # llama.cpp from the sources vendored in the llama-cpp-python sdist (~10-40 minutes on 2 cores):
     python3 -m pip download --no-deps --no-binary :all: -d /tmp/lcpp llama-cpp-python
     cd /tmp/lcpp && tar xzf llama_cpp_python-*.tar.gz && cd llama_cpp_python-*/vendor/llama.cpp
-    cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release
+    cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release \
+        "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
+        "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     cmake --build build -j2 --target llama-bench llama-batched-bench
+    # The -mno-amx flags matter on this project's VMs: their CPUs advertise AMX, so -march=native
+    # compiles ggml's AMX kernels, but the first `tilezero` dies with SIGILL (the VM does not
+    # enable the tile state). A plain GGML_NATIVE=ON build of llama.cpp 0c1e570 crashes here.
     # then, from this repository:
     python3 benches/llamacpp_native.py --native /tmp/lcpp/llama_cpp_python-*/vendor/llama.cpp/build \\
         [--bin target/release/autodidact] [--model MODEL.gguf] [--rounds 3] [--reps 3] [--threads 2] \\
