@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How far autodidact and today's llama.cpp each sit from the shared reference logprobs.
+"""How far autodidact and today's llama.cpp each sit from the reference logprobs (`reference/`).
 
     cargo build --release -p autodidact-model --example logprobs
     python3 scripts/llamacpp_compare.py [MODEL.gguf]
@@ -15,7 +15,7 @@ import json, os, subprocess, sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REF = os.path.join(HERE, "..", "..", "shared", "reference", "gemma3-270m", "greedy.jsonl")
+REF = os.path.join(HERE, "..", "reference", "gemma3-270m", "greedy.jsonl")
 MODEL = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.environ.get("AUTODIDACT_HOME", os.path.expanduser("~/.autodidact")), "models", "gemma3-270m.gguf")
 EXAMPLE = os.path.join(HERE, "..", "target", "release", "examples", "logprobs")

@@ -1,10 +1,67 @@
-//! Tiny random models of both architectures and every weight type, written with the project's own
-//! GGUF writer: the fast test tier of this crate and of every crate above it.
+//! Test support for this crate and every crate above it: tiny random models of both architectures
+//! and every weight type, written with the project's own GGUF writer (the fast tier), and the one
+//! place that finds the real default model and the vendored llama.cpp reference (the real-model tier).
 #![allow(non_snake_case)]
 use crate::gguf::{Array, GgufWriter, TensorData, Value};
 use crate::Arch;
 use autodidact_kernels::quant::quantize_to_vec;
 use autodidact_kernels::GgmlType;
+use std::path::PathBuf;
+
+/// The file name the store gives the default model.
+const DEFAULT_MODEL_FILE: &str = "gemma3-270m.gguf";
+
+/// The default model's GGUF for real-model tests: `AUTODIDACT_TEST_MODEL` if set (and then only
+/// it), else the first of `$AUTODIDACT_HOME/models/gemma3-270m.gguf` and
+/// `~/.autodidact/models/gemma3-270m.gguf` that exists.
+///
+/// `None` (after saying on stderr where it looked and how to get the model) lets a test skip on a
+/// developer machine without the model. Under CI (`CI` set) a missing model panics instead: CI
+/// pulls the model before the tests, so a silent skip there would hide the whole tier.
+pub fn real_model_path() -> Option<PathBuf> {
+    // An explicit path is the only candidate: a typo there must not quietly fall back to the store.
+    let candidates: Vec<PathBuf> = match std::env::var_os("AUTODIDACT_TEST_MODEL") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => [
+            std::env::var_os("AUTODIDACT_HOME").map(PathBuf::from),
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".autodidact")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|home| home.join("models").join(DEFAULT_MODEL_FILE))
+        .collect(),
+    };
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Some(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    let why = format!(
+        "real model not found (looked at: {}); run `autodidact pull gemma3-270m` or set \
+         AUTODIDACT_TEST_MODEL to a GGUF file",
+        if looked.is_empty() {
+            "nothing: neither AUTODIDACT_TEST_MODEL, AUTODIDACT_HOME nor HOME is set".to_string()
+        } else {
+            looked.join(", ")
+        }
+    );
+    assert!(std::env::var_os("CI").is_none(), "CI: {why}");
+    eprintln!("SKIPPED this real-model test: {why}");
+    None
+}
+
+/// llama.cpp's outputs for the default model and the perplexity texts, vendored in the
+/// repository's `reference/` (a copy of the project's shared reference; a test keeps them equal).
+/// `AUTODIDACT_REFERENCE` points the golden tests at another copy.
+pub fn reference_dir() -> PathBuf {
+    std::env::var_os("AUTODIDACT_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(vendored_reference_dir)
+}
+
+/// The repository's own `reference/`, found from this crate's source directory.
+pub fn vendored_reference_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../reference")
+}
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

@@ -4,6 +4,7 @@ mod memory;
 mod store;
 mod train;
 
+use autodidact_model::testing::{real_model_path, reference_dir};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -11,32 +12,44 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_autodidact"))
 }
 
-fn home() -> Option<PathBuf> {
-    let h = std::env::var_os("AUTODIDACT_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".autodidact")))?;
-    if h.join("models/gemma3-270m.gguf").exists() {
-        Some(h)
-    } else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must pull the default model first"
-        );
-        eprintln!("SKIPPED: default model not pulled");
-        None
+/// The real model and an empty temporary store to run it from (so a test never writes into the
+/// user's own store), or `None` when the model is absent (`real_model_path` says so).
+struct Real {
+    home: PathBuf,
+    model: String,
+}
+
+impl Real {
+    fn find(tag: &str) -> Option<Real> {
+        let model = real_model_path()?;
+        let home = std::env::temp_dir().join(format!("ad-cli-real-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        let model = model.to_str().expect("model path is UTF-8").to_string();
+        Some(Real { home, model })
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = bin();
+        c.env("AUTODIDACT_HOME", &self.home);
+        c
     }
 }
 
-fn reference() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference")
+impl Drop for Real {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
 }
 
 #[test]
 fn tokenize_prints_llama_cpp_ids_as_json() {
-    let Some(h) = home() else { return };
-    let out = bin()
-        .env("AUTODIDACT_HOME", &h)
-        .args(["tokenize", "-m", "gemma3-270m", "Hello world"])
+    let Some(r) = Real::find("tokenize") else {
+        return;
+    };
+    let out = r
+        .cmd()
+        .args(["tokenize", "-m", r.model.as_str(), "Hello world"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -44,9 +57,15 @@ fn tokenize_prints_llama_cpp_ids_as_json() {
         String::from_utf8(out.stdout).unwrap().trim(),
         "[2,9259,1902]"
     );
-    let out = bin()
-        .env("AUTODIDACT_HOME", &h)
-        .args(["tokenize", "--no-bos", "Hello world"])
+    let out = r
+        .cmd()
+        .args([
+            "tokenize",
+            "-m",
+            r.model.as_str(),
+            "--no-bos",
+            "Hello world",
+        ])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "[9259,1902]");
@@ -54,15 +73,17 @@ fn tokenize_prints_llama_cpp_ids_as_json() {
 
 #[test]
 fn generate_prints_only_the_greedy_continuation() {
-    let Some(h) = home() else { return };
-    let line = std::fs::read_to_string(reference().join("gemma3-270m/greedy.jsonl")).unwrap();
+    let Some(r) = Real::find("generate") else {
+        return;
+    };
+    let line = std::fs::read_to_string(reference_dir().join("gemma3-270m/greedy.jsonl")).unwrap();
     let c: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
-    let out = bin()
-        .env("AUTODIDACT_HOME", &h)
+    let out = r
+        .cmd()
         .args([
             "generate",
             "-m",
-            "gemma3-270m",
+            r.model.as_str(),
             "-p",
             c["prompt"].as_str().unwrap(),
             "-n",
@@ -85,11 +106,13 @@ fn generate_prints_only_the_greedy_continuation() {
 
 #[test]
 fn run_answers_one_prompt_and_exits() {
-    let Some(h) = home() else { return };
-    let out = bin()
-        .env("AUTODIDACT_HOME", &h)
+    let Some(r) = Real::find("run") else { return };
+    let out = r
+        .cmd()
         .args([
             "run",
+            "-m",
+            r.model.as_str(),
             "--seed",
             "1",
             "-n",
@@ -108,11 +131,13 @@ fn run_answers_one_prompt_and_exits() {
 
 #[test]
 fn perplexity_ends_with_the_ppl_line() {
-    let Some(h) = home() else { return };
-    let out = bin()
-        .env("AUTODIDACT_HOME", &h)
-        .args(["perplexity", "-m", "gemma3-270m", "--ctx", "128", "-f"])
-        .arg(reference().join("texts/apache-2.0.txt"))
+    let Some(r) = Real::find("perplexity") else {
+        return;
+    };
+    let out = r
+        .cmd()
+        .args(["perplexity", "-m", r.model.as_str(), "--ctx", "128", "-f"])
+        .arg(reference_dir().join("texts/apache-2.0.txt"))
         .output()
         .unwrap();
     assert!(
@@ -128,11 +153,22 @@ fn perplexity_ends_with_the_ppl_line() {
 
 #[test]
 fn bench_json_has_one_object_per_test() {
-    let Some(h) = home() else { return };
-    let out = bin()
-        .env("AUTODIDACT_HOME", &h)
+    let Some(r) = Real::find("bench") else { return };
+    let out = r
+        .cmd()
         .args([
-            "bench", "--pp", "32", "--tg", "4", "--batch", "2", "--reps", "1", "--json",
+            "bench",
+            "-m",
+            r.model.as_str(),
+            "--pp",
+            "32",
+            "--tg",
+            "4",
+            "--batch",
+            "2",
+            "--reps",
+            "1",
+            "--json",
         ])
         .output()
         .unwrap();

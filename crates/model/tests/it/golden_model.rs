@@ -1,6 +1,7 @@
 //! The real default model against llama.cpp: greedy continuations, top-5 logprobs, perplexity.
-use crate::common::{read_jsonl, real_model, reference_dir};
+use crate::common::{read_jsonl, reference_dir};
 use autodidact_kernels::vec::log_softmax_at;
+use autodidact_model::testing::real_model_path;
 use autodidact_model::{Logits, Model, SeqInput};
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
@@ -33,7 +34,9 @@ fn argmax(x: &[f32]) -> u32 {
 /// regression shows; free-running identity (3/10 here, 5/10 for llama.cpp 0.3.36) is printed.
 #[test]
 fn teacher_forced_logprobs_sit_as_close_to_the_reference_as_llama_cpp() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let model = Model::load(&path).unwrap();
     let cases = read_jsonl("gemma3-270m/greedy.jsonl");
     let (mut diffs, mut same_next, mut positions) = (Vec::new(), 0, 0);
@@ -86,7 +89,9 @@ fn teacher_forced_logprobs_sit_as_close_to_the_reference_as_llama_cpp() {
 /// llama.cpp 0.3.36 reproduces 5/10 of these with 193 of 320 leading tokens; this gets 3/10, 169.
 #[test]
 fn greedy_continuations_track_llama_cpp() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let model = Model::load(&path).unwrap();
     let cases = read_jsonl("gemma3-270m/greedy.jsonl");
     let mut identical = 0;
@@ -163,7 +168,9 @@ pub fn perplexity(model: &Model, text: &str, n_ctx: usize) -> f64 {
 
 #[test]
 fn perplexity_matches_llama_cpp_within_half_a_percent() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let model = Model::load(&path).unwrap();
     for (file, want) in [("gpl-3.txt", 13.9062), ("apache-2.0.txt", 10.1452)] {
         let text = std::fs::read_to_string(reference_dir().join("texts").join(file)).unwrap();

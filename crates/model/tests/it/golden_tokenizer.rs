@@ -1,11 +1,14 @@
 //! The Gemma tokenizer against llama.cpp's tokenizations of the default model.
-use crate::common::{read_jsonl, real_model};
+use crate::common::read_jsonl;
 use autodidact_model::gguf::GgufFile;
+use autodidact_model::testing::real_model_path;
 use autodidact_model::Tokenizer;
 
 #[test]
 fn every_reference_tokenization_is_identical() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let gguf = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
     let cases = read_jsonl("gemma3-270m/tokenizer.jsonl");
@@ -39,7 +42,9 @@ fn every_reference_tokenization_is_identical() {
 
 #[test]
 fn decode_inverts_encode_on_reference_texts() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let gguf = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
     for c in read_jsonl("gemma3-270m/tokenizer.jsonl") {
@@ -52,7 +57,9 @@ fn decode_inverts_encode_on_reference_texts() {
 
 #[test]
 fn reference_continuations_decode_to_their_text() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let gguf = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
     for c in read_jsonl("gemma3-270m/greedy.jsonl") {
@@ -82,7 +89,9 @@ fn reference_continuations_decode_to_their_text() {
 /// it as a space.)
 #[test]
 fn random_unicode_round_trips() {
-    let Some(path) = real_model() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let gguf = GgufFile::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
     let ranges: [(u32, u32); 9] = [
