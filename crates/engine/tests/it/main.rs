@@ -1,0 +1,2 @@
+//! Engine integration tests on tiny random models (and the real model where it is present).
+mod json;
