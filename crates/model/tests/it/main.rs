@@ -1,6 +1,7 @@
 //! Model crate tests: GGUF round trips and malformed files, tiny random models of every architecture
 //! and tensor type against an f32 reference, and golden tests of the real default model against
 //! llama.cpp's outputs in `../shared/reference/`.
+mod chat;
 mod common;
 mod gguf;
 mod golden_model;
