@@ -1,30 +1,59 @@
-//! Constrained decoding for JSON: a byte-level pushdown matcher for "any JSON object" or a JSON Schema
-//! subset (object properties, arrays, strings, numbers, integers, booleans, null, enum, const). The
-//! sampler only considers tokens whose bytes the matcher accepts, so the output always parses and
-//! fits the schema (unless `max_tokens` cuts it short). Object properties are generated in the order
-//! the schema lists them, all of them, which satisfies `required`.
+//! Constrained decoding for JSON: a byte-level pushdown matcher for "any JSON object" or a JSON
+//! Schema subset. The sampler only considers tokens whose bytes the matcher accepts, and the matcher
+//! accepts a byte only when the value can still be finished validly, so a reply that ends with
+//! `stop` always parses and validates against the schema (`max_tokens` can still cut it short).
+//!
+//! Enforced: `type` (one name), `properties` (generated in the schema's order, all of them, which
+//! satisfies `required`), `additionalProperties`, `minProperties`/`maxProperties`, `items`,
+//! `minItems`/`maxItems`, `minLength`/`maxLength`, `minimum`/`maximum`/`exclusiveMinimum`/
+//! `exclusiveMaximum` (bounded numbers are written as plain decimals of at most 6 places), `enum`
+//! and `const`. Annotations (`title`, `description`, `format`, …) are accepted; any other keyword
+//! is refused by name rather than ignored. Whitespace between tokens is at most one space, or one
+//! newline and a short indent, so a model cannot spend its tokens on blank lines.
+mod matcher;
+mod number;
+
+pub use matcher::JsonMatcher;
+
 use crate::EngineError;
-use serde_json::Value;
+use number::{Bounds, NumSpec};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 type Alts = Arc<Vec<Vec<u8>>>;
 
+/// Limits on an object's members when its keys are free.
+#[derive(Debug, Clone, Copy)]
+struct FreeObject {
+    /// The node every member's value must match.
+    value: usize,
+    min: usize,
+    max: Option<usize>,
+}
+
 #[derive(Debug, Clone)]
 enum Node {
     Any,
-    /// Fixed properties (their `"key"` literal and value node), or `None` for any keys.
-    Object(Option<Arc<Vec<(Alts, usize)>>>),
-    Array(usize),
-    String,
-    Number {
-        integer: bool,
+    /// Fixed properties: each `"key"` literal and its value node, in order.
+    Fields(Arc<Vec<(Alts, usize)>>),
+    Object(FreeObject),
+    Array {
+        item: usize,
+        min: usize,
+        max: Option<usize>,
     },
+    /// Lengths in characters (Unicode code points), as JSON Schema counts them.
+    String {
+        min: usize,
+        max: Option<usize>,
+    },
+    Number(NumSpec),
     /// Alternatives as exact JSON texts (true/false/null, enum, const); at most 64.
     Literal(Alts),
 }
 
 /// A compiled constraint, shared by every sequence that uses it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct JsonGrammar {
     nodes: Vec<Node>,
     root: usize,
@@ -32,13 +61,78 @@ pub struct JsonGrammar {
 }
 
 const ANY: usize = 0;
-/// Consecutive whitespace bytes allowed: enough to pretty-print, not enough to stall forever.
-const MAX_WS: u8 = 12;
+/// A node for `{}`-style free objects of any values.
+const ANY_OBJECT: usize = 1;
+
+/// Keywords that describe a schema without changing what validates.
+const ANNOTATIONS: [&str; 14] = [
+    "title",
+    "description",
+    "examples",
+    "default",
+    "$schema",
+    "$id",
+    "$comment",
+    "$defs",
+    "definitions",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "format",
+    "contentMediaType",
+];
+
+/// Keywords enforced for values of each type.
+const OBJECT_KEYS: [&str; 5] = [
+    "properties",
+    "required",
+    "additionalProperties",
+    "minProperties",
+    "maxProperties",
+];
+const ARRAY_KEYS: [&str; 4] = ["items", "minItems", "maxItems", "uniqueItems"];
+const STRING_KEYS: [&str; 2] = ["minLength", "maxLength"];
+const NUMBER_KEYS: [&str; 4] = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+
+fn bad<T>(m: impl Into<String>) -> Result<T, EngineError> {
+    Err(EngineError::BadParam(format!("json_schema: {}", m.into())))
+}
+
+/// A non-negative integer keyword, if present.
+fn count(obj: &Map<String, Value>, key: &str) -> Result<Option<usize>, EngineError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) => Ok(Some(n.min(usize::MAX as u64) as usize)),
+            None => bad(format!("`{key}` must be a non-negative integer")),
+        },
+    }
+}
+
+fn range(
+    obj: &Map<String, Value>,
+    lo: &str,
+    hi: &str,
+) -> Result<(usize, Option<usize>), EngineError> {
+    let min = count(obj, lo)?.unwrap_or(0);
+    let max = count(obj, hi)?;
+    if max.is_some_and(|m| m < min) {
+        return bad(format!("`{lo}` is larger than `{hi}`"));
+    }
+    Ok((min, max))
+}
 
 impl JsonGrammar {
     fn empty() -> JsonGrammar {
         JsonGrammar {
-            nodes: vec![Node::Any],
+            nodes: vec![
+                Node::Any,
+                Node::Object(FreeObject {
+                    value: ANY,
+                    min: 0,
+                    max: None,
+                }),
+            ],
             root: ANY,
             words: Arc::new(vec![b"true".to_vec(), b"false".to_vec(), b"null".to_vec()]),
         }
@@ -47,11 +141,12 @@ impl JsonGrammar {
     /// Any JSON object (OpenAI's `json_object` mode).
     pub fn object() -> Arc<JsonGrammar> {
         let mut g = JsonGrammar::empty();
-        g.root = g.push(Node::Object(None));
+        g.root = ANY_OBJECT;
         Arc::new(g)
     }
 
-    /// A value valid against `schema` (the subset in the module docs).
+    /// A value valid against `schema` (the subset in the module docs); an error names the keyword
+    /// that is not supported or the constraint no value can meet.
     pub fn from_schema(schema: &Value) -> Result<Arc<JsonGrammar>, EngineError> {
         let mut g = JsonGrammar::empty();
         g.root = g.compile(schema, 0)?;
@@ -63,414 +158,184 @@ impl JsonGrammar {
         self.nodes.len() - 1
     }
 
-    fn literal(&mut self, alts: Vec<Vec<u8>>) -> Result<usize, EngineError> {
-        if alts.is_empty() || alts.len() > 64 {
-            return Err(EngineError::BadParam(
-                "json_schema: `enum` needs 1 to 64 values".into(),
-            ));
+    /// Whether the text `json` is a whole value of `node`.
+    fn accepts(&self, node: usize, json: &[u8]) -> bool {
+        let g = Arc::new(JsonGrammar {
+            nodes: self.nodes.clone(),
+            root: node,
+            words: self.words.clone(),
+        });
+        let mut m = JsonMatcher::new(g);
+        m.feed(json) && m.is_complete()
+    }
+
+    /// `enum`/`const` values, keeping those the rest of the schema (`rest`) also accepts.
+    fn literal(&mut self, values: &[Value], rest: usize) -> Result<usize, EngineError> {
+        if values.is_empty() || values.len() > 64 {
+            return bad("`enum` needs 1 to 64 values");
+        }
+        let alts: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| v.to_string().into_bytes())
+            .filter(|t| self.accepts(rest, t))
+            .collect();
+        if alts.is_empty() {
+            return bad("no value of `enum`/`const` satisfies the rest of its schema");
         }
         Ok(self.push(Node::Literal(Arc::new(alts))))
     }
 
     fn compile(&mut self, s: &Value, depth: usize) -> Result<usize, EngineError> {
-        let bad = |m: String| Err(EngineError::BadParam(format!("json_schema: {m}")));
         if depth > 32 {
-            return bad("nesting deeper than 32".into());
+            return bad("nesting deeper than 32");
         }
         let Some(obj) = s.as_object() else {
             return match s {
                 Value::Bool(true) => Ok(ANY),
-                _ => bad("a schema must be an object".into()),
+                _ => bad("a schema must be an object"),
             };
         };
-        for k in [
-            "anyOf",
-            "oneOf",
-            "allOf",
-            "$ref",
-            "not",
-            "if",
-            "patternProperties",
-        ] {
-            if obj.contains_key(k) {
+        let ty = match obj.get("type") {
+            None if obj.contains_key("properties") => Some("object"),
+            None if obj.contains_key("items") => Some("array"),
+            None => None,
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(_) => return bad("`type` must be a single type name"),
+        };
+        // Every keyword is enforced, describes, or belongs to another type (and so cannot apply
+        // to the one value type generated); anything else would be silently ignored.
+        for k in obj.keys() {
+            let k = k.as_str();
+            let known = ANNOTATIONS.contains(&k) || matches!(k, "type" | "enum" | "const");
+            let typed = OBJECT_KEYS.contains(&k)
+                || ARRAY_KEYS.contains(&k)
+                || STRING_KEYS.contains(&k)
+                || NUMBER_KEYS.contains(&k);
+            if !known && !(typed && ty.is_some()) {
                 return bad(format!("`{k}` is not supported"));
             }
         }
-        if let Some(c) = obj.get("const") {
-            return self.literal(vec![c.to_string().into_bytes()]);
-        }
-        if let Some(e) = obj.get("enum") {
-            let Some(list) = e.as_array() else {
-                return bad("`enum` must be an array".into());
+        if obj.contains_key("const") || obj.contains_key("enum") {
+            let mut rest = obj.clone();
+            let c = rest.remove("const");
+            let e = rest.remove("enum");
+            let rest = self.compile(&Value::Object(rest), depth + 1)?;
+            let values = match (c, e) {
+                (Some(c), _) => vec![c],
+                (None, Some(Value::Array(list))) => list,
+                _ => return bad("`enum` must be an array"),
             };
-            return self.literal(list.iter().map(|v| v.to_string().into_bytes()).collect());
+            return self.literal(&values, rest);
         }
-        let ty = match obj.get("type") {
-            None if obj.contains_key("properties") => "object",
-            None if obj.contains_key("items") => "array",
-            None => return Ok(ANY),
-            Some(Value::String(t)) => t.as_str(),
-            Some(_) => return bad("`type` must be a single type name".into()),
-        };
+        let Some(ty) = ty else { return Ok(ANY) };
         match ty {
-            "object" => match obj.get("properties").and_then(|p| p.as_object()) {
-                Some(props) => {
-                    let mut fields = Vec::with_capacity(props.len());
-                    for (k, v) in props {
-                        let key = Value::String(k.clone()).to_string().into_bytes();
-                        fields.push((Arc::new(vec![key]), self.compile(v, depth + 1)?));
-                    }
-                    Ok(self.push(Node::Object(Some(Arc::new(fields)))))
-                }
-                None => Ok(self.push(Node::Object(None))),
-            },
+            "object" => self.object_node(obj, depth),
             "array" => {
                 let item = match obj.get("items") {
+                    Some(Value::Array(_)) => return bad("`items` as a list is not supported"),
                     Some(i) => self.compile(i, depth + 1)?,
                     None => ANY,
                 };
-                Ok(self.push(Node::Array(item)))
+                let (min, max) = range(obj, "minItems", "maxItems")?;
+                if obj.get("uniqueItems") == Some(&Value::Bool(true)) && max.is_none_or(|m| m > 1) {
+                    return bad("`uniqueItems` is not supported");
+                }
+                Ok(self.push(Node::Array { item, min, max }))
             }
-            "string" => Ok(self.push(Node::String)),
-            "number" => Ok(self.push(Node::Number { integer: false })),
-            "integer" => Ok(self.push(Node::Number { integer: true })),
-            "boolean" => self.literal(vec![b"true".to_vec(), b"false".to_vec()]),
-            "null" => self.literal(vec![b"null".to_vec()]),
+            "string" => {
+                let (min, max) = range(obj, "minLength", "maxLength")?;
+                Ok(self.push(Node::String { min, max }))
+            }
+            "number" | "integer" => {
+                let integer = ty == "integer";
+                let num = |k: &str| obj.get(k).and_then(Value::as_number);
+                // Draft 4 wrote exclusiveness as booleans beside minimum/maximum.
+                let flag = |k: &str| obj.get(k) == Some(&Value::Bool(true));
+                let lower = match (num("minimum"), num("exclusiveMinimum")) {
+                    (_, Some(x)) => Some((x, true)),
+                    (Some(m), None) => Some((m, flag("exclusiveMinimum"))),
+                    (None, None) => None,
+                };
+                let upper = match (num("maximum"), num("exclusiveMaximum")) {
+                    (_, Some(x)) => Some((x, true)),
+                    (Some(m), None) => Some((m, flag("exclusiveMaximum"))),
+                    (None, None) => None,
+                };
+                for k in NUMBER_KEYS {
+                    if obj
+                        .get(k)
+                        .is_some_and(|v| !v.is_number() && !v.is_boolean())
+                    {
+                        return bad(format!("`{k}` must be a number"));
+                    }
+                }
+                let bounds = if lower.is_none() && upper.is_none() {
+                    None
+                } else {
+                    Some(Bounds::new(integer, lower, upper).or_else(|e| bad(e))?)
+                };
+                Ok(self.push(Node::Number(NumSpec { integer, bounds })))
+            }
+            "boolean" => Ok(self.push(Node::Literal(Arc::new(vec![
+                b"true".to_vec(),
+                b"false".to_vec(),
+            ])))),
+            "null" => Ok(self.push(Node::Literal(Arc::new(vec![b"null".to_vec()])))),
             other => bad(format!("unknown type `{other}`")),
         }
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Num {
-    Start,
-    Minus,
-    Zero,
-    Int,
-    Dot,
-    Frac,
-    Exp,
-    ExpSign,
-    ExpDigits,
-}
-
-impl Num {
-    fn complete(self) -> bool {
-        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits)
-    }
-
-    fn next(self, b: u8, integer: bool) -> Option<Num> {
-        Some(match (self, b) {
-            (Num::Start, b'-') => Num::Minus,
-            (Num::Start | Num::Minus, b'0') => Num::Zero,
-            (Num::Start | Num::Minus, b'1'..=b'9') => Num::Int,
-            (Num::Int, b'0'..=b'9') => Num::Int,
-            (Num::Zero | Num::Int, b'.') if !integer => Num::Dot,
-            (Num::Dot | Num::Frac, b'0'..=b'9') => Num::Frac,
-            (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') if !integer => Num::Exp,
-            (Num::Exp, b'+' | b'-') => Num::ExpSign,
-            (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Num::ExpDigits,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Phase {
-    /// Just opened: a member/element or the closing bracket.
-    Start,
-    /// Object only: after a key, `:`.
-    Colon,
-    /// After a member/element: `,` or the closing bracket.
-    AfterValue,
-    /// After `,`: a member/element.
-    AfterComma,
-}
-
-#[derive(Debug, Clone)]
-enum Frame {
-    Value(usize),
-    /// `live`: bit i set while alternative i matches every byte so far.
-    Lit {
-        alts: Alts,
-        live: u64,
-        pos: usize,
-    },
-    /// 0: plain, 1: after `\`, 2..=5: inside `\uXXXX`.
-    Str {
-        escape: u8,
-    },
-    Num {
-        state: Num,
-        integer: bool,
-    },
-    Obj {
-        fields: Option<Arc<Vec<(Alts, usize)>>>,
-        prop: usize,
-        phase: Phase,
-    },
-    Arr {
-        item: usize,
-        phase: Phase,
-    },
-}
-
-/// Matching state of one sequence.
-#[derive(Debug, Clone)]
-pub struct JsonMatcher {
-    g: Arc<JsonGrammar>,
-    stack: Vec<Frame>,
-    ws: u8,
-    started: bool,
-}
-
-fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\n' | b'\t' | b'\r')
-}
-
-fn all_live(n: usize) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
-    }
-}
-
-impl JsonMatcher {
-    pub fn new(g: Arc<JsonGrammar>) -> Self {
-        let root = g.root;
-        JsonMatcher {
-            g,
-            stack: vec![Frame::Value(root)],
-            ws: 0,
-            started: false,
-        }
-    }
-
-    /// The top-level value is finished; only end of generation may follow.
-    pub fn is_complete(&self) -> bool {
-        if !self.started {
-            return false;
-        }
-        match self.stack.as_slice() {
-            [] => true,
-            [Frame::Num { state, .. }] => state.complete(),
-            [Frame::Lit { alts, live, pos }] => Self::lit_complete(alts, *live, *pos),
-            _ => false,
-        }
-    }
-
-    fn lit_complete(alts: &[Vec<u8>], live: u64, pos: usize) -> bool {
-        alts.iter()
-            .enumerate()
-            .any(|(i, a)| live >> i & 1 == 1 && a.len() == pos)
-    }
-
-    /// Feeds `bytes`; `false` (the state is then unusable) when they cannot continue a valid value.
-    pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        bytes.iter().all(|&b| self.byte(b))
-    }
-
-    /// The frame that a value of `node` starting with byte `b` opens, or `None` if `b` cannot start it.
-    fn open(&self, node: usize, b: u8) -> Option<Frame> {
-        let lit = |alts: &Alts| Frame::Lit {
-            alts: alts.clone(),
-            live: all_live(alts.len()),
-            pos: 0,
+    fn object_node(
+        &mut self,
+        obj: &Map<String, Value>,
+        depth: usize,
+    ) -> Result<usize, EngineError> {
+        let (min, max) = range(obj, "minProperties", "maxProperties")?;
+        let required: Vec<&str> = match obj.get("required") {
+            None => Vec::new(),
+            Some(Value::Array(r)) => r.iter().filter_map(Value::as_str).collect(),
+            Some(_) => return bad("`required` must be a list of names"),
         };
-        Some(match (&self.g.nodes[node], b) {
-            (Node::Any | Node::Object(None), b'{') => Frame::Obj {
-                fields: None,
-                prop: 0,
-                phase: Phase::Start,
-            },
-            (Node::Object(Some(f)), b'{') => Frame::Obj {
-                fields: Some(f.clone()),
-                prop: 0,
-                phase: Phase::Start,
-            },
-            (Node::Any, b'[') => Frame::Arr {
-                item: ANY,
-                phase: Phase::Start,
-            },
-            (Node::Array(item), b'[') => Frame::Arr {
-                item: *item,
-                phase: Phase::Start,
-            },
-            (Node::Any | Node::String, b'"') => Frame::Str { escape: 0 },
-            (Node::Any, b'-' | b'0'..=b'9') => Frame::Num {
-                state: Num::Start,
-                integer: false,
-            },
-            (Node::Number { integer }, b'-' | b'0'..=b'9') => Frame::Num {
-                state: Num::Start,
-                integer: *integer,
-            },
-            (Node::Any, b't' | b'f' | b'n') => lit(&self.g.words),
-            (Node::Literal(alts), _) => lit(alts),
-            _ => return None,
-        })
-    }
-
-    fn byte(&mut self, b: u8) -> bool {
-        let ws = is_ws(b);
-        if !ws {
-            self.ws = 0;
-        }
-        // A frame that ends without consuming `b` pops and lets its parent see `b`.
-        loop {
-            let Some(top) = self.stack.last_mut() else {
-                return false;
-            };
-            match top {
-                Frame::Value(node) => {
-                    let node = *node;
-                    if ws {
-                        // No whitespace before the top-level value: the model would pad forever.
-                        return self.started && self.space();
-                    }
-                    let Some(frame) = self.open(node, b) else {
-                        return false;
-                    };
-                    self.started = true;
-                    self.stack.pop();
-                    let reparse = matches!(frame, Frame::Num { .. } | Frame::Lit { .. });
-                    self.stack.push(frame);
-                    if !reparse {
-                        return true;
-                    }
-                }
-                Frame::Lit { alts, live, pos } => {
-                    let p = *pos;
-                    let mut next = 0u64;
-                    for (i, a) in alts.iter().enumerate() {
-                        if *live >> i & 1 == 1 && a.get(p) == Some(&b) {
-                            next |= 1 << i;
-                        }
-                    }
-                    if next != 0 {
-                        *live = next;
-                        *pos += 1;
-                        return true;
-                    }
-                    if !Self::lit_complete(alts, *live, p) {
-                        return false;
-                    }
-                    self.stack.pop();
-                }
-                Frame::Str { escape } => {
-                    *escape = match (*escape, b) {
-                        (0, b'"') => {
-                            self.stack.pop();
-                            return true;
-                        }
-                        (0, b'\\') => 1,
-                        (0, c) if c < 0x20 => return false,
-                        (0, _) => 0,
-                        (1, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 0,
-                        (1, b'u') => 2,
-                        (5, c) if c.is_ascii_hexdigit() => 0,
-                        (e @ 2..=4, c) if c.is_ascii_hexdigit() => e + 1,
-                        _ => return false,
-                    };
-                    return true;
-                }
-                Frame::Num { state, integer } => match state.next(b, *integer) {
-                    Some(s) => {
-                        *state = s;
-                        return true;
-                    }
-                    None if state.complete() => {
-                        self.stack.pop();
-                    }
-                    None => return false,
-                },
-                Frame::Obj {
-                    fields,
-                    prop,
-                    phase,
-                } => {
-                    if ws {
-                        return self.space();
-                    }
-                    let n = fields.as_ref().map(|f| f.len());
-                    let more = n.is_none_or(|n| *prop < n);
-                    match (*phase, b) {
-                        (Phase::Start, b'}') if n.is_none_or(|n| n == 0) => {
-                            self.stack.pop();
-                        }
-                        (Phase::AfterValue, b'}') if !more || n.is_none() => {
-                            self.stack.pop();
-                        }
-                        (Phase::AfterValue, b',') if more => *phase = Phase::AfterComma,
-                        (Phase::Start | Phase::AfterComma, _) if more => {
-                            *phase = Phase::Colon;
-                            let key = match fields {
-                                Some(f) => {
-                                    let alts = f[*prop].0.clone();
-                                    Frame::Lit {
-                                        live: 1,
-                                        pos: 0,
-                                        alts,
-                                    }
-                                }
-                                None if b == b'"' => Frame::Value(ANY),
-                                None => return false,
-                            };
-                            let key = match key {
-                                Frame::Value(_) => Frame::Str { escape: 0 },
-                                k => k,
-                            };
-                            let reparse = matches!(key, Frame::Lit { .. });
-                            self.stack.push(key);
-                            if reparse {
-                                continue;
-                            }
-                        }
-                        (Phase::Colon, b':') => {
-                            *phase = Phase::AfterValue;
-                            let value = match fields {
-                                Some(f) => f[*prop].1,
-                                None => ANY,
-                            };
-                            *prop += 1;
-                            self.stack.push(Frame::Value(value));
-                        }
-                        _ => return false,
-                    }
-                    return true;
-                }
-                Frame::Arr { item, phase } => {
-                    if ws {
-                        return self.space();
-                    }
-                    match (*phase, b) {
-                        (Phase::Start | Phase::AfterValue, b']') => {
-                            self.stack.pop();
-                            return true;
-                        }
-                        (Phase::AfterValue, b',') => {
-                            *phase = Phase::AfterComma;
-                            return true;
-                        }
-                        (Phase::Start | Phase::AfterComma, _) => {
-                            *phase = Phase::AfterValue;
-                            let item = *item;
-                            self.stack.push(Frame::Value(item));
-                        }
-                        _ => return false,
-                    }
-                }
+        let Some(props) = obj.get("properties") else {
+            if let Some(r) = required.first() {
+                return bad(format!(
+                    "`required` names `{r}`, which `properties` does not define"
+                ));
             }
+            let value = match obj.get("additionalProperties") {
+                None | Some(Value::Bool(true)) => ANY,
+                Some(Value::Bool(false)) if min > 0 => {
+                    return bad("`minProperties` with no properties allowed")
+                }
+                Some(Value::Bool(false)) => {
+                    return Ok(self.push(Node::Object(FreeObject {
+                        value: ANY,
+                        min: 0,
+                        max: Some(0),
+                    })))
+                }
+                Some(s) => self.compile(s, depth + 1)?,
+            };
+            return Ok(self.push(Node::Object(FreeObject { value, min, max })));
+        };
+        let Some(props) = props.as_object() else {
+            return bad("`properties` must be an object");
+        };
+        if let Some(r) = required.iter().find(|r| !props.contains_key(**r)) {
+            return bad(format!(
+                "`required` names `{r}`, which `properties` does not define"
+            ));
         }
-    }
-
-    fn space(&mut self) -> bool {
-        if self.ws >= MAX_WS {
-            return false;
+        // Every listed property is generated, so their count must be allowed.
+        if props.len() < min || max.is_some_and(|m| props.len() > m) {
+            return bad("`minProperties`/`maxProperties` exclude the listed properties");
         }
-        self.ws += 1;
-        true
+        let mut fields = Vec::with_capacity(props.len());
+        for (k, v) in props {
+            let key = Value::String(k.clone()).to_string().into_bytes();
+            fields.push((Arc::new(vec![key]), self.compile(v, depth + 1)?));
+        }
+        Ok(self.push(Node::Fields(Arc::new(fields))))
     }
 }
 
@@ -484,35 +349,15 @@ mod tests {
         m.feed(text.as_bytes()) && m.is_complete()
     }
 
-    #[test]
-    fn any_object() {
-        let g = JsonGrammar::object();
-        for ok in [
-            r#"{}"#,
-            r#"{"a": 1, "b": [true, null, -2.5e3, "x\"y\u00e9"], "c": {"d": {}}}"#,
-            "{ \"k\" : [ ] }",
-        ] {
-            assert!(accepts(&g, ok), "{ok}");
+    fn refused(schema: Value) -> String {
+        match JsonGrammar::from_schema(&schema) {
+            Err(EngineError::BadParam(m)) => m,
+            other => panic!("{schema} was not refused: {other:?}"),
         }
-        for bad in [
-            r#"[]"#,
-            r#"{"a"}"#,
-            r#"{"a":}"#,
-            r#"{"a":1,}"#,
-            r#"{"a":tru}"#,
-            r#"{"a":01}"#,
-            "{\"a\":\"\n\"}",
-            r#"{} x"#,
-        ] {
-            assert!(!accepts(&g, bad), "{bad}");
-        }
-        // Prefixes are alive but not complete.
-        let mut m = JsonMatcher::new(g.clone());
-        assert!(m.feed(br#"{"a": [1, fa"#) && !m.is_complete());
     }
 
     #[test]
-    fn schema_shapes_the_value() {
+    fn schema_shapes_the_value_in_its_order() {
         let g = JsonGrammar::from_schema(&json!({
             "type": "object",
             "properties": {
@@ -524,27 +369,92 @@ mod tests {
             "required": ["name", "age"]
         }))
         .unwrap();
-        // serde_json orders keys; every property is produced in that order.
         assert!(accepts(
+            &g,
+            r#"{"name": "x", "age": 3, "tags": ["a","b"], "ok": false}"#
+        ));
+        assert!(!accepts(
             &g,
             r#"{"age": 3, "name": "x", "ok": false, "tags": ["a","b"]}"#
         ));
         assert!(!accepts(
             &g,
-            r#"{"age": 3.5, "name": "x", "ok": false, "tags": []}"#
+            r#"{"name": "x", "age": 3.5, "tags": [], "ok": false}"#
         ));
         assert!(!accepts(
             &g,
-            r#"{"age": 3, "name": "x", "ok": false, "tags": ["c"]}"#
+            r#"{"name": "x", "age": 3, "tags": ["c"], "ok": false}"#
         ));
-        assert!(!accepts(&g, r#"{"age": 3, "name": "x"}"#));
-        assert!(!accepts(
-            &g,
-            r#"{"name": "x", "age": 3, "ok": true, "tags": []}"#
-        ));
-        assert!(JsonGrammar::from_schema(&json!({"anyOf": []})).is_err());
+        assert!(!accepts(&g, r#"{"name": "x", "age": 3}"#));
         let n = JsonGrammar::from_schema(&json!({"type": "number"})).unwrap();
-        assert!(accepts(&n, "-12.5"));
+        assert!(accepts(&n, "-12.5e3"));
         assert!(!accepts(&n, "-"));
+    }
+
+    #[test]
+    fn keywords_it_cannot_enforce_are_refused_by_name() {
+        for (schema, word) in [
+            (json!({"anyOf": []}), "anyOf"),
+            (json!({"$ref": "#/$defs/x"}), "$ref"),
+            (json!({"type": "string", "pattern": "^a+$"}), "pattern"),
+            (json!({"type": "number", "multipleOf": 3}), "multipleOf"),
+            (json!({"type": "array", "uniqueItems": true}), "uniqueItems"),
+            (json!({"type": "array", "prefixItems": []}), "prefixItems"),
+            (
+                json!({"type": "object", "propertyNames": {}}),
+                "propertyNames",
+            ),
+            (json!({"minimum": 3}), "minimum"),
+            (
+                json!({"type": "object", "properties": {"a": {}}, "required": ["b"]}),
+                "`b`",
+            ),
+            (
+                json!({"type": "integer", "minimum": 5.5, "maximum": 5.9}),
+                "minimum",
+            ),
+            (
+                json!({"type": "string", "minLength": 3, "maxLength": 2}),
+                "minLength",
+            ),
+            (json!({"enum": [1, 2], "type": "string"}), "enum"),
+        ] {
+            let m = refused(schema.clone());
+            assert!(m.contains(word), "{schema}: {m}");
+        }
+        // Descriptions and keywords of other types change nothing.
+        let g = JsonGrammar::from_schema(&json!({
+            "title": "T", "description": "d", "type": "string", "minimum": 3, "format": "email"
+        }))
+        .unwrap();
+        assert!(accepts(&g, r#""x""#));
+    }
+
+    #[test]
+    fn lengths_counts_and_ranges_are_enforced() {
+        let g =
+            JsonGrammar::from_schema(&json!({"type": "string", "minLength": 2, "maxLength": 3}))
+                .unwrap();
+        for ok in [r#""ab""#, r#""é\n""#, r#""日本語""#] {
+            assert!(accepts(&g, ok), "{ok}");
+        }
+        for bad in [r#""a""#, r#""abcd""#, r#""日本語x""#, "\"\\ud800x\""] {
+            assert!(!accepts(&g, bad), "{bad}");
+        }
+        let g = JsonGrammar::from_schema(&json!({"type": "array", "items": {"type": "integer", "minimum": 5, "maximum": 6}, "minItems": 1, "maxItems": 2}))
+            .unwrap();
+        assert!(accepts(&g, "[5]") && accepts(&g, "[5, 6]"));
+        for bad in ["[]", "[5,6,5]", "[-1]", "[7]"] {
+            assert!(!accepts(&g, bad), "{bad}");
+        }
+        let g = JsonGrammar::from_schema(&json!({"type": "object", "additionalProperties": {"type": "integer"}, "maxProperties": 1}))
+            .unwrap();
+        assert!(accepts(&g, r#"{"a": 1}"#) && accepts(&g, "{}"));
+        assert!(!accepts(&g, r#"{"a": "x"}"#) && !accepts(&g, r#"{"a": 1, "b": 2}"#));
+        let e = JsonGrammar::from_schema(
+            &json!({"enum": ["a", 1, "abc"], "type": "string", "maxLength": 2}),
+        )
+        .unwrap();
+        assert!(accepts(&e, r#""a""#) && !accepts(&e, "1") && !accepts(&e, r#""abc""#));
     }
 }
