@@ -1,4 +1,5 @@
 //! The real `autodidact` binary: command shapes other tools rely on, errors, and the real model.
+mod run;
 mod store;
 mod train;
 
