@@ -272,7 +272,10 @@ impl JsonGrammar {
                 let bounds = if lower.is_none() && upper.is_none() {
                     None
                 } else {
-                    Some(Bounds::new(integer, lower, upper).or_else(|e| bad(e))?)
+                    Some(
+                        Bounds::new(integer, lower, upper)
+                            .map_err(|e| EngineError::BadParam(format!("json_schema: {e}")))?,
+                    )
                 };
                 Ok(self.push(Node::Number(NumSpec { integer, bounds })))
             }
