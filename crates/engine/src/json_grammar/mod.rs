@@ -211,7 +211,7 @@ impl JsonGrammar {
                 || ARRAY_KEYS.contains(&k)
                 || STRING_KEYS.contains(&k)
                 || NUMBER_KEYS.contains(&k);
-            if !known && !(typed && ty.is_some()) {
+            if !(known || (typed && ty.is_some())) {
                 return bad(format!("`{k}` is not supported"));
             }
         }
