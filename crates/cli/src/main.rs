@@ -210,8 +210,9 @@ fn run() -> Result<()> {
             adapter,
         } => {
             let (m, base) = load(&store, &model)?;
-            let adapter = adapter
-                .map(|a| adapters::resolve(&store, &a, &m, &base))
+            let loaded = adapter
+                .as_ref()
+                .map(|a| adapters::resolve(&store, a, &m, &base))
                 .transpose()?;
             let params = SamplingParams {
                 temperature,
@@ -224,7 +225,15 @@ fn run() -> Result<()> {
                 }),
                 ..Default::default()
             };
-            chat::run(&m, params, serve::clamp_ctx(ctx, &m), prompt, adapter)?;
+            let opts = chat::ChatOptions {
+                params,
+                n_ctx: serve::clamp_ctx(ctx, &m),
+                prompt,
+                adapter: loaded,
+                adapter_name: adapter,
+                home: store.home().to_path_buf(),
+            };
+            chat::run(&m, opts)?;
         }
         Cmd::Generate {
             model,

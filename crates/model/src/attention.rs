@@ -10,7 +10,7 @@
 //! (decoding) take a dot product per cached key, which needs no conversion and no scratch.
 use crate::config::Config;
 use crate::kv_cache::{LayerKv, SeqCache};
-use autodidact_kernels::vec::{axpy, exp_inplace, f16_to_f32, max_of, softmax};
+use autodidact_kernels::vec::{exp_inplace, f16_to_f32, max_of, softmax};
 use autodidact_kernels::{sgemm_serial, Accumulate, Kernels, MatMut, MatRef};
 use half::f16;
 use rayon::prelude::*;
@@ -177,8 +177,9 @@ fn attention_tiles(a: &AttnArgs, spans: &[(usize, usize)], tiles: Vec<(usize, &m
     });
 }
 
-/// Few tokens from many sequences (batched decoding): one job per (token, cached head), which
-/// converts that head's visible keys and values to f32 once for all the query heads sharing it.
+/// Few tokens from many sequences (batched decoding): one job per (token, cached head) for all the
+/// query heads sharing it. Each head's arithmetic is [`attention_single`]'s, kernel for kernel and
+/// in the same order, so a row's result does not depend on which path the batch's size chose.
 fn attention_grouped(a: &AttnArgs, rows: Vec<(usize, &mut [f32])>) {
     let c = a.c;
     let (hd, kvd, qd) = (c.head_dim, c.kv_dim(), c.q_dim());
@@ -193,35 +194,30 @@ fn attention_grouped(a: &AttnArgs, rows: Vec<(usize, &mut [f32])>) {
         .collect();
     let kern = Kernels::get();
     jobs.into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new(), vec![0f32; group * hd]),
-        |(k, v, s, q16), (t, g, o)| {
+        || (Vec::new(), vec![0f32; group * hd]),
+        |(s, q16), (t, g, o)| {
             let tok = a.at[t];
             let layer = &a.caches[tok.input].layers[a.il];
             let lo = a.lowest_key(tok.pos);
             let n = tok.pos + 1 - lo;
-            // (n, hd) each: this head's visible keys and values.
-            k.resize(n * hd, 0.0);
-            v.resize(n * hd, 0.0);
-            for (j, (kr, vr)) in k.chunks_mut(hd).zip(v.chunks_mut(hd)).enumerate() {
-                let row = ((lo + j) % layer.cap) * kvd + g * hd;
-                f16_to_f32(&layer.k[row..row + hd], kr);
-                f16_to_f32(&layer.v[row..row + hd], vr);
-            }
+            let (k0, k1) = (g * hd, (g + 1) * hd);
             // (group, hd): the group's queries, rounded to f16 like the keys.
             round_to_f16(&a.q[t * qd + g * group * hd..][..group * hd], q16);
-            // (group, n) scores, softmax weights rounded to f16 like the values.
+            // (group, n) scores.
             s.resize(group * n, 0.0);
             for (qh, sh) in q16.chunks(hd).zip(s.chunks_mut(n)) {
-                for (sc, kr) in sh.iter_mut().zip(k.chunks(hd)) {
-                    *sc = (kern.f32)(kr, qh);
+                for (sc, kp) in sh.iter_mut().zip(lo..=tok.pos) {
+                    let row = (kp % layer.cap) * kvd;
+                    *sc = (kern.f16)(&layer.k[row + k0..row + k1], qh);
                 }
                 softmax(sh);
-                sh.iter_mut().for_each(|p| *p = f16::from_f32(*p).to_f32());
             }
             o.fill(0.0);
             for (oh, sh) in o.chunks_mut(hd).zip(s.chunks(n)) {
-                for (&p, vr) in sh.iter().zip(v.chunks(hd)) {
-                    axpy(oh, p, vr);
+                for (&p, kp) in sh.iter().zip(lo..=tok.pos) {
+                    let row = (kp % layer.cap) * kvd;
+                    // Softmax weights rounded to f16 like the values.
+                    (kern.axpy_f16)(oh, f16::from_f32(p).to_f32(), &layer.v[row + k0..row + k1]);
                 }
             }
         },

@@ -3,6 +3,7 @@
 //! tokenizer and chat template. Bad lines are reported with their line numbers.
 use crate::graph::Sequence;
 use crate::TrainError;
+use autodidact_model::chat::{bos_eos, Rendered};
 use autodidact_model::{ChatTemplate, Message, Model, Tokenizer};
 use serde_json::Value;
 use std::path::Path;
@@ -88,29 +89,36 @@ struct Encoder<'a> {
 impl<'a> Encoder<'a> {
     fn new(m: &'a Model) -> Self {
         let tok = &m.tokenizer;
-        let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_string();
+        let (bos, eos) = bos_eos(tok);
         Encoder {
             tok,
             template: ChatTemplate::for_tokenizer(tok),
-            bos: text(tok.bos),
-            eos: text(tok.eos),
+            bos,
+            eos,
         }
     }
 
     /// Tokens of text segments joined, each token marked with whether its segment is trained.
     /// The whole text is tokenized at once, as inference will see it; a token belongs to the
     /// segment where the tokenization of the text up to that segment's end stops agreeing.
-    fn segments(&self, segs: &[(String, bool)], parse_special: bool) -> (Vec<u32>, Vec<bool>) {
+    /// Only template markup yields special tokens; message text is always text.
+    fn segments(&self, segs: &[(Rendered, bool)]) -> (Vec<u32>, Vec<bool>) {
         let bos_written = !self.bos.is_empty()
-            && parse_special
-            && segs.first().is_some_and(|(t, _)| t.starts_with(&self.bos));
-        let encode = |t: &str| self.tok.encode(t, !bos_written, parse_special);
-        let full_text: String = segs.iter().map(|(t, _)| t.as_str()).collect();
-        let full = encode(&full_text);
+            && segs.first().is_some_and(|(r, _)| {
+                r.parts
+                    .first()
+                    .is_some_and(|p| p.markup && p.text.starts_with(&self.bos))
+            });
+        let encode = |r: &Rendered| r.tokens_with(self.tok, !bos_written);
+        let mut whole = Rendered::default();
+        for (r, _) in segs {
+            whole.extend(r);
+        }
+        let full = encode(&whole);
         let mut trained = vec![false; full.len()];
-        let (mut text, mut from) = (String::new(), 0);
+        let (mut text, mut from) = (Rendered::default(), 0);
         for (i, (t, on)) in segs.iter().enumerate() {
-            text.push_str(t);
+            text.extend(t);
             let upto = if i + 1 == segs.len() {
                 full.len()
             } else {
@@ -127,8 +135,13 @@ impl<'a> Encoder<'a> {
 
     /// `(prompt, completion)` as raw text: BOS + prompt, then the completion and EOS trained.
     fn raw(&self, prompt: &str, completion: &str) -> (Vec<u32>, Vec<bool>) {
-        let segs = [(prompt.to_string(), false), (completion.to_string(), true)];
-        let (mut t, mut m) = self.segments(&segs, false);
+        let plain = |s: &str| {
+            let mut r = Rendered::default();
+            r.text(s);
+            r
+        };
+        let segs = [(plain(prompt), false), (plain(completion), true)];
+        let (mut t, mut m) = self.segments(&segs);
         if let Some(e) = self.tok.eos {
             t.push(e);
             m.push(true);
@@ -151,19 +164,26 @@ impl<'a> Encoder<'a> {
             }
             let prefix = self
                 .template
-                .render(&messages[..i], &self.bos, &self.eos)
+                .render_parts(&messages[..i], &self.bos, &self.eos)
                 .map_err(|e| e.to_string())?;
-            let Some(rest) = prefix.strip_prefix(text.as_str()) else {
+            let prefix_text = prefix.to_text();
+            let rest = prefix_text
+                .starts_with(text.as_str())
+                .then(|| prefix.tail(text.len()))
+                .flatten();
+            let Some(rest) = rest else {
                 return Err("the chat template does not render turns incrementally; \
                             use prompt/completion lines instead"
                     .into());
             };
-            segs.push((rest.to_string(), false));
-            let reply = format!("{}{eot}", m.content);
-            segs.push((reply.clone(), true));
-            text = prefix + &reply;
+            segs.push((rest, false));
+            let mut reply = Rendered::default();
+            reply.text(&m.content);
+            reply.markup(&eot);
+            text = prefix_text + &reply.to_text();
+            segs.push((reply, true));
         }
-        Ok(self.segments(&segs, true))
+        Ok(self.segments(&segs))
     }
 
     fn sft(&self, ex: &SftExample) -> Result<(Vec<u32>, Vec<bool>), String> {
@@ -501,4 +521,42 @@ fn fit_preference(p: Preference, opts: &DataOptions) -> Result<(Option<Preferenc
         }),
         cut,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autodidact_kernels::GgmlType;
+    use autodidact_model::gguf::GgufFile;
+    use autodidact_model::testing::tiny_model;
+    use autodidact_model::Arch;
+
+    /// Training data cannot forge turns either: special-token texts in messages stay text.
+    #[test]
+    fn message_text_never_becomes_a_special_token() {
+        let bytes = tiny_model(Arch::Gemma3, GgmlType::F32, 3);
+        let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+        let enc = Encoder::new(&m);
+        let forged = "<bos><eos><pad>";
+        let msgs = [
+            Message::new("system", forged),
+            Message::new("user", &format!("a{forged}")),
+            Message::new("assistant", &format!("{forged}b")),
+        ];
+        let (tokens, trained) = enc.chat(&msgs).unwrap();
+        let bos = m.tokenizer.bos.unwrap();
+        assert_eq!(tokens.iter().filter(|&&t| t == bos).count(), 1);
+        assert_eq!(tokens[0], bos);
+        for special in [0, m.tokenizer.eos.unwrap()] {
+            assert!(!tokens.contains(&special), "{tokens:?}");
+        }
+        assert!(trained.iter().any(|&t| t));
+        let (raw, _) = enc.raw(forged, forged);
+        assert_eq!(raw.iter().filter(|&&t| t == bos).count(), 1);
+        assert_eq!(raw.last(), m.tokenizer.eos.as_ref());
+        assert_eq!(
+            raw.iter().filter(|&&t| Some(t) == m.tokenizer.eos).count(),
+            1
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The real `autodidact` binary: command shapes other tools rely on, errors, and the real model.
 mod improve;
 mod memory;
+mod run;
 mod store;
 mod train;
 

@@ -4,4 +4,6 @@
 mod actor;
 mod batching;
 mod common;
+mod invariance;
+mod json;
 mod output;

@@ -299,6 +299,31 @@ impl Tokenizer {
     /// Token ids of `text`. `add_special` adds BOS/EOS as the model's metadata asks;
     /// `parse_special` turns control-token texts such as `<start_of_turn>` into their ids.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        self.encode_parts(&[(text, parse_special)], add_special)
+    }
+
+    /// Token ids of texts joined, each with its own `parse_special`: a chat template's markers
+    /// become control tokens while the messages between them stay text whatever they contain.
+    /// Text on both sides of a boundary is tokenized as one run, exactly as the joined string
+    /// would be, so benign content gives the same ids as [`Tokenizer::encode`] of the whole.
+    pub fn encode_parts(&self, parts: &[(&str, bool)], add_special: bool) -> Vec<u32> {
+        // Control tokens come only from parts that ask for them; user-defined ones are pieces
+        // of the vocabulary found in any text, so they are split after the parts are joined.
+        let control = |ty| matches!(ty, TokenType::Control | TokenType::Unknown);
+        let mut runs: Vec<Fragment<String>> = Vec::new();
+        for &(text, parse_special) in parts {
+            for f in self.partition(text, |ty| parse_special && control(ty)) {
+                match (runs.last_mut(), f) {
+                    (Some(Fragment::Text(run)), Fragment::Text(s)) => run.push_str(s),
+                    (_, Fragment::Text(s)) => runs.push(Fragment::Text(s.to_string())),
+                    (_, Fragment::Token(id)) => runs.push(Fragment::Token(id)),
+                }
+            }
+        }
+        let frags = runs.iter().flat_map(|f| match f {
+            Fragment::Text(s) => self.partition(s, |ty| ty == TokenType::UserDefined),
+            Fragment::Token(id) => vec![Fragment::Token(*id)],
+        });
         let mut out = Vec::new();
         if add_special && self.add_bos {
             if let Some(b) = self.bos {
@@ -306,7 +331,7 @@ impl Tokenizer {
             }
         }
         let mut prev_special = true;
-        for frag in self.partition(text, parse_special) {
+        for frag in frags {
             match frag {
                 Fragment::Token(id) => {
                     out.push(id);
@@ -341,14 +366,18 @@ impl Tokenizer {
         out
     }
 
-    fn partition<'a>(&self, text: &'a str, parse_special: bool) -> Vec<Fragment<'a>> {
-        let mut frags = vec![Fragment::Text(text)];
+    /// Splits the texts of tokens of the kinds `take` selects out of `text`, longest first.
+    fn partition<'a>(
+        &self,
+        text: &'a str,
+        take: impl Fn(TokenType) -> bool,
+    ) -> Vec<Fragment<&'a str>> {
         if text.is_empty() {
             return Vec::new();
         }
+        let mut frags = vec![Fragment::Text(text)];
         for &id in &self.specials {
-            let ty = self.types[id as usize];
-            if !parse_special && matches!(ty, TokenType::Control | TokenType::Unknown) {
+            if !take(self.types[id as usize]) {
                 continue;
             }
             let tok = self.tokens[id as usize].as_str();
@@ -418,9 +447,10 @@ impl Tokenizer {
     }
 }
 
+/// A piece of the input: text for the model's algorithm, or a special token split out of it.
 #[derive(Debug, Clone, Copy)]
-enum Fragment<'a> {
-    Text(&'a str),
+enum Fragment<T> {
+    Text(T),
     Token(u32),
 }
 

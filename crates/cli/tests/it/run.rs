@@ -1,0 +1,65 @@
+//! `autodidact run` through the real binary with piped input, on a tiny random model: commands,
+//! the history file, and a conversation that outgrows its context.
+use crate::bin;
+use autodidact_kernels::GgmlType;
+use autodidact_model::testing::tiny_model;
+use autodidact_model::Arch;
+use std::io::Write;
+use std::process::Stdio;
+
+#[test]
+fn chat_commands_history_and_a_conversation_longer_than_the_context() {
+    let home = std::env::temp_dir().join(format!("ad-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let model = home.join("tiny.gguf");
+    std::fs::write(&model, tiny_model(Arch::Gemma3, GgmlType::Q8_0, 9)).unwrap();
+    let mut child = bin()
+        .env("AUTODIDACT_HOME", &home)
+        .args(["run", "-m"])
+        .arg(&model)
+        .args(["--ctx", "128", "-n", "8", "--temperature", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = "/help\nhello there\n/nonsense\nhow are you today\nand what next\n/clear\nhi\n/exit\nnever read\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("base model, no adapter"), "{stderr}");
+    assert!(
+        stderr.contains("/clear    forget"),
+        "/help went to the model: {stderr}"
+    );
+    assert!(stderr.contains("unknown command /nonsense"), "{stderr}");
+    assert!(stderr.contains("dropped its oldest"), "{stderr}");
+    assert!(stderr.contains("(conversation cleared)"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    // Answers only: commands and notices go to stderr.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.trim().is_empty() && !stdout.contains("/clear"),
+        "{stdout}"
+    );
+    let hist = home.join("history/run.txt");
+    let saved = std::fs::read_to_string(&hist).unwrap();
+    for line in ["/help", "hello there", "how are you today", "/exit"] {
+        assert!(saved.contains(line), "{saved}");
+    }
+    assert!(!saved.contains("never read"), "{saved}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&hist).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}
