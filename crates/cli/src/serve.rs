@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// ask for `MODEL+NAME`).
     #[arg(long)]
     pub adapter: Option<String>,
+    /// Serve the raw model by default, not the promoted self of `autodidact improve`.
+    #[arg(long)]
+    pub base: bool,
     /// Host names requests may use besides localhost, 127.0.0.1 and [::1] (comma-separated;
     /// `*` for any). Without it a loopback server refuses other names (DNS rebinding) and a
     /// server on another address accepts any.
