@@ -162,13 +162,17 @@ fn promoted_self(store: &Store, base: &ResolvedModel, raw: bool) -> Result<Optio
         return Ok(None);
     };
     if raw {
-        eprintln!("answering as the base model (--base; the promoted self is v{})", cur.version);
+        eprintln!(
+            "answering as the base model (--base; the promoted self is v{})",
+            cur.version
+        );
         return Ok(None);
     }
     let ads = store.adapters();
-    let fits = ads
-        .meta(&cur.adapter)
-        .is_ok_and(|m| m.check_base(&store.model_sha256(base).unwrap_or_default()).is_ok());
+    let fits = ads.meta(&cur.adapter).is_ok_and(|m| {
+        m.check_base(&store.model_sha256(base).unwrap_or_default())
+            .is_ok()
+    });
     if !fits {
         eprintln!(
             "the promoted self v{} ({}) belongs to another base model; answering as {}",

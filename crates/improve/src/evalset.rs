@@ -219,7 +219,7 @@ mod tests {
         let b = EvalSet::open(&dir, &Skill::Arithmetic).unwrap();
         assert_eq!(a.tasks, b.tasks);
         assert_eq!(a.tasks.iter().filter(|t| t.sub == "add-1").count(), 30);
-        let held = HeldOut::new(&[a.clone()]);
+        let held = HeldOut::new(std::slice::from_ref(&a));
         let mut rng = Rng::new(5);
         for _ in 0..500 {
             let t = held.train_task(&Skill::Arithmetic, 0, &mut rng).unwrap();

@@ -50,6 +50,20 @@ impl Paths {
     }
 }
 
+/// Few-shot demonstrations (user turn, verified answer) and where they came from.
+type Demos = (Vec<(String, String)>, &'static str);
+
+/// What a round's demonstrations are drawn for: the run, its skill and its verified pool.
+#[derive(Clone, Copy)]
+struct DemoSite<'a> {
+    run: &'a str,
+    cfg: &'a ImproveConfig,
+    skill: &'a Skill,
+    held: &'a HeldOut,
+    round: i64,
+    pool: &'a [(Task, String)],
+}
+
 /// The promoted adapter that `run` and `serve` should use by default.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CurrentSelf {
@@ -875,17 +889,15 @@ impl<'a> Improver<'a> {
 
     /// Few-shot demonstrations for `task`: generator-made (a program knows the answer), else
     /// this run's verified pool; shared by blocks of eight tasks so their prefixes are reused.
-    fn demos(
-        &self,
-        run: &str,
-        cfg: &ImproveConfig,
-        s: &Skill,
-        held: &HeldOut,
-        task: &Task,
-        index: usize,
-        round: i64,
-        pool: &[(Task, String)],
-    ) -> Result<(Vec<(String, String)>, &'static str), ImproveError> {
+    fn demos(&self, at: DemoSite, task: &Task, index: usize) -> Result<Demos, ImproveError> {
+        let DemoSite {
+            run,
+            cfg,
+            skill: s,
+            held,
+            round,
+            pool,
+        } = at;
         let mut rng = Rng::derive(
             cfg.seed,
             &format!("demos:{run}:{round}:{}", task.sub),
@@ -957,7 +969,15 @@ impl<'a> Improver<'a> {
                 .find(|s| s.name() == t.skill)
                 .ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))?;
             held.check(t)?;
-            let (demos, source) = self.demos(run, cfg, s, held, t, ti, round, &pool)?;
+            let site = DemoSite {
+                run,
+                cfg,
+                skill: s,
+                held,
+                round,
+                pool: &pool,
+            };
+            let (demos, source) = self.demos(site, t, ti)?;
             let single_line = demos.iter().all(|(_, a)| !a.contains('\n'));
             for k in 0..cfg.samples_per_task.max(1) {
                 let scaffolded = k > 0 && !demos.is_empty();

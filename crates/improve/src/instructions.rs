@@ -34,15 +34,21 @@ fn conflicts(a: &Constraint, b: &Constraint) -> bool {
     if k(a) == k(b) {
         return true;
     }
-    let pair = |x: &Constraint, y: &Constraint| match (x, y) {
-        (Lowercase, Uppercase | Sections { .. } | PostScript | RepeatRequest) => true,
-        (Uppercase, Include { .. } | Avoid { .. } | EndWith { .. } | RepeatRequest) => true,
-        (MinWords { .. }, MaxWords { .. }) => true,
-        (Bullets { .. }, Sections { .. } | Paragraphs { .. }) => true,
-        (Sections { .. }, Paragraphs { .. }) => true,
-        (Quoted, EndWith { .. } | PostScript | Title | RepeatRequest) => true,
-        (EndWith { .. }, PostScript) => true,
-        _ => false,
+    let pair = |x: &Constraint, y: &Constraint| {
+        matches!(
+            (x, y),
+            (
+                Lowercase,
+                Uppercase | Sections { .. } | PostScript | RepeatRequest
+            ) | (
+                Uppercase,
+                Include { .. } | Avoid { .. } | EndWith { .. } | RepeatRequest
+            ) | (MinWords { .. }, MaxWords { .. })
+                | (Bullets { .. }, Sections { .. } | Paragraphs { .. })
+                | (Sections { .. }, Paragraphs { .. })
+                | (Quoted, EndWith { .. } | PostScript | Title | RepeatRequest)
+                | (EndWith { .. }, PostScript)
+        )
     };
     pair(a, b) || pair(b, a)
 }

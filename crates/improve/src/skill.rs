@@ -11,7 +11,7 @@ pub enum Skill {
     Arithmetic,
     Instructions,
     Extract,
-    User(UserSkill),
+    User(Box<UserSkill>),
 }
 
 /// The built-in skills plus every `*.toml` / `*.json` in `skills_dir` (sorted by file name).
@@ -37,7 +37,7 @@ pub fn load_all(skills_dir: &Path) -> Result<Vec<Skill>, ImproveError> {
                 reason: format!("another skill is already named {:?}", s.name),
             });
         }
-        v.push(Skill::User(s));
+        v.push(Skill::User(Box::new(s)));
     }
     Ok(v)
 }

@@ -340,9 +340,11 @@ impl UserSkill {
                 )
             }
             UserVerifier::Regex { pattern } => {
+                // The pattern with the example's fields filled in, else as written.
                 let re = fancy_regex::Regex::new(&fill(pattern, fields))
-                    .or_else(|_| fancy_regex::Regex::new(pattern));
-                (re.is_ok_and(|re| re.is_match(r).unwrap_or(false)), true)
+                    .ok()
+                    .or_else(|| fancy_regex::Regex::new(pattern).ok());
+                (re.is_some_and(|re| re.is_match(r).unwrap_or(false)), true)
             }
             UserVerifier::JsonSchema { schema } => {
                 match crate::extract::find_object(r).map(Value::Object) {

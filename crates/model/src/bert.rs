@@ -164,7 +164,11 @@ impl Bert {
                 dir.display()
             )));
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(ModelError::Invalid(format!(
                 "{}: hidden_size {} is not a multiple of {} heads",
                 dir.display(),

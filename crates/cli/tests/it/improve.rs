@@ -40,7 +40,7 @@ fn run(home: &PathBuf, args: &[&str]) -> Output {
 }
 
 /// Rollouts committed so far, read through the registry.
-fn samples(home: &PathBuf) -> i64 {
+fn samples(home: &std::path::Path) -> i64 {
     if !home.join("improve/registry.sqlite").exists() {
         return 0;
     }

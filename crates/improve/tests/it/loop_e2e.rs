@@ -174,7 +174,7 @@ fn training_refuses_held_out_tasks() {
     use autodidact_improve::Skill;
     let home = temp_home("leak");
     let set = EvalSet::open(&home.join("evalsets"), &Skill::Arithmetic).unwrap();
-    let held = HeldOut::new(&[set.clone()]);
+    let held = HeldOut::new(std::slice::from_ref(&set));
     let err = held.check(&set.tasks[3]).unwrap_err();
     assert!(matches!(err, ImproveError::Leak { .. }), "{err}");
     let _ = std::fs::remove_dir_all(&home);

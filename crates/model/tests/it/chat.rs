@@ -1,12 +1,14 @@
 //! The real Gemma vocabulary: no control token of its 262k can be written by a message.
-use autodidact_model::testing::real_model_path;
 use autodidact_model::gguf::GgufFile;
+use autodidact_model::testing::real_model_path;
 use autodidact_model::tokenizer::TokenType;
 use autodidact_model::{ChatTemplate, Message, Tokenizer};
 
 #[test]
 fn message_text_never_becomes_a_control_token() {
-    let Some(path) = real_model_path() else { return };
+    let Some(path) = real_model_path() else {
+        return;
+    };
     let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
     let specials: Vec<u32> = (0..tok.vocab_size() as u32)
         .filter(|&i| {
