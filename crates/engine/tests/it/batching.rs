@@ -63,7 +63,6 @@ fn several_requests_at_once_give_each_ones_greedy_tokens() {
 /// fourth sequence's greedy tokens part from its solo run at token 23 when batched with the others
 /// (measured before the fix). Run with `--ignored` to check the fix.
 #[test]
-#[ignore = "fails until greedy output is batch-invariant (issue 15 item 9)"]
 fn batched_greedy_tokens_match_alone_on_a_llama_q8_model() {
     let m = load(&TinySpec::new(Arch::Llama, GgmlType::Q8_0, 2));
     let reqs = four();
