@@ -61,7 +61,7 @@ fn several_requests_at_once_give_each_ones_greedy_tokens() {
 
 /// Issue 15 item 9 (batch invariance) on a tiny model: on this Llama-architecture Q8_0 model the
 /// fourth sequence's greedy tokens part from its solo run at token 23 when batched with the others
-/// (measured before the fix). Run with `--ignored` to check the fix.
+/// before the batched decode attention followed the single path's arithmetic order.
 #[test]
 fn batched_greedy_tokens_match_alone_on_a_llama_q8_model() {
     let m = load(&TinySpec::new(Arch::Llama, GgmlType::Q8_0, 2));
