@@ -410,7 +410,7 @@ pub fn ctrl_c_flag() -> Result<Arc<AtomicBool>> {
 
 fn perplexity(m: &Model, text: &str, n_ctx: usize) -> Result<()> {
     let start = Instant::now();
-    let r = autodidact_train::perplexity(m, None, text, n_ctx, &mut |done, total, ppl| {
+    let r = autodidact_train::perplexity(m, None, text, n_ctx, None, &mut |done, total, ppl| {
         if done == 1 {
             eprintln!("{total} chunks of {n_ctx}");
         }

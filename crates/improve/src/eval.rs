@@ -7,8 +7,7 @@ use crate::skill::Skill;
 use crate::task::Task;
 use crate::ImproveError;
 use autodidact_engine::SamplingParams;
-use autodidact_kernels::vec::log_softmax_at;
-use autodidact_model::{Logits, LoraAdapter, Message, Model, SeqInput};
+use autodidact_model::{LoraAdapter, Message, Model};
 use std::sync::Arc;
 
 /// One held-out reply, kept for reports.
@@ -107,8 +106,8 @@ pub fn evaluate(
     ))
 }
 
-/// Perplexity of `text` in chunks of `ctx` tokens (llama.cpp's method: each chunk starts at
-/// BOS, the second half of each chunk is scored), over at most `max_chunks` chunks.
+/// Perplexity of `text` in chunks of `ctx` tokens (llama.cpp's method, the train crate's
+/// scorer), over at most `max_chunks` chunks.
 pub fn perplexity(
     model: &Model,
     adapter: Option<&LoraAdapter>,
@@ -117,29 +116,13 @@ pub fn perplexity(
     max_chunks: usize,
 ) -> Result<f64, ImproveError> {
     let ctx = ctx.min(model.config.ctx_train).max(4);
-    let tokens = model.tokenizer.encode(text, true, false);
-    let n_chunks = (tokens.len() / ctx).min(max_chunks.max(1));
-    let bos = model.tokenizer.bos;
-    let (mut nll, mut count) = (0.0f64, 0usize);
-    for ch in 0..n_chunks {
-        let mut chunk = tokens[ch * ctx..(ch + 1) * ctx].to_vec();
-        if let Some(b) = bos {
-            chunk[0] = b;
-        }
-        let mut cache = model.new_cache(ctx, ctx);
-        let out = model.forward(
-            &mut [SeqInput {
-                cache: &mut cache,
-                tokens: &chunk,
-                logits: Logits::All,
-                adapter,
-            }],
-            false,
-        )?;
-        for i in ctx / 2..ctx - 1 {
-            nll -= log_softmax_at(out.row(i), chunk[i + 1] as usize) as f64;
-            count += 1;
-        }
-    }
-    Ok((nll / count.max(1) as f64).exp())
+    let r = autodidact_train::perplexity(
+        model,
+        adapter,
+        text,
+        ctx,
+        Some(max_chunks.max(1)),
+        &mut |_, _, _| {},
+    )?;
+    Ok(r.ppl)
 }

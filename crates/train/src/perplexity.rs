@@ -14,13 +14,14 @@ pub struct Perplexity {
     pub scored: usize,
 }
 
-/// Perplexity of `text` under `model` with `adapter` applied, if any; `on_chunk(done, total,
-/// running_ppl)` after each chunk.
+/// Perplexity of `text` under `model` with `adapter` applied, if any, over at most `max_chunks`
+/// chunks (`None`: all); `on_chunk(done, total, running_ppl)` after each chunk.
 pub fn perplexity(
     model: &Model,
     adapter: Option<&LoraAdapter>,
     text: &str,
     n_ctx: usize,
+    max_chunks: Option<usize>,
     on_chunk: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<Perplexity, TrainError> {
     if n_ctx < 4 {
@@ -29,7 +30,7 @@ pub fn perplexity(
         ));
     }
     let tokens = model.tokenizer.encode(text, true, false);
-    let chunks = tokens.len() / n_ctx;
+    let chunks = (tokens.len() / n_ctx).min(max_chunks.unwrap_or(usize::MAX));
     if chunks == 0 {
         return Err(TrainError::Config(format!(
             "the text has {} tokens, fewer than one chunk of {n_ctx}",
