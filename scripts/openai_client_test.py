@@ -2,6 +2,7 @@
 """Drives `autodidact serve` with the official `openai` Python client over loopback: chat, streaming,
 logprobs, legacy completions, API key, and error cases. Usage: openai_client_test.py PATH/TO/autodidact"""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,9 +18,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A scratch memory user (and a second one), deleted at the end: tests leave the real one alone.
+USER = f"openai-test-{os.getpid()}"
+OTHER = USER + "-b"
+
+
 def start(binary: str, *extra: str):
     port = free_port()
-    proc = subprocess.Popen([binary, "serve", "--port", str(port), *extra],
+    proc = subprocess.Popen([binary, "serve", "--port", str(port), "--user", USER, *extra],
                             stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(300):
         try:
@@ -114,6 +120,28 @@ def main() -> None:
             model="gemma3-270m", max_tokens=8, messages=long_chat, extra_body={"truncation": "auto"})
         assert int(raw.headers["x-autodidact-dropped-messages"]) > 0
         assert raw.parse().choices[0].message.content is not None
+
+        # Memory through the official client: `user` picks whose memory; a stated fact is learned
+        # after the reply; the next reply lists the memories its prompt held.
+        c.chat.completions.create(model="gemma3-270m", max_tokens=4, user=OTHER,
+                                  messages=[{"role": "user", "content": "I live in Porto."}])
+        t = time.time()
+        while True:
+            got = json.loads(urllib.request.urlopen(f"{base}/memories?user={OTHER}", timeout=5).read())
+            if [m["text"] for m in got["data"]] == ["The user lives in Porto."]:
+                break
+            assert time.time() - t < 20, got
+            time.sleep(0.05)
+        r = c.chat.completions.create(model="gemma3-270m", max_tokens=4, user=OTHER,
+                                      messages=[{"role": "user", "content": "Where do I live?"}])
+        assert [m["text"] for m in r.model_extra["memories"]] == ["The user lives in Porto."], r
+        mine = c.chat.completions.create(model="gemma3-270m", max_tokens=4,
+                                         messages=[{"role": "user", "content": "Where do I live?"}])
+        assert mine.model_extra["memories"] == [], mine
+        off = c.chat.completions.create(model="gemma3-270m", max_tokens=4, user=OTHER,
+                                        messages=[{"role": "user", "content": "Where do I live?"}],
+                                        extra_body={"memory": False})
+        assert "memories" not in (off.model_extra or {}), off
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -130,6 +158,12 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    home = os.environ.get("AUTODIDACT_HOME", os.path.expanduser("~/.autodidact"))
+    for user in (USER, OTHER):
+        for suffix in ("", "-wal", "-shm"):
+            path = os.path.join(home, "memory", f"{user}.sqlite3{suffix}")
+            if os.path.exists(path):
+                os.remove(path)
     print("openai client: all checks passed")
 
 

@@ -29,12 +29,26 @@ fi
 python3 scripts/ui_test.py ./target/release/autodidact
 # A trained adapter exported as GGUF-LoRA gives llama.cpp the same greedy output as autodidact
 # on the exact (f32) base, and equally accurate log-probabilities on the quantized model.
-# llama-cpp-python builds llama.cpp from source (about 10-25 minutes on 2 cores, once).
-if ! python3 -c "import llama_cpp" 2>/dev/null; then
+# llama-cpp-python builds llama.cpp from source (about 10-25 minutes on 2 cores, once), into its
+# own folder so that a copy already on the machine does not decide the build. Not with
+# -march=native: on VMs that report AMX without enabling its tile state, llama.cpp's AMX kernels
+# die with SIGILL (CI's exit 132), so the x86 features are named from /proc/cpuinfo, AMX left out.
+LLAMACPP_PY=target/llamacpp-py
+if [ ! -d "$LLAMACPP_PY/llama_cpp" ]; then
   command -v g++ >/dev/null && command -v make >/dev/null || apt_install g++ make
-  pip_install llama-cpp-python
+  cmake_args="-DGGML_NATIVE=OFF"
+  if [ "$(uname -m)" = x86_64 ]; then
+    for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C avx512f:AVX512 avx512_vnni:AVX512_VNNI \
+                avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+      if grep -qw "${pair%%:*}" /proc/cpuinfo; then cmake_args="$cmake_args -DGGML_${pair#*:}=ON"; fi
+    done
+  fi
+  rm -rf "$LLAMACPP_PY.partial"
+  CMAKE_ARGS="$cmake_args" pip_install --no-cache-dir --target "$LLAMACPP_PY.partial" \
+    llama-cpp-python==0.3.36
+  mv "$LLAMACPP_PY.partial" "$LLAMACPP_PY"
 fi
-python3 scripts/llamacpp_lora_test.py ./target/release/autodidact
+PYTHONPATH="$LLAMACPP_PY" python3 scripts/llamacpp_lora_test.py ./target/release/autodidact
 # aarch64: a static release binary, the kernels (each NEON level), model (tiny models) and engine
 # suites under qemu, and the aarch64 binary's greedy text against x86's on the real model.
 # Its cold cross build is long on 2 cores; CI's 90 minutes must hold, so past 45 minutes of this

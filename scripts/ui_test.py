@@ -3,8 +3,9 @@
 `chromium` + `chromium-driver`, spoken to over HTTP; no extra client library): load the page, send a
 message and watch the reply stream in, max tokens capped by the server's context, a failed turn kept
 out of the conversation, a conversation longer than the context trimmed (and said so), stop a reply
-mid-stream (the server must cancel it), switch to glance mode. Screenshots go to
-target/ui-artifacts/. Usage: ui_test.py PATH/TO/autodidact"""
+mid-stream (the server must cancel it), the memory panel (add, a reply that says which memories it
+used, a fact learned from chat, search, edit, forget), switch to glance mode. Screenshots go to
+target/ui-artifacts/. The server runs as a scratch memory user whose database is deleted at the end. Usage: ui_test.py PATH/TO/autodidact"""
 import base64
 import json
 import os
@@ -79,7 +80,8 @@ class Driver:
             if v:
                 return v
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        page = self.js("return document.body.innerText")
+        raise AssertionError(f"timed out waiting for {what}; the page says:\n{page}")
 
     def screenshot(self, name):
         os.makedirs(ARTIFACTS, exist_ok=True)
@@ -108,7 +110,9 @@ def main() -> None:
     binary = sys.argv[1]
     sport, dport = free_port(), free_port()
     # A small context, so that a few messages outgrow it.
-    server = subprocess.Popen([binary, "serve", "--port", str(sport), "--ctx", str(CTX)],
+    user = f"ui-test-{os.getpid()}"
+    server = subprocess.Popen([binary, "serve", "--port", str(sport), "--ctx", str(CTX),
+                               "--user", user],
                               stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     driver_proc = subprocess.Popen(["chromedriver", f"--port={dport}"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
@@ -168,6 +172,7 @@ def main() -> None:
 
         # A conversation longer than the context: the oldest turns are left out, and the page says so.
         d.js("document.querySelector('#maxTokens').value = '32'")
+        failed_before = d.js("return document.querySelectorAll('.msg.failed').length")
         for i in range(4):
             before = d.js("return window.sent.length")
             d.js("document.querySelector('#input').value = arguments[0]",
@@ -176,10 +181,52 @@ def main() -> None:
             d.wait(f"return window.sent.length > {before} && !document.querySelector('#send').disabled",
                    "a long turn")
             assert d.js(LAST + "return x.dataset.state") == "done", d.js("return document.body.innerText")
+            assert d.js("return document.querySelectorAll('.msg.failed').length") == failed_before, \
+                d.js("return document.body.innerText")
         assert d.js("return document.querySelectorAll('.msg.dropped').length") > 0, "nothing trimmed"
         note = d.js("return [...document.querySelectorAll('.notice')].map(n => n.textContent).join(' | ')")
         assert "left out" in note and str(CTX) in note, note
         d.screenshot("trimmed.png")
+
+        # Memory: the panel adds, shows, searches, corrects and forgets; a reply says which
+        # memories its prompt held; a fact said in chat is learned after the reply.
+        d.click("#clear")
+        d.click("#memToggle")
+        d.wait("return document.querySelector('#memList').dataset.loaded", "the memory list")
+        d.type("#memAdd", "The user is allergic to peanuts.")
+        d.click("#memAddBtn")
+        mem_texts = "return [...document.querySelectorAll('#memList .mem .text')].map(e => e.textContent)"
+        d.wait(mem_texts.replace("return ", "return ") + ".includes('The user is allergic to peanuts.')",
+               "the added memory in the list")
+        d.js("document.querySelector('#maxTokens').value = '8'")
+        before = d.js("return window.sent.length")
+        d.type("#input", "Can I eat peanuts?")
+        d.click("#send")
+        d.wait(f"return window.sent.length > {before} && !document.querySelector('#send').disabled",
+               "the memory-using reply")
+        used = d.wait("const u = document.querySelectorAll('.used'); return u.length && u[u.length-1].textContent",
+                      "the used-memories line")
+        assert "allergic to peanuts" in used, used
+        assert d.js("return window.sent[window.sent.length-1].memory") is True
+        d.type("#input", "My name is Ada.")
+        d.click("#send")
+        d.wait(mem_texts + ".includes(\"The user's name is Ada.\")", "the learned memory in the panel")
+        d.screenshot("memory.png")
+        d.type("#memSearch", "Ada")
+        d.wait(mem_texts + ".join('|') === \"The user's name is Ada.\"", "the search result")
+        d.click("#memList .mem .edit")
+        d.js("document.querySelector('#memList .editText').value = \"The user's name is Ada Lovelace.\"")
+        d.click("#memList .save")
+        d.wait(mem_texts + ".includes(\"The user's name is Ada Lovelace.\")", "the corrected memory")
+        d.js("const s = document.querySelector('#memSearch'); s.value = ''; s.dispatchEvent(new Event('input'))")
+        d.wait(mem_texts + ".length === 2", "the whole list again")
+        peanut = "[...document.querySelectorAll('#memList .mem')].find(li => li.textContent.includes('peanuts'))"
+        d.js(f"{peanut}.querySelector('.forget').click()")
+        d.js(f"{peanut}.querySelector('.forget').click()")
+        d.wait(mem_texts + ".length === 1", "the forgotten memory to go")
+        api = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sport}/v1/memories", timeout=5).read())
+        assert [m["text"] for m in api["data"]] == ["The user's name is Ada Lovelace."], api
+        d.click("#memToggle")
 
         # Stop a long reply mid-stream. The page's requests get `ignore_eos` so the reply is surely
         # still running when Stop is pressed.
@@ -214,6 +261,11 @@ def main() -> None:
         driver_proc.terminate()
         server.terminate()
         server.wait(timeout=30)
+        home = os.environ.get("AUTODIDACT_HOME", os.path.expanduser("~/.autodidact"))
+        for suffix in ("", "-wal", "-shm"):
+            path = os.path.join(home, "memory", f"{user}.sqlite3{suffix}")
+            if os.path.exists(path):
+                os.remove(path)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 //! oldest turns are dropped (system messages stay) and the user is told.
 use anyhow::{Context, Result};
 use autodidact_engine::{Batch, FinishReason, GenConfig, Request, SamplingParams};
+use autodidact_memory::chat::{with_memories, ChatMemory, FinishedTurn};
+use autodidact_memory::extract::{Extractor, RuleExtractor};
+use autodidact_memory::{Embedding, Hit, UserMemory};
 use autodidact_model::{ChatTemplate, LoraAdapter, Message, Model};
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
@@ -22,10 +25,100 @@ pub struct ChatOptions {
     pub adapter_name: Option<String>,
     /// `AUTODIDACT_HOME`, where the line history is kept.
     pub home: PathBuf,
+    /// The user's memory (`None` with `--no-memory`): recalled into each prompt, learned from
+    /// after each reply.
+    pub memory: Option<Memory>,
+}
+
+/// One user's memory in a chat session.
+pub struct Memory {
+    pub chat: ChatMemory,
+    pub user: UserMemory,
+    /// This session's conversation key (its turns are stored under it).
+    pub session: String,
+}
+
+impl Memory {
+    /// The memories for `text`, counted in the chat model's tokens; a failure is reported and the
+    /// turn goes on without memory.
+    fn recall(&self, m: &Model, text: &str, n_ctx: usize) -> Vec<Hit> {
+        let count = |t: &str| m.tokenizer.encode(t, false, false).len();
+        let mut c = self.chat.recall;
+        c.token_budget = c.token_budget.min(n_ctx / 8);
+        self.chat
+            .recall_with(c, &self.user, text, &count)
+            .unwrap_or_else(|e| {
+                eprintln!("(memory: recall failed: {e})");
+                Vec::new()
+            })
+    }
+
+    fn learn(&mut self, said: &str, reply: &str) {
+        let turn = FinishedTurn {
+            conversation: Some(&self.session),
+            user: said,
+            reply,
+        };
+        match self.chat.learn(&mut self.user, &turn) {
+            Ok(l) => {
+                for a in &l.applied {
+                    if let Ok(m) = self.user.get(a.id()) {
+                        eprintln!("(remembered [{}] {})", m.id, m.text);
+                    }
+                }
+            }
+            Err(e) => eprintln!("(memory: could not store this turn: {e})"),
+        }
+    }
+
+    /// `/remember TEXT`, `/memories`, `/forget ID`; `None` when `line` is none of them.
+    fn command(&mut self, line: &str) -> Option<Result<()>> {
+        let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        Some(match cmd {
+            "/remember" if !rest.is_empty() => self.remember(rest),
+            "/memories" => self.user.list(false).map_err(Into::into).map(|list| {
+                if list.is_empty() {
+                    eprintln!("(no memories yet)");
+                }
+                for m in list {
+                    eprintln!("[{}] {} ({})", m.id, m.text, m.kind);
+                }
+            }),
+            "/forget" => match rest.parse::<i64>() {
+                Ok(id) => self
+                    .user
+                    .forget(id)
+                    .map(|()| eprintln!("(forgot memory {id})"))
+                    .map_err(Into::into),
+                Err(_) => Err(anyhow::anyhow!("usage: /forget ID (ids are in /memories)")),
+            },
+            _ => return None,
+        })
+    }
+
+    fn remember(&mut self, text: &str) -> Result<()> {
+        let line = format!("remember that {text}");
+        let cands = RuleExtractor.extract(&line)?;
+        let Some(c) = cands.into_iter().next() else {
+            anyhow::bail!("nothing to remember in {text:?}");
+        };
+        let mut new = c.into_new(None, None);
+        if let Some((model, vector)) = self.chat.embed_query(&new.text)? {
+            new.embedding = Some(Embedding { model, vector });
+        }
+        let a = self.user.remember(new)?;
+        let m = self.user.get(a.id())?;
+        eprintln!("(remembered [{}] {})", m.id, m.text);
+        Ok(())
+    }
 }
 
 const HELP: &str = "/help     this list
 /clear    forget the conversation (a system message stays)
+/remember TEXT    remember TEXT about you (memory is on unless --no-memory)
+/memories         what is remembered about you
+/forget ID        forget memory ID from disk
 /exit     leave (also /bye, Ctrl-D, or Ctrl-C twice at the prompt)
 Ctrl-C while the model answers stops the answer; ↑/↓ recall earlier lines.";
 
@@ -35,13 +128,21 @@ Ctrl-C while the model answers stops the answer; ↑/↓ recall earlier lines.";
 fn fit(
     m: &Model,
     template: &ChatTemplate,
-    history: &mut Vec<Message>,
+    (history, recalled): (&mut Vec<Message>, &[Hit]),
     n_ctx: usize,
     reserve: usize,
 ) -> Result<(Vec<u32>, usize)> {
     let mut dropped = 0;
     loop {
-        let prompt = template.render_tokens(&m.tokenizer, history)?;
+        let mut shown = history.clone();
+        with_memories(
+            &mut shown,
+            recalled,
+            |x| x.role.as_str(),
+            |x| &mut x.content,
+            |c| Message::new("system", &c),
+        );
+        let prompt = template.render_tokens(&m.tokenizer, &shown)?;
         if prompt.len() + reserve < n_ctx {
             return Ok((prompt, dropped));
         }
@@ -79,7 +180,29 @@ fn reply(
 ) -> Result<String> {
     let n_ctx = batch.config().n_ctx;
     let reserve = opts.params.max_tokens.clamp(1, (n_ctx / 4).max(1));
-    let (prompt, dropped) = fit(m, template, history, n_ctx, reserve)?;
+    let said = history
+        .last()
+        .map(|x| x.content.clone())
+        .unwrap_or_default();
+    let mut recalled = match &opts.memory {
+        Some(mem) => mem.recall(m, &said, n_ctx),
+        None => Vec::new(),
+    };
+    // Memory never costs the conversation its place: what fits only without it goes without it.
+    let (prompt, dropped) = match fit(m, template, (history, &recalled), n_ctx, reserve) {
+        Err(_) if !recalled.is_empty() => {
+            recalled.clear();
+            fit(m, template, (history, &[]), n_ctx, reserve)?
+        }
+        r => r?,
+    };
+    if !recalled.is_empty() {
+        let ids: Vec<String> = recalled
+            .iter()
+            .map(|h| format!("[{}]", h.memory.id))
+            .collect();
+        eprintln!("(using memories {})", ids.join(" "));
+    }
     if dropped > 0 {
         eprintln!(
             "(the conversation outgrew the context of {n_ctx} tokens: dropped its oldest {dropped} messages)"
@@ -149,7 +272,7 @@ fn save_history(ed: &mut DefaultEditor, path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run(m: &Model, opts: ChatOptions) -> Result<()> {
+pub fn run(m: &Model, mut opts: ChatOptions) -> Result<()> {
     let template = ChatTemplate::for_tokenizer(&m.tokenizer);
     let mut batch = Batch::new(GenConfig {
         n_ctx: opts.n_ctx,
@@ -159,7 +282,10 @@ pub fn run(m: &Model, opts: ChatOptions) -> Result<()> {
     let mut history: Vec<Message> = Vec::new();
     if let Some(p) = &opts.prompt {
         history.push(Message::new("user", p));
-        reply(m, &mut batch, &template, &mut history, &opts)?;
+        let answer = reply(m, &mut batch, &template, &mut history, &opts)?;
+        if let Some(mem) = &mut opts.memory {
+            mem.learn(p, &answer);
+        }
         return Ok(());
     }
     let name = m
@@ -206,6 +332,16 @@ pub fn run(m: &Model, opts: ChatOptions) -> Result<()> {
             continue;
         }
         let _ = ed.add_history_entry(text);
+        let word = text.split_whitespace().next().unwrap_or("");
+        if matches!(word, "/remember" | "/memories" | "/forget") {
+            match opts.memory.as_mut().and_then(|mem| mem.command(text)) {
+                Some(Err(e)) => eprintln!("error: {e:#}"),
+                Some(Ok(())) => {}
+                None if opts.memory.is_none() => eprintln!("memory is off (--no-memory)"),
+                None => eprintln!("usage: /remember TEXT, /memories, /forget ID"),
+            }
+            continue;
+        }
         match text {
             "/exit" | "/bye" => break,
             "/help" | "/?" => {
@@ -225,7 +361,12 @@ pub fn run(m: &Model, opts: ChatOptions) -> Result<()> {
         }
         history.push(Message::new("user", text));
         match reply(m, &mut batch, &template, &mut history, &opts) {
-            Ok(answer) => history.push(Message::new("assistant", &answer)),
+            Ok(answer) => {
+                if let Some(mem) = &mut opts.memory {
+                    mem.learn(text, &answer);
+                }
+                history.push(Message::new("assistant", &answer));
+            }
             Err(e) => {
                 history.pop();
                 eprintln!("error: {e:#}");

@@ -66,6 +66,12 @@ enum Cmd {
         /// The raw model, not the promoted self.
         #[arg(long)]
         base: bool,
+        /// Chat without memory: nothing recalled into prompts, nothing learned.
+        #[arg(long)]
+        no_memory: bool,
+        /// Whose memory (default: the OS user).
+        #[arg(long, env = "AUTODIDACT_USER")]
+        user: Option<String>,
     },
     /// Raw completion of PROMPT (no chat template); prints only the generated text.
     Generate {
@@ -245,6 +251,8 @@ fn run() -> Result<()> {
             ctx,
             adapter,
             base: raw,
+            no_memory,
+            user,
         } => {
             let (m, base) = load(&store, &model)?;
             let adapter = adapter.or(promoted_self(&store, &base, raw)?);
@@ -270,6 +278,17 @@ fn run() -> Result<()> {
                 adapter: loaded,
                 adapter_name: adapter,
                 home: store.home().to_path_buf(),
+                memory: if no_memory {
+                    None
+                } else {
+                    let chat = memory::chat_memory(&store)?;
+                    let user = user.unwrap_or_else(autodidact_memory::os_user);
+                    Some(chat::Memory {
+                        user: chat.open(&user)?,
+                        chat,
+                        session: format!("run {}", autodidact_store::now_secs()),
+                    })
+                },
             };
             chat::run(&m, opts)?;
         }
@@ -349,7 +368,12 @@ fn run() -> Result<()> {
                 args.adapter = promoted_self(&store, &base, args.base)?;
             }
             let cache = AdapterCache::new(store.adapters(), Some(store.model_sha256(&base)?));
-            serve::run(m, base.name, cache, args)?;
+            let memory = if args.no_memory {
+                None
+            } else {
+                Some(memory::chat_memory(&store)?)
+            };
+            serve::run(m, base.name, cache, memory, args)?;
         }
         Cmd::Train(args) => {
             let (m, base) = load(&store, &args.model)?;

@@ -112,34 +112,24 @@ pub enum MemoryCmd {
     },
 }
 
-/// The OS user's name as a memory user id: characters outside the safe set become '_'.
-fn default_user() -> String {
-    let raw = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "default".into());
-    let s: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match s.trim_start_matches(['.', '-']) {
-        "" => "default".into(),
-        t => t.chars().take(64).collect(),
-    }
-}
-
 pub fn memory_dir(home: &Path) -> PathBuf {
     home.join("memory")
 }
 
+/// Memory for `run` and `serve`: every user's database under the store's memory directory, with
+/// the sentence encoder when it is pulled (words and recency alone otherwise).
+pub fn chat_memory(store: &autodidact_store::Store) -> Result<autodidact_memory::chat::ChatMemory> {
+    let dir = store.data_dir("memory")?;
+    let embedder = load_embedder(store.home())?
+        .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn Embedder + Send + Sync>);
+    Ok(autodidact_memory::chat::ChatMemory::new(dir, embedder))
+}
+
 /// Opens the memory of `user` (or the OS user).
 pub fn open(home: &Path, user: Option<&str>) -> Result<UserMemory> {
-    let user = user.map(str::to_string).unwrap_or_else(default_user);
+    let user = user
+        .map(str::to_string)
+        .unwrap_or_else(autodidact_memory::os_user);
     Ok(UserMemory::open(&memory_dir(home), &user)?)
 }
 
@@ -153,6 +143,9 @@ struct MemoryJson<'a> {
     score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tokens: Option<usize>,
+    /// Similarity to the query by meaning, when the encoder is pulled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cosine: Option<f32>,
 }
 
 fn to_json<'a>(m: &'a Memory, hit: Option<&Hit>) -> MemoryJson<'a> {
@@ -162,6 +155,7 @@ fn to_json<'a>(m: &'a Memory, hit: Option<&Hit>) -> MemoryJson<'a> {
         valid_until_iso: m.valid_until.map(format_ms),
         score: hit.map(|h| h.score),
         tokens: hit.map(|h| h.tokens),
+        cosine: hit.and_then(|h| h.cosine),
     }
 }
 

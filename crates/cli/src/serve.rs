@@ -1,7 +1,9 @@
 //! `autodidact serve`: the OpenAI-compatible API and web UI on loopback (by default).
 use anyhow::{Context, Result};
 use autodidact_engine::{AdapterCache, EngineConfig, EngineHandle, GenConfig};
+use autodidact_memory::chat::ChatMemory;
 use autodidact_model::Model;
+use autodidact_server::memory::MemoryService;
 use autodidact_server::{AllowedHosts, AppState};
 use clap::Args;
 use std::net::IpAddr;
@@ -47,6 +49,13 @@ pub struct ServeArgs {
     /// (a request can still say `"truncation": "disabled"`).
     #[arg(long)]
     pub truncate_history: bool,
+    /// Answer without memory: nothing is recalled into prompts or learned from chats, and
+    /// /v1/memories is off.
+    #[arg(long)]
+    pub no_memory: bool,
+    /// Whose memory requests without a `user` field use (default: the OS user).
+    #[arg(long, env = "AUTODIDACT_USER")]
+    pub user: Option<String>,
 }
 
 /// `requested` context tokens, clamped to what `model` was trained for (positions beyond it are
@@ -92,7 +101,14 @@ fn allowed_hosts(host: &str, list: Option<&[String]>) -> AllowedHosts {
     }
 }
 
-pub fn run(model: Arc<Model>, name: String, adapters: AdapterCache, args: ServeArgs) -> Result<()> {
+/// Serves `model`; `memory` is `None` with `--no-memory`.
+pub fn run(
+    model: Arc<Model>,
+    name: String,
+    adapters: AdapterCache,
+    memory: Option<ChatMemory>,
+    args: ServeArgs,
+) -> Result<()> {
     let api_key = check_api_key(args.api_key)?;
     if args.ctx < 16 || args.parallel == 0 {
         anyhow::bail!("--ctx must be at least 16 and --parallel at least 1");
@@ -134,6 +150,20 @@ pub fn run(model: Arc<Model>, name: String, adapters: AdapterCache, args: ServeA
     state.truncate_history = args.truncate_history;
     if let Some(b) = args.max_body {
         state.body_limit = b;
+    }
+    if let Some(chat) = memory {
+        let user = args.user.clone().unwrap_or_else(autodidact_memory::os_user);
+        autodidact_memory::validate_user_id(&user)?;
+        eprintln!(
+            "memory on for user {user} ({}{}); --no-memory turns it off",
+            chat.dir().display(),
+            if chat.embedder().is_some() {
+                ", with the sentence encoder"
+            } else {
+                ", words only: `autodidact memory pull-embedder` adds meaning"
+            }
+        );
+        state.memory = Some(Arc::new(MemoryService::new(chat, user)));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

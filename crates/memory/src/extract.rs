@@ -37,6 +37,9 @@ impl Candidate {
     }
 }
 
+/// Longest memory text the rules propose (a sentence, not a pasted paragraph).
+pub const MAX_CANDIDATE_BYTES: usize = 300;
+
 /// Finds candidate memories in one user message.
 pub trait Extractor {
     fn extract(&self, message: &str) -> Result<Vec<Candidate>>;
@@ -136,7 +139,7 @@ fn rules() -> &'static [Rule] {
 fn remember_rule() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     R.get_or_init(|| {
-        Regex::new(r"(?i)^\s*(?:/remember\b|(?:please\s+)?(?:remember|note|don't forget)\b(?:\s+that)?)[\s:,]*(.+)$")
+        Regex::new(r"(?i)^\s*(?:/remember\b|(?:please\s+)?(?:(?:remember|don't forget)\b(?:\s+that)?|(?:note|keep in mind)\s+that\b))[\s:,]*(.+)$")
             .expect("static pattern")
     })
 }
@@ -237,27 +240,167 @@ pub fn third_person(s: &str) -> String {
             (r"(?i)\bI(?:'ve|’ve| have)\b", "the user has"),
             (r"(?i)\bI(?:'ll|’ll| will)\b", "the user will"),
             (r"(?i)\bI(?:'d|’d)\b", "the user would"),
+            // "I" before a verb is handled by `conjugate_after_i`; any other "I" is the user.
             (r"\bI\b", "the user"),
             (r"(?i)\bmy\b", "the user's"),
             (r"(?i)\bmine\b", "the user's"),
             (r"(?i)\bmyself\b", "the user"),
             (r"(?i)\bme\b", "the user"),
-            (
-                r"\bthe user (like|love|live|work|want|need|prefer|hate|eat|drink|play|go|take|own|speak|use|study|drive|watch|read)\b",
-                "the user ${1}s",
-            ),
-            (r"\bthe user do not\b", "the user does not"),
-            (r"\bthe user don't\b", "the user doesn't"),
         ]
         .into_iter()
         .map(|(p, t)| (Regex::new(p).expect("static pattern"), t))
         .collect()
     });
     let mut out = s.to_string();
-    for (re, to) in rules {
+    for (i, (re, to)) in rules.iter().enumerate() {
+        // After the contractions ("I'm", "I've", …), before the bare "I".
+        if i == 4 {
+            out = conjugate_after_i(&out);
+        }
         out = re.replace_all(&out, *to).into_owned();
     }
     out
+}
+
+/// Words after "I" that stay as they are for "the user": modals, past forms, and verbs already
+/// agreeing with any subject.
+const UNCHANGED: &[&str] = &[
+    "can",
+    "could",
+    "will",
+    "would",
+    "shall",
+    "should",
+    "may",
+    "might",
+    "must",
+    "was",
+    "were",
+    "did",
+    "had",
+    "has",
+    "is",
+    "does",
+    "used",
+    "ought",
+    "got",
+    "went",
+    "ate",
+    "took",
+    "saw",
+    "made",
+    "met",
+    "left",
+    "came",
+    "began",
+    "told",
+    "felt",
+    "found",
+    "gave",
+    "knew",
+    "lost",
+    "ran",
+    "said",
+    "sat",
+    "sold",
+    "spent",
+    "thought",
+    "wore",
+    "won",
+    "wrote",
+    "became",
+    "broke",
+    "brought",
+    "bought",
+    "built",
+    "caught",
+    "chose",
+    "drank",
+    "drove",
+    "fell",
+    "flew",
+    "forgot",
+    "grew",
+    "heard",
+    "held",
+    "kept",
+    "led",
+    "meant",
+    "paid",
+    "rode",
+    "sang",
+    "slept",
+    "spoke",
+    "stood",
+    "swam",
+    "taught",
+    "understood",
+    "woke",
+    "also",
+];
+
+/// Adverbs that may stand between "I" and its verb ("I always take the train").
+const ADVERBS: &[&str] = &[
+    "always",
+    "never",
+    "often",
+    "usually",
+    "really",
+    "also",
+    "just",
+    "still",
+    "sometimes",
+    "rarely",
+    "mostly",
+    "only",
+    "actually",
+    "generally",
+    "even",
+    "seldom",
+];
+
+/// `verb` agreeing with "the user" (third person singular present).
+fn conjugate(verb: &str) -> String {
+    let l = verb.to_lowercase();
+    match l.as_str() {
+        "have" => return "has".into(),
+        "do" => return "does".into(),
+        "go" => return "goes".into(),
+        "don't" | "don’t" => return "doesn't".into(),
+        _ => {}
+    }
+    if UNCHANGED.contains(&l.as_str()) || l.ends_with("ed") || l.ends_with("n't") {
+        return verb.to_string();
+    }
+    let before_y = l.chars().rev().nth(1);
+    if ["s", "sh", "ch", "x", "z", "o"]
+        .iter()
+        .any(|e| l.ends_with(e))
+    {
+        format!("{verb}es")
+    } else if l.ends_with('y') && before_y.is_some_and(|c| !"aeiou".contains(c)) {
+        format!("{}ies", &verb[..verb.len() - 1])
+    } else {
+        format!("{verb}s")
+    }
+}
+
+/// "I keep bees" → "the user keeps bees", "I always walk" → "the user always walks".
+fn conjugate_after_i(s: &str) -> String {
+    static R: OnceLock<Regex> = OnceLock::new();
+    let re = R.get_or_init(|| {
+        let adverbs = ADVERBS.join("|");
+        Regex::new(&format!(
+            r"(?i:\bI\s+((?:{adverbs}|[a-z]+ly)\s+)?)([A-Za-z]+(?:'t|’t)|[A-Za-z]+)\b"
+        ))
+        .expect("static pattern")
+    });
+    re.replace_all(s, |c: &fancy_regex::Captures| {
+        let adverb = c.get(1).map_or("", |m| m.as_str());
+        let verb = c.get(2).map_or("", |m| m.as_str());
+        format!("the user {adverb}{}", conjugate(verb))
+    })
+    .into_owned()
 }
 
 fn capitalize(s: &str) -> String {
@@ -323,6 +466,8 @@ impl Extractor for RuleExtractor {
                 }
             }
         }
+        // A pasted paragraph is not a fact about the user; a memory is a sentence.
+        out.retain(|c| c.text.len() <= MAX_CANDIDATE_BYTES);
         Ok(out)
     }
 }
@@ -505,6 +650,40 @@ mod tests {
                 Some("my:favorite color".to_string())
             )
         );
+    }
+
+    #[test]
+    fn first_person_verbs_agree_with_the_user() {
+        for (i, o) in [
+            ("I keep bees", "the user keeps bees"),
+            ("I always take the train", "the user always takes the train"),
+            ("I study law", "the user studies law"),
+            ("I play chess", "the user plays chess"),
+            ("I watch films", "the user watches films"),
+            ("I don't eat meat", "the user doesn't eat meat"),
+            ("I do not smoke", "the user does not smoke"),
+            ("I bought a bike", "the user bought a bike"),
+            ("I visited Rome", "the user visited Rome"),
+            ("I can swim", "the user can swim"),
+            (
+                "I'm tired and I have a cold",
+                "the user is tired and the user has a cold",
+            ),
+            ("my sister visits me", "the user's sister visits the user"),
+            ("I think I like jazz", "the user thinks the user likes jazz"),
+        ] {
+            assert_eq!(third_person(i), o);
+        }
+    }
+
+    #[test]
+    fn a_note_heading_or_a_paragraph_is_not_a_request_to_remember() {
+        let long = format!("remember that {}", "my list holds many things ".repeat(20));
+        for msg in ["Note 3: item3-0 item3-1.", "Noted, thanks.", long.as_str()] {
+            assert!(RuleExtractor.extract(msg).unwrap().is_empty(), "{msg}");
+        }
+        let c = RuleExtractor.extract("Note that I work nights.").unwrap();
+        assert_eq!(c[0].text, "The user works nights.");
     }
 
     #[test]

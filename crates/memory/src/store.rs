@@ -34,6 +34,28 @@ pub fn validate_user_id(id: &str) -> Result<()> {
     }
 }
 
+/// The OS user's name as a memory user id (characters outside the safe set become `_`): whose
+/// memory `run`, `serve` and `memory` use when none is named.
+pub fn os_user() -> String {
+    let raw = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_default();
+    let s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match s.trim_start_matches(['.', '-']) {
+        "" => "default".into(),
+        t => t.chars().take(64).collect(),
+    }
+}
+
 /// The database file of `user` under `dir`.
 pub fn user_db_path(dir: &Path, user: &str) -> Result<PathBuf> {
     validate_user_id(user)?;
@@ -296,6 +318,18 @@ impl UserMemory {
             params![title, started_at.unwrap_or_else(now_ms)],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The newest conversation titled `title`, if any.
+    pub fn find_conversation(&self, title: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM conversations WHERE title = ?1 ORDER BY id DESC LIMIT 1",
+                [title],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn add_turn(

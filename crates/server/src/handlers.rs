@@ -2,16 +2,19 @@
 //! health and metrics. Every request becomes `n` engine sequences whose events arrive on one
 //! channel; dropping the channel (a client that went away) cancels them in the engine.
 use crate::error::ApiError;
+use crate::memory;
 use crate::prompt::{self, Budget};
 use crate::request::JsonBody;
 use crate::types::{
-    ChatRequest, ChoiceLogprobs, CompletionRequest, SamplingFields, TokenLogprob, TopLogprob, Usage,
+    ChatMessage, ChatRequest, ChoiceLogprobs, CompletionRequest, SamplingFields, TokenLogprob,
+    TopLogprob, Usage,
 };
 use crate::AppState;
 use autodidact_engine::json_grammar::JsonGrammar;
 use autodidact_engine::{
     Completion, EngineError, Event, EventSink, FinishReason, Request, Sampled, SamplingParams,
 };
+use autodidact_memory::chat::with_memories;
 use autodidact_model::{LoraAdapter, Model};
 use autodidact_store::StoreError;
 use axum::extract::State;
@@ -385,8 +388,59 @@ async fn chat_inner(
                 .unwrap_or(n_ctx / 4)
         }),
     };
-    let messages = req.messages;
-    let prompt = prompt::chat(&state, messages, budget).await?;
+    let mut messages = req.messages;
+    // Memory: recalled for the user's latest message, learned from once the reply is out.
+    let memory = match &state.memory {
+        Some(svc) if req.memory != Some(false) => Some(svc.clone()),
+        _ => None,
+    };
+    let memory_on = memory.is_some();
+    let said = match messages.last() {
+        Some(m) if m.role == "user" => Some(m.content.clone()),
+        _ => None,
+    };
+    let mut recalled = match (&memory, &said) {
+        (Some(svc), Some(text)) => {
+            svc.recall(&state, req.user.as_deref(), text.clone())
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    let plain = (!recalled.is_empty()).then(|| messages.clone());
+    with_memories(
+        &mut messages,
+        &recalled,
+        |m| m.role.as_str(),
+        |m| &mut m.content,
+        |content| ChatMessage {
+            role: "system".into(),
+            content,
+        },
+    );
+    let after: Option<AfterReply> = match (memory, said) {
+        (Some(svc), Some(said)) => {
+            let (user, conversation) = (req.user.clone(), req.conversation.clone());
+            Some(Box::new(move |reply: &str| {
+                svc.learn_later(user, conversation, said, reply.to_string())
+            }))
+        }
+        _ => None,
+    };
+    // Memory never costs the conversation its place: a prompt that fits only without it goes
+    // without it.
+    let reply_room = req.sampling.max_tokens.map_or(1, |m| m as usize);
+    let prompt = match (prompt::chat(&state, messages, budget).await, plain) {
+        (Ok(p), Some(plain)) if p.tokens.len() + reply_room > n_ctx => {
+            recalled.clear();
+            prompt::chat(&state, plain, budget).await?
+        }
+        (Err(e), Some(plain)) if e.code == Some("context_length_exceeded") => {
+            recalled.clear();
+            prompt::chat(&state, plain, budget).await?
+        }
+        (r, _) => r?,
+    };
+    let used = memory_on.then(|| memory::used_json(&recalled));
     let dropped = prompt.dropped;
     let (params, n) = sampling(&req.sampling, n_ctx, prompt.tokens.len(), top)?;
     let rx = submit(&state, vec![prompt.tokens], params, n, (json, adapter))?;
@@ -403,10 +457,21 @@ async fn chat_inner(
             id,
             created,
             include_usage: req.sampling.include_usage,
+            memories: used,
+            after,
         };
         stream(state, rx, spec)
     } else {
-        chat_reply(&state, rx, n, top.is_some(), (id, created, model_name)).await?
+        let reply = ChatReply {
+            n,
+            logprobs: top.is_some(),
+            id,
+            created,
+            model_name,
+            memories: used,
+            after,
+        };
+        chat_reply(&state, rx, reply).await?
     };
     if dropped > 0 {
         response
@@ -416,16 +481,41 @@ async fn chat_inner(
     Ok(response)
 }
 
+/// Runs once a chat reply is complete, with its first choice (memory learns from it).
+type AfterReply = Box<dyn FnOnce(&str) + Send>;
+
+/// What a whole (not streamed) chat reply carries besides its choices.
+struct ChatReply {
+    n: usize,
+    logprobs: bool,
+    id: String,
+    created: u64,
+    model_name: String,
+    /// The memories the prompt held (`None`: memory was off for this request).
+    memories: Option<Value>,
+    after: Option<AfterReply>,
+}
+
 /// The whole (not streamed) chat reply.
 async fn chat_reply(
     state: &AppState,
     rx: mpsc::UnboundedReceiver<(usize, Event)>,
-    n: usize,
-    logprobs: bool,
-    (id, created, model_name): (String, u64, String),
+    r: ChatReply,
 ) -> Result<Response, ApiError> {
+    let ChatReply {
+        n,
+        logprobs,
+        id,
+        created,
+        model_name,
+        memories,
+        after,
+    } = r;
     let top = logprobs.then_some(());
     let done = collect(state, rx, n).await?;
+    if let (Some(f), Some(first)) = (after, done.first()) {
+        f(&first.text);
+    }
     let m = &state.engine.model;
     let choices: Vec<Value> = done
         .iter()
@@ -441,15 +531,18 @@ async fn chat_reply(
             })
         })
         .collect();
-    Ok(Json(json!({
+    let mut body = json!({
         "id": id,
         "object": "chat.completion",
         "created": created,
         "model": model_name,
         "choices": choices,
         "usage": usage(&done, n),
-    }))
-    .into_response())
+    });
+    if let Some(m) = memories {
+        body["memories"] = m;
+    }
+    Ok(Json(body).into_response())
 }
 
 pub async fn completions(
@@ -507,6 +600,8 @@ async fn completions_inner(
             id,
             created,
             include_usage,
+            memories: None,
+            after: None,
         };
         return Ok(stream(state, rx, spec));
     }
@@ -577,6 +672,9 @@ struct StreamSpec {
     id: String,
     created: u64,
     include_usage: bool,
+    /// Chat: the memories the prompt held, sent with the first chunk.
+    memories: Option<Value>,
+    after: Option<AfterReply>,
 }
 
 fn stream(
@@ -592,6 +690,8 @@ fn stream(
         id,
         created,
         include_usage,
+        memories,
+        after,
     } = spec;
     let (out_tx, out_rx) = mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
@@ -610,7 +710,17 @@ fn stream(
         if let StreamKind::Chat { .. } = kind {
             for i in 0..count {
                 let c = json!([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]);
-                if out_tx.send(chunk(c, None)).await.is_err() {
+                let mut event = chunk(c, None);
+                if let (0, Some(m)) = (i, &memories) {
+                    let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model_name,
+                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}],
+                        "memories": m});
+                    if include_usage {
+                        v["usage"] = Value::Null;
+                    }
+                    event = SseEvent::default().data(v.to_string());
+                }
+                if out_tx.send(event).await.is_err() {
                     return;
                 }
             }
@@ -618,6 +728,8 @@ fn stream(
         let start = Instant::now();
         let mut last = vec![None::<Instant>; count];
         let mut done = Vec::new();
+        // The first choice's text, for `after` (the whole reply learns from choice 0 too).
+        let mut first_text = None::<String>;
         let mut left = count;
         while left > 0 {
             let Some((i, ev)) = rx.recv().await else {
@@ -648,6 +760,9 @@ fn stream(
                 }
                 Event::Done(c) => {
                     left -= 1;
+                    if i == 0 {
+                        first_text = Some(c.text.clone());
+                    }
                     let f = finish_str(c.finish);
                     done.push(c);
                     match kind {
@@ -669,6 +784,9 @@ fn stream(
                 // The client went away: dropping `rx` here cancels the sequences.
                 return;
             }
+        }
+        if let (Some(f), Some(text)) = (after, &first_text) {
+            f(text);
         }
         if include_usage {
             let u = usage(&done, n);

@@ -1,5 +1,5 @@
-//! The OpenAI-compatible HTTP API (chat, completions, models), health, Prometheus metrics and the
-//! embedded web UI, over an engine handle. `app(state)` builds the router; `serve` runs it.
+//! The OpenAI-compatible HTTP API (chat, completions, models), users' memories, health, Prometheus
+//! metrics and the embedded web UI, over an engine handle. `app(state)` builds the router; `serve` runs it.
 //!
 //! ```no_run
 //! use autodidact_engine::{EngineConfig, EngineHandle};
@@ -20,6 +20,7 @@ mod error;
 mod guard;
 mod handlers;
 mod log_sink;
+pub mod memory;
 mod metrics;
 mod prompt;
 mod request;
@@ -37,7 +38,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::sync::Arc;
 
@@ -72,6 +73,9 @@ pub struct AppState {
     pub adapters: Option<Arc<AdapterCache>>,
     /// Applied when a request names the plain base model.
     pub default_adapter: Option<String>,
+    /// Users' memories: recalled into chat prompts, learned from after replies, and served under
+    /// `/v1/memories`. `None` turns memory off.
+    pub memory: Option<Arc<memory::MemoryService>>,
 }
 
 impl AppState {
@@ -93,6 +97,7 @@ impl AppState {
             max_token_bytes,
             adapters: None,
             default_adapter: None,
+            memory: None,
         }
     }
 }
@@ -136,6 +141,21 @@ pub fn app(state: AppState) -> Router {
         .route("/chat/completions", post(handlers::chat))
         .route("/completions", post(handlers::completions))
         .route("/models", get(handlers::models))
+        .route(
+            "/memories",
+            get(memory::list).post(memory::add).delete(memory::wipe),
+        )
+        .route("/memories/export", get(memory::export))
+        .route("/memories/import", post(memory::import))
+        .route(
+            "/memories/{id}",
+            get(memory::get_one)
+                .patch(memory::edit)
+                .delete(memory::forget),
+        )
+        .route("/memories/{id}/history", get(memory::history))
+        .route("/conversations", get(memory::conversations))
+        .route("/conversations/{id}", delete(memory::forget_conversation))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .nest("/v1", v1)

@@ -299,6 +299,9 @@ impl ChatRequest {
             top_logprobs: o.count("top_logprobs")?,
             response_format,
             truncate,
+            user: o.string("user")?,
+            memory: o.boolean("memory")?,
+            conversation: o.string("conversation_id")?,
             sampling: sampling(&o)?,
         })
     }

@@ -50,6 +50,13 @@ pub struct ChatRequest {
     pub response_format: Option<ResponseFormat>,
     /// `truncation: "auto"` (OpenAI's Responses API word): drop the oldest turns that do not fit.
     pub truncate: Option<bool>,
+    /// OpenAI's end-user id: whose memory the chat recalls and learns into.
+    pub user: Option<String>,
+    /// `"memory": false` answers without recalling or learning (on by default where the server
+    /// has memory).
+    pub memory: Option<bool>,
+    /// `conversation_id`: groups the turns the server stores (one conversation a day without it).
+    pub conversation: Option<String>,
     pub sampling: SamplingFields,
 }
 

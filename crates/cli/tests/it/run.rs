@@ -63,3 +63,74 @@ fn chat_commands_history_and_a_conversation_longer_than_the_context() {
     }
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// Runs `run` on `model` in `home` with `input` piped in; returns stderr.
+fn chat(home: &std::path::Path, model: &std::path::Path, extra: &[&str], input: &str) -> String {
+    let mut child = bin()
+        .env("AUTODIDACT_HOME", home)
+        .env("AUTODIDACT_USER", "tester")
+        .args(["run", "-m"])
+        .arg(model)
+        .args(["--ctx", "256", "-n", "4", "--temperature", "0"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn run_remembers_recalls_and_forgets_unless_memory_is_off() {
+    let home = std::env::temp_dir().join(format!("ad-run-mem-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let model = home.join("tiny.gguf");
+    std::fs::write(&model, tiny_model(Arch::Gemma3, GgmlType::Q8_0, 9)).unwrap();
+    // Learned from what the user says, and explicitly with /remember.
+    let e = chat(
+        &home,
+        &model,
+        &[],
+        "My name is Zed.\n/remember I keep bees\n/memories\n",
+    );
+    assert!(
+        e.contains("(remembered [1] The user's name is Zed.)"),
+        "{e}"
+    );
+    assert!(e.contains("(remembered [2] The user keeps bees.)"), "{e}");
+    assert!(e.contains("[2] The user keeps bees. (fact)"), "{e}");
+    // A later session recalls it and says so; /forget deletes it.
+    let e = chat(
+        &home,
+        &model,
+        &[],
+        "what about my bees\n/forget 2\n/memories\n",
+    );
+    assert!(e.contains("(using memories [2])"), "{e}");
+    assert!(e.contains("(forgot memory 2)"), "{e}");
+    assert!(!e.contains("[2] The user keeps bees. (fact)"), "{e}");
+    // With --no-memory nothing is recalled or learned, and the commands say memory is off.
+    let e = chat(
+        &home,
+        &model,
+        &["--no-memory"],
+        "what is my name\nI live in Oslo.\n/memories\n",
+    );
+    assert!(!e.contains("using memories"), "{e}");
+    assert!(e.contains("memory is off"), "{e}");
+    let e = chat(&home, &model, &[], "/memories\n");
+    assert!(e.contains("[1] The user's name is Zed."), "{e}");
+    assert!(!e.contains("Oslo"), "{e}");
+    let _ = std::fs::remove_dir_all(&home);
+}

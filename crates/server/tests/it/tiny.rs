@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
-fn tiny() -> Arc<Model> {
+pub(crate) fn tiny() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
     M.get_or_init(|| {
         let spec = TinySpec::new(Arch::Gemma3, GgmlType::F32, 11);
@@ -32,7 +32,7 @@ fn tiny() -> Arc<Model> {
 
 /// A server state over the tiny model. Its trained context is 256, but the random weights do not
 /// care, so tests may ask for more (the CLI clamps; see `serve.rs`).
-fn state(ctx: usize, parallel: usize, queue: usize) -> AppState {
+pub(crate) fn state(ctx: usize, parallel: usize, queue: usize) -> AppState {
     let engine = EngineHandle::spawn(
         tiny(),
         EngineConfig {
@@ -54,19 +54,19 @@ fn shared() -> AppState {
     S.get_or_init(|| state(512, 4, 8)).clone()
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
     /// An OpenAI-shaped error with `status` whose message holds `needle`.
-    fn error(&self, status: u16, needle: &str) -> Value {
+    pub(crate) fn error(&self, status: u16, needle: &str) -> Value {
         assert_eq!(self.status.as_u16(), status, "{}", self.body);
         let e = self.json()["error"].clone();
         let msg = e["message"].as_str().unwrap_or_default();
@@ -77,7 +77,7 @@ impl Reply {
 }
 
 /// Sends `req` through the router in process. `Host: 127.0.0.1:8080` unless the test sets one.
-async fn call(state: &AppState, mut req: Request<Body>) -> Reply {
+pub(crate) async fn call(state: &AppState, mut req: Request<Body>) -> Reply {
     if !req.headers().contains_key("host") {
         req.headers_mut()
             .insert("host", "127.0.0.1:8080".parse().unwrap());
@@ -95,7 +95,11 @@ async fn call(state: &AppState, mut req: Request<Body>) -> Reply {
     }
 }
 
-fn post_with(path: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Request<Body> {
+pub(crate) fn post_with(
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Request<Body> {
     let mut b = Request::post(path);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -103,13 +107,13 @@ fn post_with(path: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Req
     b.body(body.into()).unwrap()
 }
 
-const JSON: (&str, &str) = ("content-type", "application/json");
+pub(crate) const JSON: (&str, &str) = ("content-type", "application/json");
 
-async fn post(state: &AppState, path: &str, body: &Value) -> Reply {
+pub(crate) async fn post(state: &AppState, path: &str, body: &Value) -> Reply {
     call(state, post_with(path, &[JSON], body.to_string())).await
 }
 
-fn chat(content: &str, extra: Value) -> Value {
+pub(crate) fn chat(content: &str, extra: Value) -> Value {
     let mut b = json!({
         "model": "tiny",
         "messages": [{"role": "user", "content": content}],
@@ -455,7 +459,7 @@ async fn requests_that_can_never_run_or_ask_for_nothing_are_400() {
 }
 
 /// Starts `state` on a free loopback port over real HTTP.
-fn serve(state: AppState) -> u16 {
+pub(crate) fn serve(state: AppState) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     l.set_nonblocking(true).unwrap();

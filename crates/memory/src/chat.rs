@@ -1,0 +1,300 @@
+//! Memory in a conversation, shared by `run` and `serve`: what to recall for the user's message
+//! (a prompt section under a token budget), and what to learn from a finished turn (both turns
+//! stored, the user's mined for memories and applied).
+//!
+//! ```
+//! use autodidact_memory::chat::{ChatMemory, FinishedTurn};
+//! let dir = tempfile::tempdir().unwrap();
+//! let memory = ChatMemory::new(dir.path().to_path_buf(), None);
+//! let mut alice = memory.open("alice").unwrap();
+//! let turn = FinishedTurn { conversation: None, user: "My name is Alice.", reply: "Hello!" };
+//! memory.learn(&mut alice, &turn).unwrap();
+//! let hits = memory.recall(&alice, "what is my name?", &autodidact_memory::text::estimate_tokens);
+//! assert_eq!(hits.unwrap()[0].memory.text, "The user's name is Alice.");
+//! ```
+use crate::error::Result;
+use crate::extract::RuleExtractor;
+use crate::ingest::Pipeline;
+use crate::search::{Hit, Query};
+use crate::store::UserMemory;
+use crate::types::{Applied, Source};
+use crate::Embedder;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How much memory goes into one prompt. Callers cap the budget by their context too: memory
+/// must never crowd out the conversation (`run` and `serve` give it at most an eighth).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecallConfig {
+    /// Most memories in one prompt.
+    pub limit: usize,
+    /// Most prompt tokens they may take together (the issue's goal is ≤ 2,000 a query; a small
+    /// model's context is better spent on the conversation).
+    pub token_budget: usize,
+    /// A memory that shares no word with the message needs at least this cosine: vector search
+    /// always returns its nearest rows, related or not. With all-MiniLM-L6-v2, a question and the
+    /// memory that answers it in other words ("Can I eat a snickers bar?" / "The user is allergic
+    /// to peanuts.") measured 0.27–0.32, unrelated pairs −0.08–0.14.
+    pub min_cosine: f32,
+}
+
+impl Default for RecallConfig {
+    fn default() -> Self {
+        RecallConfig {
+            limit: 5,
+            token_budget: 300,
+            min_cosine: 0.25,
+        }
+    }
+}
+
+/// Every user's memory under one directory, with the embedder both paths use.
+pub struct ChatMemory {
+    dir: PathBuf,
+    embedder: Option<Arc<dyn Embedder + Send + Sync>>,
+    pub recall: RecallConfig,
+}
+
+/// A turn that was answered: what the user said and what the assistant replied.
+pub struct FinishedTurn<'a> {
+    /// The client's conversation key; turns without one go to a conversation per UTC day.
+    pub conversation: Option<&'a str>,
+    pub user: &'a str,
+    pub reply: &'a str,
+}
+
+/// What `learn` did with a turn.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Learned {
+    pub conversation: i64,
+    pub user_turn: i64,
+    pub applied: Vec<Applied>,
+    /// Time spent storing, extracting, embedding and applying.
+    pub millis: f64,
+}
+
+/// The conversation title a client's key (or the day) maps to.
+fn conversation_title(key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("chat {}", k.chars().take(128).collect::<String>()),
+        None => format!(
+            "chat {}",
+            &crate::time::format_ms(crate::time::now_ms())[..10]
+        ),
+    }
+}
+
+impl ChatMemory {
+    pub fn new(dir: PathBuf, embedder: Option<Arc<dyn Embedder + Send + Sync>>) -> Self {
+        ChatMemory {
+            dir,
+            embedder,
+            recall: RecallConfig::default(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn embedder(&self) -> Option<&(dyn Embedder + Send + Sync)> {
+        self.embedder.as_deref()
+    }
+
+    /// `user`'s memory (the id is validated: it names the one file this handle can read).
+    pub fn open(&self, user: &str) -> Result<UserMemory> {
+        UserMemory::open(&self.dir, user)
+    }
+
+    /// The query's vector, when there is an embedder.
+    pub fn embed_query(&self, text: &str) -> Result<Option<(String, Vec<f32>)>> {
+        let Some(e) = &self.embedder else {
+            return Ok(None);
+        };
+        Ok(e.embed(&[text])?.pop().map(|v| (e.name().to_string(), v)))
+    }
+
+    /// The current memories worth putting in the prompt for `message`, best first, within the
+    /// token budget (`count_tokens` is the chat model's tokenizer where there is one).
+    pub fn recall(
+        &self,
+        mem: &UserMemory,
+        message: &str,
+        count_tokens: &dyn Fn(&str) -> usize,
+    ) -> Result<Vec<Hit>> {
+        self.recall_with(self.recall, mem, message, count_tokens)
+    }
+
+    /// `recall` under other limits (a caller with a small context lowers the budget).
+    pub fn recall_with(
+        &self,
+        c: RecallConfig,
+        mem: &UserMemory,
+        message: &str,
+        count_tokens: &dyn Fn(&str) -> usize,
+    ) -> Result<Vec<Hit>> {
+        if c.limit == 0 || c.token_budget == 0 {
+            return Ok(Vec::new());
+        }
+        let qv = self.embed_query(message)?;
+        let q = Query {
+            embedding: qv.as_ref().map(|(m, v)| (m.as_str(), v.as_slice())),
+            limit: c.limit,
+            token_budget: Some(c.token_budget),
+            count_tokens,
+            ..Query::new(message)
+        };
+        Ok(self.relevant(mem.search(&q)?, c.min_cosine))
+    }
+
+    /// A user's search (the memory panel, `GET /v1/memories?q=`): like `recall`, only memories
+    /// that share a word with the query or are near it in meaning, but any number of them and,
+    /// with `include_invalid`, closed ones too.
+    pub fn search(
+        &self,
+        mem: &UserMemory,
+        text: &str,
+        limit: usize,
+        include_invalid: bool,
+    ) -> Result<Vec<Hit>> {
+        let qv = self.embed_query(text)?;
+        let q = Query {
+            embedding: qv.as_ref().map(|(m, v)| (m.as_str(), v.as_slice())),
+            limit,
+            include_invalid,
+            ..Query::new(text)
+        };
+        Ok(self.relevant(mem.search(&q)?, self.recall.min_cosine))
+    }
+
+    fn relevant(&self, hits: Vec<Hit>, min_cosine: f32) -> Vec<Hit> {
+        hits.into_iter()
+            .filter(|h| h.bm25_rank.is_some() || h.cosine.is_some_and(|s| s >= min_cosine))
+            .collect()
+    }
+
+    /// Stores the turn and applies what the user's message says about them (rules: instant and
+    /// deterministic). Runs after the reply was sent, so it never delays it.
+    pub fn learn(&self, mem: &mut UserMemory, turn: &FinishedTurn) -> Result<Learned> {
+        let start = Instant::now();
+        let title = conversation_title(turn.conversation);
+        let conversation = match mem.find_conversation(&title)? {
+            Some(id) => id,
+            None => mem.add_conversation(&title, None)?,
+        };
+        let user_turn = mem.add_turn(conversation, None, "user", turn.user, None)?;
+        mem.add_turn(conversation, None, "assistant", turn.reply, None)?;
+        let pipeline = Pipeline {
+            extractors: vec![&RuleExtractor],
+            embedder: self.embedder.as_deref().map(|e| e as &dyn Embedder),
+        };
+        let source = Source {
+            conversation,
+            turn: Some(user_turn),
+        };
+        let applied = pipeline
+            .process(mem, turn.user, Some(source), None)?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        Ok(Learned {
+            conversation,
+            user_turn,
+            applied,
+            millis: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}
+
+/// `messages` with the memory section first: merged into a leading system message, or as one.
+/// The section stays plain text (rendered without parsing special tokens), so a remembered
+/// sentence cannot forge a turn.
+pub fn with_memories<M>(
+    messages: &mut Vec<M>,
+    hits: &[Hit],
+    role_of: impl Fn(&M) -> &str,
+    content_of: impl Fn(&mut M) -> &mut String,
+    system: impl FnOnce(String) -> M,
+) {
+    if hits.is_empty() {
+        return;
+    }
+    let section = crate::search::format_for_prompt(hits);
+    match messages.first_mut() {
+        Some(first) if role_of(first) == "system" => {
+            let c = content_of(first);
+            c.push_str("\n\n");
+            c.push_str(section.trim_end());
+        }
+        _ => messages.insert(0, system(section.trim_end().to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Kind, NewMemory};
+
+    #[test]
+    fn learning_keys_conversations_and_recall_needs_a_word_or_a_near_vector() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = ChatMemory::new(dir.path().to_path_buf(), None);
+        let mut m = memory.open("u").unwrap();
+        let t = |user| FinishedTurn {
+            conversation: Some("abc"),
+            user,
+            reply: "ok",
+        };
+        let a = memory.learn(&mut m, &t("I live in Lyon.")).unwrap();
+        let b = memory.learn(&mut m, &t("What's up?")).unwrap();
+        assert_eq!(a.conversation, b.conversation);
+        assert_eq!(a.applied.len(), 1);
+        assert!(b.applied.is_empty());
+        assert_eq!(m.turns(a.conversation).unwrap().len(), 4);
+        let other = memory
+            .learn(
+                &mut m,
+                &FinishedTurn {
+                    conversation: None,
+                    user: "hi",
+                    reply: "hello",
+                },
+            )
+            .unwrap();
+        assert_ne!(other.conversation, a.conversation);
+        m.remember(NewMemory::new("The user plays chess.", Kind::Fact))
+            .unwrap();
+        let est = crate::text::estimate_tokens;
+        let hits = memory.recall(&m, "where do I live?", &est).unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert!(hits[0].memory.text.contains("Lyon"));
+        assert!(memory
+            .recall(&m, "tell me a joke", &est)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn the_section_joins_a_system_message_or_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = UserMemory::open(dir.path(), "u").unwrap();
+        m.remember(NewMemory::new("The user is vegan.", Kind::Fact))
+            .unwrap();
+        let hits = m.search(&Query::new("vegan")).unwrap();
+        type Msg = (String, String);
+        let sys = |c: String| ("system".to_string(), c);
+        let mut a: Vec<Msg> = vec![("user".into(), "hi".into())];
+        with_memories(&mut a, &hits, |m| &m.0, |m| &mut m.1, sys);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].0, "system");
+        assert!(a[0].1.contains("The user is vegan."));
+        let mut b: Vec<Msg> = vec![("system".into(), "Be brief.".into()), a[1].clone()];
+        with_memories(&mut b, &hits, |m| &m.0, |m| &mut m.1, sys);
+        assert_eq!(b.len(), 2);
+        assert!(b[0].1.starts_with("Be brief.\n\nWhat you remember"));
+        let mut c = b.clone();
+        with_memories(&mut c, &[], |m| &m.0, |m| &mut m.1, sys);
+        assert_eq!(c, b);
+    }
+}

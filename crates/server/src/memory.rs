@@ -1,0 +1,534 @@
+//! `/v1/memories` and `/v1/conversations`: a user's memory over HTTP (list, search, add, edit,
+//! forget, history, export, import, wipe), and the memory service chat uses to recall before a
+//! reply and learn after it. Every route opens exactly one user's database, named by the `user`
+//! query parameter (or body field) and validated as a file name; without one, the server's owner.
+use crate::error::ApiError;
+use crate::request::JsonBody;
+use crate::AppState;
+use autodidact_memory::chat::{ChatMemory, FinishedTurn, Learned};
+use autodidact_memory::{Export, Hit, Kind, Memory, MemoryError, NewMemory, UserMemory};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
+
+/// Open databases kept at once; past this the least recently opened is closed.
+const MAX_OPEN: usize = 64;
+/// Most results one list or search returns.
+const MAX_LIMIT: usize = 1000;
+
+/// The memories of every user of this server, one open database per user.
+pub struct MemoryService {
+    pub chat: ChatMemory,
+    /// Whose memory a request without `user` reads: the OS user the server runs as.
+    pub default_user: String,
+    open: Mutex<Vec<(String, Arc<Mutex<UserMemory>>)>>,
+}
+
+impl MemoryService {
+    pub fn new(chat: ChatMemory, default_user: String) -> Self {
+        MemoryService {
+            chat,
+            default_user,
+            open: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn handle(&self, user: &str) -> Result<Arc<Mutex<UserMemory>>, MemoryError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, h)) = open.iter().find(|(u, _)| u == user) {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(Mutex::new(self.chat.open(user)?));
+        if open.len() >= MAX_OPEN {
+            open.remove(0);
+        }
+        open.push((user.to_string(), h.clone()));
+        Ok(h)
+    }
+
+    /// Runs `f` on `user`'s memory on a blocking thread (SQLite and the encoder block).
+    pub async fn with_user<T: Send + 'static>(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        f: impl FnOnce(&ChatMemory, &mut UserMemory) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let user = user.unwrap_or(&self.default_user).to_string();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let h = this.handle(&user)?;
+            let mut mem = h.lock().unwrap_or_else(|p| p.into_inner());
+            f(&this.chat, &mut mem)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(MemoryError::BadInput {
+                what: "memory task",
+                message: e.to_string(),
+            })
+        })
+        .map_err(api_error)
+    }
+
+    /// Memories for the prompt of `message` (the chat model's tokenizer counts their tokens).
+    pub async fn recall(
+        self: &Arc<Self>,
+        state: &AppState,
+        user: Option<&str>,
+        message: String,
+    ) -> Result<Vec<Hit>, ApiError> {
+        let model = state.engine.model.clone();
+        let n_ctx = state.engine.config.gen.n_ctx;
+        self.with_user(user, move |chat, mem| {
+            let count = |t: &str| model.tokenizer.encode(t, false, false).len();
+            let mut c = chat.recall;
+            c.token_budget = c.token_budget.min(n_ctx / 8);
+            chat.recall_with(c, mem, &message, &count)
+        })
+        .await
+    }
+
+    /// Stores a finished turn and learns from it, in the background: the reply is already out.
+    pub fn learn_later(
+        self: &Arc<Self>,
+        user: Option<String>,
+        conversation: Option<String>,
+        said: String,
+        reply: String,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let r = this
+                .with_user(user.as_deref(), move |chat, mem| {
+                    let turn = FinishedTurn {
+                        conversation: conversation.as_deref(),
+                        user: &said,
+                        reply: &reply,
+                    };
+                    chat.learn(mem, &turn)
+                })
+                .await;
+            match r {
+                Ok(Learned {
+                    applied, millis, ..
+                }) => log::debug!("memory: {} changes in {millis:.1} ms", applied.len()),
+                Err(e) => log::warn!("memory: learning from a turn failed: {}", e.message),
+            }
+        });
+    }
+}
+
+/// The memory store's errors in the API's words; storage failures go to the log only.
+pub fn api_error(e: MemoryError) -> ApiError {
+    match e {
+        MemoryError::InvalidUserId { .. } => ApiError::bad_request(e.to_string()).param("user"),
+        MemoryError::NoSuchMemory { id } => {
+            ApiError::bad_request(format!("no memory with id {id} for this user"))
+                .status(StatusCode::NOT_FOUND)
+                .code("memory_not_found")
+        }
+        MemoryError::NoSuchConversation { id } => {
+            ApiError::bad_request(format!("no conversation with id {id} for this user"))
+                .status(StatusCode::NOT_FOUND)
+                .code("conversation_not_found")
+        }
+        MemoryError::BadKind { .. } => ApiError::bad_request(e.to_string()).param("kind"),
+        MemoryError::EmptyText => ApiError::bad_request(e.to_string()).param("text"),
+        MemoryError::BadConfidence { .. } => {
+            ApiError::bad_request(e.to_string()).param("confidence")
+        }
+        MemoryError::NotEmpty { .. }
+        | MemoryError::Json { .. }
+        | MemoryError::BadInput { .. }
+        | MemoryError::BadEmbedding
+        | MemoryError::DimMismatch { .. } => ApiError::bad_request(e.to_string()),
+        other => {
+            log::error!("memory store: {other}");
+            ApiError {
+                message: "the memory store failed; try again".into(),
+                ..ApiError::internal("memory store failure (logged above)")
+            }
+        }
+    }
+}
+
+fn service(state: &AppState) -> Result<&Arc<MemoryService>, ApiError> {
+    state.memory.as_ref().ok_or_else(|| {
+        ApiError::bad_request("memory is off on this server (it was started with --no-memory)")
+            .status(StatusCode::NOT_FOUND)
+            .code("memory_disabled")
+    })
+}
+
+/// A memory as the API shows it, with its search score when it came from a search.
+pub fn memory_json(m: &Memory, score: Option<f64>) -> Value {
+    let mut v = json!({
+        "id": m.id,
+        "object": "memory",
+        "text": m.text,
+        "kind": m.kind,
+        "subject": m.subject,
+        "created": m.created,
+        "updated": m.updated,
+        "valid_from": m.valid_from,
+        "valid_until": m.valid_until,
+        "current": m.is_current(),
+        "confidence": m.confidence,
+        "superseded_by": m.superseded_by,
+        "sources": m.sources.iter().map(|s| json!({"conversation": s.conversation, "turn": s.turn})).collect::<Vec<_>>(),
+    });
+    if let Some(s) = score {
+        v["score"] = json!(s);
+    }
+    v
+}
+
+fn list_json(items: Vec<Value>) -> Response {
+    Json(json!({"object": "list", "data": items})).into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct UserParams {
+    user: Option<String>,
+    /// Search text (list when absent).
+    q: Option<String>,
+    limit: Option<usize>,
+    /// Closed (superseded or invalidated) memories too.
+    all: Option<bool>,
+    /// Required by wipe: there is no undo.
+    confirm: Option<bool>,
+}
+
+/// Reads `user` from the body when the query did not give it; a conflict is refused.
+fn user_of(params: &UserParams, body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    let from_body = match body.get("user") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::bad_request("`user` must be a string").param("user")),
+    };
+    match (&params.user, from_body) {
+        (Some(a), Some(b)) if *a != b => Err(ApiError::bad_request(
+            "the query's `user` and the body's `user` differ; give one",
+        )
+        .param("user")),
+        (a, b) => Ok(a.clone().or(b)),
+    }
+}
+
+fn text_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("`{key}` must be a string")).param(key)),
+    }
+}
+
+fn kind_field(body: &Map<String, Value>) -> Result<Option<Kind>, ApiError> {
+    text_field(body, "kind")?
+        .map(|k| Kind::parse(&k).map_err(api_error))
+        .transpose()
+}
+
+type Reply = Result<Response, ApiError>;
+type Params = Result<UrlQuery<UserParams>, QueryRejection>;
+
+/// The query string, refused in the API's error shape when it does not parse.
+fn params(p: Params) -> Result<UserParams, ApiError> {
+    p.map(|UrlQuery(p)| p)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("`{id}` is not a memory id (a whole number)")))
+}
+
+fn done(r: Reply) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/memories[?q=…&limit=…&all=true]`: current memories, or a search.
+pub async fn list(State(state): State<AppState>, p: Params) -> Response {
+    done(
+        async {
+            let p = params(p)?;
+            list_inner(&state, p).await
+        }
+        .await,
+    )
+}
+
+async fn list_inner(state: &AppState, p: UserParams) -> Reply {
+    let svc = service(state)?;
+    let all = p.all.unwrap_or(false);
+    let limit = p
+        .limit
+        .unwrap_or(if p.q.is_some() { 10 } else { MAX_LIMIT });
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(
+            ApiError::bad_request(format!("`limit` must be from 1 to {MAX_LIMIT}")).param("limit"),
+        );
+    }
+    let items = match p.q.filter(|q| !q.trim().is_empty()) {
+        Some(q) => {
+            svc.with_user(p.user.as_deref(), move |chat, mem| {
+                let hits = chat.search(mem, &q, limit, all)?;
+                Ok(hits
+                    .iter()
+                    .map(|h| {
+                        let mut v = memory_json(&h.memory, Some(h.score));
+                        if let Some(c) = h.cosine {
+                            v["cosine"] = json!(c);
+                        }
+                        v
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await?
+        }
+        None => {
+            svc.with_user(p.user.as_deref(), move |_, mem| {
+                Ok(mem
+                    .list(all)?
+                    .iter()
+                    .take(limit)
+                    .map(|m| memory_json(m, None))
+                    .collect::<Vec<_>>())
+            })
+            .await?
+        }
+    };
+    Ok(list_json(items))
+}
+
+/// `POST /v1/memories {"text", "kind"?}`: remember, as add, reaffirm, update or supersede.
+pub async fn add(
+    State(state): State<AppState>,
+    p: Params,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
+    done(
+        async {
+            let p = params(p)?;
+            add_inner(&state, p, body).await
+        }
+        .await,
+    )
+}
+
+async fn add_inner(state: &AppState, p: UserParams, body: Result<JsonBody, ApiError>) -> Reply {
+    let svc = service(state)?;
+    let body = body?.0;
+    let user = user_of(&p, &body)?;
+    let text = text_field(&body, "text")?
+        .ok_or_else(|| ApiError::bad_request("`text` is required").param("text"))?;
+    let kind = kind_field(&body)?.unwrap_or(Kind::Fact);
+    let (applied, memory) = svc
+        .with_user(user.as_deref(), move |chat, mem| {
+            let embedding = chat
+                .embed_query(&text)?
+                .map(|(model, vector)| autodidact_memory::Embedding { model, vector });
+            let a = mem.remember(NewMemory {
+                embedding,
+                ..NewMemory::new(text, kind)
+            })?;
+            let m = mem.get(a.id())?;
+            Ok((a, m))
+        })
+        .await?;
+    let mut v = memory_json(&memory, None);
+    v["applied"] = json!(applied);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `GET /v1/memories/{id}`.
+pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>, p: Params) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let id = parse_id(&id)?;
+            let m = svc
+                .with_user(p.user.as_deref(), move |_, mem| mem.get(id))
+                .await?;
+            Ok(Json(memory_json(&m, None)).into_response())
+        }
+        .await,
+    )
+}
+
+/// `PATCH /v1/memories/{id} {"text", "kind"?}`: a correction; the old text stays in the history.
+pub async fn edit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let id = parse_id(&id)?;
+            let body = body?.0;
+            let user = user_of(&p, &body)?;
+            let text = text_field(&body, "text")?
+                .ok_or_else(|| ApiError::bad_request("`text` is required").param("text"))?;
+            let kind = kind_field(&body)?;
+            let m = svc
+                .with_user(user.as_deref(), move |chat, mem| {
+                    mem.edit(id, &text, kind)?;
+                    if let Some((model, v)) = chat.embed_query(&text)? {
+                        mem.set_embedding(id, &model, &v)?;
+                    }
+                    mem.get(id)
+                })
+                .await?;
+            Ok(Json(memory_json(&m, None)).into_response())
+        }
+        .await,
+    )
+}
+
+/// `DELETE /v1/memories/{id}`: forgotten from disk (text, vector, index rows, history text).
+pub async fn forget(State(state): State<AppState>, Path(id): Path<String>, p: Params) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let id = parse_id(&id)?;
+            svc.with_user(p.user.as_deref(), move |_, mem| mem.forget(id))
+                .await?;
+            Ok(Json(json!({"id": id, "object": "memory", "deleted": true})).into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/memories/{id}/history`: every change to one memory.
+pub async fn history(State(state): State<AppState>, Path(id): Path<String>, p: Params) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let id = parse_id(&id)?;
+            let h = svc
+                .with_user(p.user.as_deref(), move |_, mem| {
+                    mem.get(id)?;
+                    mem.history(Some(id))
+                })
+                .await?;
+            Ok(list_json(h.iter().map(|e| json!(e)).collect()))
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/memories/export`: everything, in the form `import` restores exactly.
+pub async fn export(State(state): State<AppState>, p: Params) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let e = svc
+                .with_user(p.user.as_deref(), move |_, mem| mem.export())
+                .await?;
+            Ok(Json(json!(e)).into_response())
+        }
+        .await,
+    )
+}
+
+/// `POST /v1/memories/import` with an export as the body: into an empty memory only.
+pub async fn import(
+    State(state): State<AppState>,
+    p: Params,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let body = body?.0;
+            let e: Export = serde_json::from_value(Value::Object(body)).map_err(|e| {
+                ApiError::bad_request(format!("the body is not a memory export: {e}"))
+            })?;
+            let counts = (e.memories.len(), e.conversations.len());
+            svc.with_user(p.user.as_deref(), move |_, mem| mem.import(&e))
+                .await?;
+            Ok(Json(json!({"memories": counts.0, "conversations": counts.1})).into_response())
+        }
+        .await,
+    )
+}
+
+/// `DELETE /v1/memories?confirm=true`: every memory and conversation of the user.
+pub async fn wipe(State(state): State<AppState>, p: Params) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            if p.confirm != Some(true) {
+                return Err(ApiError::bad_request(
+                    "wiping deletes every memory of this user; add `?confirm=true`",
+                )
+                .param("confirm"));
+            }
+            let n = svc
+                .with_user(p.user.as_deref(), move |_, mem| mem.wipe())
+                .await?;
+            Ok(Json(json!({"deleted": n})).into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/conversations`: the stored conversations (what memories came from).
+pub async fn conversations(State(state): State<AppState>, p: Params) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let cs = svc
+                .with_user(p.user.as_deref(), move |_, mem| mem.conversations())
+                .await?;
+            Ok(list_json(cs.iter().map(|c| json!(c)).collect()))
+        }
+        .await,
+    )
+}
+
+/// `DELETE /v1/conversations/{id}`: the conversation and every memory derived from it.
+pub async fn forget_conversation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+) -> Response {
+    done(
+        async {
+            let svc = service(&state)?;
+            let p = params(p)?;
+            let id = parse_id(&id)?;
+            let n = svc
+                .with_user(p.user.as_deref(), move |_, mem| mem.forget_conversation(id))
+                .await?;
+            Ok(Json(
+                json!({"id": id, "object": "conversation", "deleted": true, "memories_deleted": n}),
+            )
+            .into_response())
+        }
+        .await,
+    )
+}
+
+/// The memory fields of a chat response: which memories went into the prompt.
+pub fn used_json(hits: &[Hit]) -> Value {
+    Value::Array(
+        hits.iter()
+            .map(|h| json!({"id": h.memory.id, "text": h.memory.text, "kind": h.memory.kind, "score": h.score}))
+            .collect(),
+    )
+}
