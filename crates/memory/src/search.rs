@@ -104,15 +104,37 @@ pub(crate) fn bm25(
     let Some(expr) = match_expr(text) else {
         return Ok(Vec::new());
     };
+    // The best matches first, from the index alone; only those are checked for validity. Joining
+    // before the limit looked up every matching row (thousands for a common word at 100,000
+    // memories). Closed memories are few, so a margin usually suffices; when it does not, ask
+    // for more.
     let mut st = conn.prepare_cached(
-        "SELECT m.id, bm25(memories_fts) AS s FROM memories_fts \
-         JOIN memories m ON m.id = memories_fts.rowid \
-         WHERE memories_fts MATCH ?1 AND (?2 OR m.valid_until IS NULL) ORDER BY s LIMIT ?3",
+        "SELECT f.id, f.s FROM (SELECT rowid AS id, bm25(memories_fts) AS s FROM memories_fts \
+         WHERE memories_fts MATCH ?1 ORDER BY s LIMIT ?3) f \
+         JOIN memories m ON m.id = f.id WHERE ?2 OR m.valid_until IS NULL ORDER BY f.s",
     )?;
-    let rows = st.query_map(params![expr, include_invalid, k as i64], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut inner = if include_invalid { k } else { k * 2 + 16 };
+    loop {
+        let rows: Vec<(i64, f64)> = st
+            .query_map(params![expr, include_invalid, inner as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        // Enough current ones, or no more matches to look at.
+        if rows.len() >= k || inner >= 1 << 20 || !more_matches(conn, &expr, inner)? {
+            return Ok(rows.into_iter().take(k).collect());
+        }
+        inner *= 8;
+    }
+}
+
+/// Whether the index holds more than `n` matches for `expr`.
+fn more_matches(conn: &Connection, expr: &str, n: usize) -> Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?1 LIMIT ?2)",
+    )?;
+    let c: i64 = st.query_row(params![expr, n as i64 + 1], |r| r.get(0))?;
+    Ok(c as usize > n)
 }
 
 impl UserMemory {
@@ -142,10 +164,8 @@ impl UserMemory {
             e.vector_rank = Some(rank + 1);
             e.cosine = Some(*cos);
         }
-        let mut memories: HashMap<i64, crate::Memory> = HashMap::with_capacity(fused.len());
-        for &id in fused.keys() {
-            memories.insert(id, self.get(id)?);
-        }
+        let mut memories = self.get_many(&fused.keys().copied().collect::<Vec<_>>())?;
+        fused.retain(|id, _| memories.contains_key(id));
         if q.weights.recency > 0.0 {
             let mut by_time: Vec<(i64, i64)> = memories
                 .values()

@@ -177,14 +177,48 @@ impl UserMemory {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Several memories in two queries (search fetches tens of candidates at once); ids not
+    /// found are left out.
+    pub(crate) fn get_many(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, Memory>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        // Integers only: formatting them into the statement cannot inject anything.
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {MEMORY_COLS} FROM memories WHERE id IN ({list})"
+        ))?;
+        let mut out: std::collections::HashMap<i64, Memory> = st
+            .query_map([], Self::row_to_memory)?
+            .map(|m| m.map(|m| (m.id, m)))
+            .collect::<rusqlite::Result<_>>()?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT memory_id, conversation_id, turn_id FROM memory_sources \
+             WHERE memory_id IN ({list}) ORDER BY memory_id, conversation_id, turn_id"
+        ))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Source {
+                    conversation: r.get(1)?,
+                    turn: r.get(2)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, src) = row?;
+            if let Some(m) = out.get_mut(&id) {
+                m.sources.push(src);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn get(&self, id: i64) -> Result<Memory> {
         let m = self
             .conn
-            .query_row(
-                &format!("SELECT {MEMORY_COLS} FROM memories WHERE id = ?1"),
-                [id],
-                Self::row_to_memory,
-            )
+            .prepare_cached(&format!("SELECT {MEMORY_COLS} FROM memories WHERE id = ?1"))?
+            .query_row([id], Self::row_to_memory)
             .optional()?
             .ok_or(MemoryError::NoSuchMemory { id })?;
         Ok(Memory {
