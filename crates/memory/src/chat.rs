@@ -276,6 +276,33 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_value_near_in_meaning_is_kept_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = UserMemory::open(dir.path(), "u").unwrap();
+        // The same vector for both: as near in meaning as can be.
+        let with = |text: &str| NewMemory {
+            embedding: Some(crate::Embedding {
+                model: "e".into(),
+                vector: vec![1.0, 0.5, 0.25],
+            }),
+            ..NewMemory::new(text, Kind::Event)
+        };
+        let a = m
+            .remember(with("The dentist appointment is on May 3 at 10am."))
+            .unwrap();
+        let b = m
+            .remember(with("The dentist appointment is on May 4 at 10am."))
+            .unwrap();
+        assert_ne!(a.id(), b.id());
+        // Saying less than what is known is a repeat.
+        let c = m
+            .remember(with("The dentist appointment is on May 4."))
+            .unwrap();
+        assert_eq!(c.id(), b.id());
+        assert!(matches!(c, crate::Applied::Reaffirmed { .. }), "{c:?}");
+    }
+
+    #[test]
     fn the_section_joins_a_system_message_or_leads() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = UserMemory::open(dir.path(), "u").unwrap();

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error(
-        "invalid user id {id:?}: use 1 to 64 characters from a-z, A-Z, 0-9, '_', '-' and '.', \
-         starting with a letter, digit or '_'"
+        "invalid user id {id:?}: use 1 to 128 characters from a-z, A-Z, 0-9, '_', '-', '.', '@' \
+         and '+', starting with a letter, digit or '_'"
     )]
     InvalidUserId { id: String },
     #[error("{path}: {source}")]

@@ -50,6 +50,81 @@ impl Export {
     }
 }
 
+fn bad_export(message: String) -> MemoryError {
+    MemoryError::BadInput {
+        what: "memory export",
+        message,
+    }
+}
+
+impl Export {
+    /// The references an export must keep: unique ids, texts, supersede links to other memories
+    /// of the file (no cycles), embeddings and sources of memories and conversations it holds.
+    pub fn check(&self) -> Result<()> {
+        use std::collections::{HashMap, HashSet};
+        let mut ids = HashSet::new();
+        for m in &self.memories {
+            if !ids.insert(m.id) {
+                return Err(bad_export(format!("memory id {} appears twice", m.id)));
+            }
+            if crate::text::normalize(&m.text).is_empty() {
+                return Err(bad_export(format!("memory {} has no text", m.id)));
+            }
+        }
+        let convs: HashSet<i64> = self.conversations.iter().map(|c| c.id).collect();
+        if convs.len() != self.conversations.len() {
+            return Err(bad_export("a conversation id appears twice".into()));
+        }
+        let next: HashMap<i64, i64> = self
+            .memories
+            .iter()
+            .filter_map(|m| m.superseded_by.map(|s| (m.id, s)))
+            .collect();
+        for (&id, &to) in &next {
+            if !ids.contains(&to) {
+                return Err(bad_export(format!(
+                    "memory {id} is superseded by {to}, which the file does not hold"
+                )));
+            }
+            // Following the links from here must end.
+            let (mut at, mut steps) = (to, 0);
+            while let Some(&n) = next.get(&at) {
+                at = n;
+                steps += 1;
+                if at == id || steps > next.len() {
+                    return Err(bad_export(format!("memory {id} supersedes itself")));
+                }
+            }
+        }
+        for m in &self.memories {
+            if let Some(s) = m.sources.iter().find(|s| !convs.contains(&s.conversation)) {
+                return Err(bad_export(format!(
+                    "memory {} comes from conversation {}, which the file does not hold",
+                    m.id, s.conversation
+                )));
+            }
+        }
+        for t in &self.turns {
+            if !convs.contains(&t.conversation_id) {
+                return Err(bad_export(format!(
+                    "turn {} belongs to conversation {}, which the file does not hold",
+                    t.id, t.conversation_id
+                )));
+            }
+        }
+        let mut embedded = HashSet::new();
+        for v in &self.embeddings {
+            if !ids.contains(&v.memory_id) || !embedded.insert(v.memory_id) {
+                return Err(bad_export(format!(
+                    "an embedding names memory {}, which is missing or has another",
+                    v.memory_id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl UserMemory {
     pub fn export(&self) -> Result<Export> {
         let conversations = self.conversations()?;
@@ -90,6 +165,20 @@ impl UserMemory {
                 conversations,
             });
         }
+        e.check()?;
+        // What the checks above did not foresee still refuses the file as a whole, named as its
+        // fault rather than the store's (the transaction leaves nothing behind).
+        self.import_checked(e).map_err(|err| match err {
+            MemoryError::Sql(rusqlite::Error::SqliteFailure(f, m))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                bad_export(m.unwrap_or_else(|| "it breaks a constraint of the store".into()))
+            }
+            other => other,
+        })
+    }
+
+    fn import_checked(&mut self, e: &Export) -> Result<()> {
         let tx = self.conn.transaction()?;
         for c in &e.conversations {
             tx.execute(

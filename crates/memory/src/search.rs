@@ -219,7 +219,14 @@ impl UserMemory {
 pub fn format_for_prompt(hits: &[Hit]) -> String {
     let mut s = String::from("What you remember about the user:\n");
     for h in hits {
-        s.push_str(&format!("- [{}] {}\n", h.memory.id, h.memory.text.trim()));
+        // One line each: a newline inside a memory cannot fake another entry.
+        let text = h
+            .memory
+            .text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        s.push_str(&format!("- [{}] {text}\n", h.memory.id));
     }
     s
 }

@@ -18,13 +18,19 @@ const SAME_WORDS: f64 = 0.85;
 /// Near-duplicates by meaning, when both sides have vectors.
 const SAME_VECTOR: f32 = 0.95;
 
-/// Checks that `id` can safely name a file: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+/// Checks that `id` can safely name a file: 1–128 of `[A-Za-z0-9_.@+-]` (emails and opaque ids as
+/// OpenAI clients send them), not starting with `.` or `-`.
 pub fn validate_user_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && id.len() <= 128
+        && id.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || b == b'_'
+                || b == b'-'
+                || b == b'.'
+                || b == b'@'
+                || b == b'+'
+        })
         && id.as_bytes()[0] != b'.'
         && id.as_bytes()[0] != b'-';
     if ok {
@@ -54,6 +60,12 @@ pub fn os_user() -> String {
         "" => "default".into(),
         t => t.chars().take(64).collect(),
     }
+}
+
+/// Whether `user` has a database under `dir` yet (reads of a user with none find nothing, and
+/// create nothing).
+pub fn user_exists(dir: &Path, user: &str) -> Result<bool> {
+    Ok(user_db_path(dir, user)?.exists())
 }
 
 /// The database file of `user` under `dir`.
@@ -460,12 +472,15 @@ impl UserMemory {
         }
         if let Some(e) = &m.embedding {
             let q = normalized(&e.vector)?;
-            if let Some((id, s)) = self
-                .vector_top_k(Some(&e.model), &q, 1, false)?
-                .first()
-                .copied()
-            {
-                if s >= SAME_VECTOR {
+            let words = crate::text::content_words(&m.text);
+            for (id, s) in self.vector_top_k(Some(&e.model), &q, 5, false)? {
+                // Near in meaning is a repeat only when the new text says nothing the old one
+                // does not: "on May 4" next to "on May 3" is a change, kept, never dropped.
+                if s < SAME_VECTOR {
+                    break;
+                }
+                let have = crate::text::content_words(&self.get(id)?.text);
+                if words.iter().all(|w| have.contains(w)) {
                     return Ok(Decision::Noop { existing: id });
                 }
             }

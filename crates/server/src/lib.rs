@@ -146,7 +146,10 @@ pub fn app(state: AppState) -> Router {
             get(memory::list).post(memory::add).delete(memory::wipe),
         )
         .route("/memories/export", get(memory::export))
-        .route("/memories/import", post(memory::import))
+        .route(
+            "/memories/import",
+            post(memory::import).layer(DefaultBodyLimit::max(memory::IMPORT_LIMIT)),
+        )
         .route(
             "/memories/{id}",
             get(memory::get_one)

@@ -7,8 +7,9 @@ use crate::request::JsonBody;
 use crate::AppState;
 use autodidact_memory::chat::{ChatMemory, FinishedTurn, Learned};
 use autodidact_memory::{Export, Hit, Kind, Memory, MemoryError, NewMemory, UserMemory};
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query as UrlQuery, State};
+use axum::extract::{FromRequest, Path, Query as UrlQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -74,6 +75,21 @@ impl MemoryService {
         .map_err(api_error)
     }
 
+    /// As `with_user` for reads: a user without a database gets `missing()` and none is made, so
+    /// reads naming made-up users cannot fill the disk.
+    pub async fn read_user<T: Send + 'static>(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        missing: impl FnOnce() -> Result<T, MemoryError> + Send + 'static,
+        f: impl FnOnce(&ChatMemory, &mut UserMemory) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let who = user.unwrap_or(&self.default_user);
+        if !autodidact_memory::user_exists(self.chat.dir(), who).map_err(api_error)? {
+            return missing().map_err(api_error);
+        }
+        self.with_user(user, f).await
+    }
+
     /// Memories for the prompt of `message` (the chat model's tokenizer counts their tokens).
     pub async fn recall(
         self: &Arc<Self>,
@@ -83,12 +99,16 @@ impl MemoryService {
     ) -> Result<Vec<Hit>, ApiError> {
         let model = state.engine.model.clone();
         let n_ctx = state.engine.config.gen.n_ctx;
-        self.with_user(user, move |chat, mem| {
-            let count = |t: &str| model.tokenizer.encode(t, false, false).len();
-            let mut c = chat.recall;
-            c.token_budget = c.token_budget.min(n_ctx / 8);
-            chat.recall_with(c, mem, &message, &count)
-        })
+        self.read_user(
+            user,
+            || Ok(Vec::new()),
+            move |chat, mem| {
+                let count = |t: &str| model.tokenizer.encode(t, false, false).len();
+                let mut c = chat.recall;
+                c.token_budget = c.token_budget.min(n_ctx / 8);
+                chat.recall_with(c, mem, &message, &count)
+            },
+        )
         .await
     }
 
@@ -233,6 +253,27 @@ fn kind_field(body: &Map<String, Value>) -> Result<Option<Kind>, ApiError> {
         .transpose()
 }
 
+/// Routes that read nothing from a body refuse one: a `user` there would otherwise be ignored and
+/// the request would act on the owner's memory instead.
+pub struct NoBody;
+
+impl<S: Send + Sync> FromRequest<S> for NoBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let b = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::bad_request("could not read the request body"))?;
+        if b.iter().all(u8::is_ascii_whitespace) {
+            Ok(NoBody)
+        } else {
+            Err(ApiError::bad_request(
+                "this route takes no body: give `user` and the rest in the query string",
+            ))
+        }
+    }
+}
+
 type Reply = Result<Response, ApiError>;
 type Params = Result<UrlQuery<UserParams>, QueryRejection>;
 
@@ -252,7 +293,7 @@ fn done(r: Reply) -> Response {
 }
 
 /// `GET /v1/memories[?q=…&limit=…&all=true]`: current memories, or a search.
-pub async fn list(State(state): State<AppState>, p: Params) -> Response {
+pub async fn list(State(state): State<AppState>, p: Params, _: NoBody) -> Response {
     done(
         async {
             let p = params(p)?;
@@ -275,30 +316,38 @@ async fn list_inner(state: &AppState, p: UserParams) -> Reply {
     }
     let items = match p.q.filter(|q| !q.trim().is_empty()) {
         Some(q) => {
-            svc.with_user(p.user.as_deref(), move |chat, mem| {
-                let hits = chat.search(mem, &q, limit, all)?;
-                Ok(hits
-                    .iter()
-                    .map(|h| {
-                        let mut v = memory_json(&h.memory, Some(h.score));
-                        if let Some(c) = h.cosine {
-                            v["cosine"] = json!(c);
-                        }
-                        v
-                    })
-                    .collect::<Vec<_>>())
-            })
+            svc.read_user(
+                p.user.as_deref(),
+                || Ok(Vec::new()),
+                move |chat, mem| {
+                    let hits = chat.search(mem, &q, limit, all)?;
+                    Ok(hits
+                        .iter()
+                        .map(|h| {
+                            let mut v = memory_json(&h.memory, Some(h.score));
+                            if let Some(c) = h.cosine {
+                                v["cosine"] = json!(c);
+                            }
+                            v
+                        })
+                        .collect::<Vec<_>>())
+                },
+            )
             .await?
         }
         None => {
-            svc.with_user(p.user.as_deref(), move |_, mem| {
-                Ok(mem
-                    .list(all)?
-                    .iter()
-                    .take(limit)
-                    .map(|m| memory_json(m, None))
-                    .collect::<Vec<_>>())
-            })
+            svc.read_user(
+                p.user.as_deref(),
+                || Ok(Vec::new()),
+                move |_, mem| {
+                    Ok(mem
+                        .list(all)?
+                        .iter()
+                        .take(limit)
+                        .map(|m| memory_json(m, None))
+                        .collect::<Vec<_>>())
+                },
+            )
             .await?
         }
     };
@@ -346,14 +395,23 @@ async fn add_inner(state: &AppState, p: UserParams, body: Result<JsonBody, ApiEr
 }
 
 /// `GET /v1/memories/{id}`.
-pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>, p: Params) -> Response {
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+    _: NoBody,
+) -> Response {
     done(
         async {
             let svc = service(&state)?;
             let p = params(p)?;
             let id = parse_id(&id)?;
             let m = svc
-                .with_user(p.user.as_deref(), move |_, mem| mem.get(id))
+                .read_user(
+                    p.user.as_deref(),
+                    move || Err(MemoryError::NoSuchMemory { id }),
+                    move |_, mem| mem.get(id),
+                )
                 .await?;
             Ok(Json(memory_json(&m, None)).into_response())
         }
@@ -394,14 +452,23 @@ pub async fn edit(
 }
 
 /// `DELETE /v1/memories/{id}`: forgotten from disk (text, vector, index rows, history text).
-pub async fn forget(State(state): State<AppState>, Path(id): Path<String>, p: Params) -> Response {
+pub async fn forget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+    _: NoBody,
+) -> Response {
     done(
         async {
             let svc = service(&state)?;
             let p = params(p)?;
             let id = parse_id(&id)?;
-            svc.with_user(p.user.as_deref(), move |_, mem| mem.forget(id))
-                .await?;
+            svc.read_user(
+                p.user.as_deref(),
+                move || Err(MemoryError::NoSuchMemory { id }),
+                move |_, mem| mem.forget(id),
+            )
+            .await?;
             Ok(Json(json!({"id": id, "object": "memory", "deleted": true})).into_response())
         }
         .await,
@@ -409,17 +476,26 @@ pub async fn forget(State(state): State<AppState>, Path(id): Path<String>, p: Pa
 }
 
 /// `GET /v1/memories/{id}/history`: every change to one memory.
-pub async fn history(State(state): State<AppState>, Path(id): Path<String>, p: Params) -> Response {
+pub async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    p: Params,
+    _: NoBody,
+) -> Response {
     done(
         async {
             let svc = service(&state)?;
             let p = params(p)?;
             let id = parse_id(&id)?;
             let h = svc
-                .with_user(p.user.as_deref(), move |_, mem| {
-                    mem.get(id)?;
-                    mem.history(Some(id))
-                })
+                .read_user(
+                    p.user.as_deref(),
+                    move || Err(MemoryError::NoSuchMemory { id }),
+                    move |_, mem| {
+                        mem.get(id)?;
+                        mem.history(Some(id))
+                    },
+                )
                 .await?;
             Ok(list_json(h.iter().map(|e| json!(e)).collect()))
         }
@@ -428,7 +504,7 @@ pub async fn history(State(state): State<AppState>, Path(id): Path<String>, p: P
 }
 
 /// `GET /v1/memories/export`: everything, in the form `import` restores exactly.
-pub async fn export(State(state): State<AppState>, p: Params) -> Response {
+pub async fn export(State(state): State<AppState>, p: Params, _: NoBody) -> Response {
     done(
         async {
             let svc = service(&state)?;
@@ -442,20 +518,34 @@ pub async fn export(State(state): State<AppState>, p: Params) -> Response {
     )
 }
 
-/// `POST /v1/memories/import` with an export as the body: into an empty memory only.
-pub async fn import(
-    State(state): State<AppState>,
-    p: Params,
-    body: Result<JsonBody, ApiError>,
-) -> Response {
+/// Largest export `import` accepts: each memory carries its vector (about 8.5 KB as JSON for
+/// 384 dimensions), so the chat body limit would refuse all but a dozen.
+pub const IMPORT_LIMIT: usize = 256 << 20;
+
+/// `POST /v1/memories/import` with an export as the body: into an empty memory only, checked as
+/// a whole (format, ids, links) before anything is written.
+pub async fn import(State(state): State<AppState>, p: Params, req: Request) -> Response {
     done(
         async {
             let svc = service(&state)?;
             let p = params(p)?;
-            let body = body?.0;
-            let e: Export = serde_json::from_value(Value::Object(body)).map_err(|e| {
-                ApiError::bad_request(format!("the body is not a memory export: {e}"))
-            })?;
+            let json = req
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().starts_with("application/json"));
+            if !json {
+                return Err(ApiError::bad_request(
+                    "send the export as JSON with `Content-Type: application/json`",
+                )
+                .status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+            }
+            let body = Bytes::from_request(req, &())
+                .await
+                .map_err(|_| ApiError::too_large(IMPORT_LIMIT))?;
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| ApiError::bad_request("the export is not UTF-8 text"))?;
+            let e = Export::from_json(text).map_err(api_error)?;
             let counts = (e.memories.len(), e.conversations.len());
             svc.with_user(p.user.as_deref(), move |_, mem| mem.import(&e))
                 .await?;
@@ -466,7 +556,7 @@ pub async fn import(
 }
 
 /// `DELETE /v1/memories?confirm=true`: every memory and conversation of the user.
-pub async fn wipe(State(state): State<AppState>, p: Params) -> Response {
+pub async fn wipe(State(state): State<AppState>, p: Params, _: NoBody) -> Response {
     done(
         async {
             let svc = service(&state)?;
@@ -478,7 +568,7 @@ pub async fn wipe(State(state): State<AppState>, p: Params) -> Response {
                 .param("confirm"));
             }
             let n = svc
-                .with_user(p.user.as_deref(), move |_, mem| mem.wipe())
+                .read_user(p.user.as_deref(), || Ok(0), move |_, mem| mem.wipe())
                 .await?;
             Ok(Json(json!({"deleted": n})).into_response())
         }
@@ -487,13 +577,17 @@ pub async fn wipe(State(state): State<AppState>, p: Params) -> Response {
 }
 
 /// `GET /v1/conversations`: the stored conversations (what memories came from).
-pub async fn conversations(State(state): State<AppState>, p: Params) -> Response {
+pub async fn conversations(State(state): State<AppState>, p: Params, _: NoBody) -> Response {
     done(
         async {
             let svc = service(&state)?;
             let p = params(p)?;
             let cs = svc
-                .with_user(p.user.as_deref(), move |_, mem| mem.conversations())
+                .read_user(
+                    p.user.as_deref(),
+                    || Ok(Vec::new()),
+                    move |_, mem| mem.conversations(),
+                )
                 .await?;
             Ok(list_json(cs.iter().map(|c| json!(c)).collect()))
         }
@@ -506,6 +600,7 @@ pub async fn forget_conversation(
     State(state): State<AppState>,
     Path(id): Path<String>,
     p: Params,
+    _: NoBody,
 ) -> Response {
     done(
         async {
@@ -513,7 +608,11 @@ pub async fn forget_conversation(
             let p = params(p)?;
             let id = parse_id(&id)?;
             let n = svc
-                .with_user(p.user.as_deref(), move |_, mem| mem.forget_conversation(id))
+                .read_user(
+                    p.user.as_deref(),
+                    move || Err(MemoryError::NoSuchConversation { id }),
+                    move |_, mem| mem.forget_conversation(id),
+                )
                 .await?;
             Ok(Json(
                 json!({"id": id, "object": "conversation", "deleted": true, "memories_deleted": n}),

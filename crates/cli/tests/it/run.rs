@@ -134,3 +134,102 @@ fn run_remembers_recalls_and_forgets_unless_memory_is_off() {
     assert!(!e.contains("Oslo"), "{e}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_reply_and_the_session_goes_on() {
+    use autodidact_model::testing::{tiny_model_with, TinySpec};
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let home = std::env::temp_dir().join(format!("ad-run-int-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let model = home.join("tiny.gguf");
+    // A long context, so that the reply is surely still running when the signal comes.
+    let spec = TinySpec {
+        ctx: 8192,
+        ..TinySpec::new(Arch::Gemma3, GgmlType::Q8_0, 9)
+    };
+    std::fs::write(&model, tiny_model_with(&spec)).unwrap();
+    let mut child = bin()
+        .env("AUTODIDACT_HOME", &home)
+        .args(["run", "--no-memory", "-m"])
+        .arg(&model)
+        .args(["--ctx", "8192", "-n", "8000", "--temperature", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"tell me a long story\n").unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = out.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let start = Instant::now();
+    while out.lock().unwrap().len() < 16 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no reply text");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    while !String::from_utf8_lossy(&out.lock().unwrap()).contains("[stopped]") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the reply did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The session is still there: it answers the next line (stopped the same way), then leaves
+    // on /exit.
+    stdin.write_all(b"and then\n").unwrap();
+    let stopped = |t: &[u8]| String::from_utf8_lossy(t).matches("[stopped]").count();
+    let first = out.lock().unwrap().len();
+    while out.lock().unwrap().len() < first + 16 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no second reply");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    while stopped(&out.lock().unwrap()) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the second reply did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stdin.write_all(b"/exit\n").unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    let text = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    let after = text.split("[stopped]").nth(1).unwrap_or("");
+    assert!(
+        !after.trim().is_empty(),
+        "no answer after the stop: {text:?}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -118,7 +118,16 @@ fn edit_and_invalidate_are_recorded() {
 #[test]
 fn bad_input_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    for bad in ["", "../x", "a/b", ".hidden", "-rf", "é", &"x".repeat(65)] {
+    for bad in [
+        "",
+        "../x",
+        "a/b",
+        ".hidden",
+        "-rf",
+        "é",
+        "a b",
+        &"x".repeat(129),
+    ] {
         assert!(
             matches!(
                 UserMemory::open(dir.path(), bad),

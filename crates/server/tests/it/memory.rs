@@ -390,6 +390,71 @@ async fn memory_yields_to_a_message_that_fits_only_without_it() {
 }
 
 #[tokio::test]
+async fn bodies_where_none_is_read_big_exports_and_hostile_ones() {
+    let (st, dir) = with_memory();
+    post(&st, "/v1/memories", &json!({"text": "The user rows."})).await;
+    // A `user` in the body of a route that reads none is refused, not ignored.
+    let mut r = post_with(
+        "/v1/memories?confirm=true",
+        &[JSON],
+        json!({"user": "nobody"}).to_string(),
+    );
+    *r.method_mut() = axum::http::Method::DELETE;
+    call(&st, r).await.error(400, "takes no body");
+    assert_eq!(texts(&get(&st, "/v1/memories").await), ["The user rows."]);
+    // Reads naming users that have no memory find nothing and create no file.
+    for path in [
+        "/v1/memories?user=ghost",
+        "/v1/memories?user=ghost&q=rows",
+        "/v1/conversations?user=ghost",
+    ] {
+        assert_eq!(get(&st, path).await.json()["data"], json!([]));
+    }
+    get(&st, "/v1/memories/1?user=ghost")
+        .await
+        .error(404, "no memory");
+    assert!(!dir.path().join("memory").join("ghost.sqlite3").exists());
+    // An export far larger than the chat body limit comes back in whole.
+    let mut big = get(&st, "/v1/memories/export").await.json();
+    let template = big["memories"][0].clone();
+    let memories: Vec<Value> = (1..=400)
+        .map(|i| {
+            let mut m = template.clone();
+            m["id"] = json!(i);
+            m["text"] = json!(format!("The user owns boat number {i}."));
+            m
+        })
+        .collect();
+    big["memories"] = json!(memories);
+    big["history"] = json!([]);
+    let body = big.to_string();
+    assert!(body.len() > st.body_limit, "{} bytes", body.len());
+    let i = post(&st, "/v1/memories/import?user=big", &big).await;
+    assert_eq!(i.json()["memories"], 400, "{}", i.body);
+    // Broken references are the file's fault (400), never the server's (500).
+    let mut cyc = big.clone();
+    cyc["memories"][0]["superseded_by"] = json!(2);
+    cyc["memories"][1]["superseded_by"] = json!(1);
+    for (bad, why) in [
+        (json!({"format": "evil", "version": 999}), "memory export"),
+        (cyc, "supersedes itself"),
+    ] {
+        let mut b = big.clone();
+        for (k, v) in bad.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        post(&st, "/v1/memories/import?user=bad", &b)
+            .await
+            .error(400, why);
+    }
+    let mut dup = big.clone();
+    dup["memories"][1]["id"] = json!(1);
+    post(&st, "/v1/memories/import?user=bad", &dup)
+        .await
+        .error(400, "appears twice");
+}
+
+#[tokio::test]
 async fn without_memory_the_routes_say_it_is_off_and_chat_has_no_field() {
     let st = state(512, 1, 4);
     get(&st, "/v1/memories").await.error(404, "memory is off");
