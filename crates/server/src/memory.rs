@@ -394,6 +394,32 @@ async fn add_inner(state: &AppState, p: UserParams, body: Result<JsonBody, ApiEr
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
+/// Runs `f` on the memory or conversation with the path's id, in the user's database; `missing`
+/// is the error when that user has none (nothing is created for a read).
+async fn by_id<T: Send + 'static>(
+    state: &AppState,
+    id: &str,
+    p: Params,
+    missing: fn(i64) -> MemoryError,
+    f: impl FnOnce(i64, &mut UserMemory) -> Result<T, MemoryError> + Send + 'static,
+) -> Result<(i64, T), ApiError> {
+    let svc = service(state)?;
+    let p = params(p)?;
+    let id = parse_id(id)?;
+    let t = svc
+        .read_user(
+            p.user.as_deref(),
+            move || Err(missing(id)),
+            move |_, mem| f(id, mem),
+        )
+        .await?;
+    Ok((id, t))
+}
+
+fn no_memory(id: i64) -> MemoryError {
+    MemoryError::NoSuchMemory { id }
+}
+
 /// `GET /v1/memories/{id}`.
 pub async fn get_one(
     State(state): State<AppState>,
@@ -402,20 +428,9 @@ pub async fn get_one(
     _: NoBody,
 ) -> Response {
     done(
-        async {
-            let svc = service(&state)?;
-            let p = params(p)?;
-            let id = parse_id(&id)?;
-            let m = svc
-                .read_user(
-                    p.user.as_deref(),
-                    move || Err(MemoryError::NoSuchMemory { id }),
-                    move |_, mem| mem.get(id),
-                )
-                .await?;
-            Ok(Json(memory_json(&m, None)).into_response())
-        }
-        .await,
+        by_id(&state, &id, p, no_memory, |id, mem| mem.get(id))
+            .await
+            .map(|(_, m)| Json(memory_json(&m, None)).into_response()),
     )
 }
 
@@ -459,19 +474,11 @@ pub async fn forget(
     _: NoBody,
 ) -> Response {
     done(
-        async {
-            let svc = service(&state)?;
-            let p = params(p)?;
-            let id = parse_id(&id)?;
-            svc.read_user(
-                p.user.as_deref(),
-                move || Err(MemoryError::NoSuchMemory { id }),
-                move |_, mem| mem.forget(id),
-            )
-            .await?;
-            Ok(Json(json!({"id": id, "object": "memory", "deleted": true})).into_response())
-        }
-        .await,
+        by_id(&state, &id, p, no_memory, |id, mem| mem.forget(id))
+            .await
+            .map(|(id, ())| {
+                Json(json!({"id": id, "object": "memory", "deleted": true})).into_response()
+            }),
     )
 }
 
@@ -482,24 +489,13 @@ pub async fn history(
     p: Params,
     _: NoBody,
 ) -> Response {
+    let got = by_id(&state, &id, p, no_memory, |id, mem| {
+        mem.get(id)?;
+        mem.history(Some(id))
+    });
     done(
-        async {
-            let svc = service(&state)?;
-            let p = params(p)?;
-            let id = parse_id(&id)?;
-            let h = svc
-                .read_user(
-                    p.user.as_deref(),
-                    move || Err(MemoryError::NoSuchMemory { id }),
-                    move |_, mem| {
-                        mem.get(id)?;
-                        mem.history(Some(id))
-                    },
-                )
-                .await?;
-            Ok(list_json(h.iter().map(|e| json!(e)).collect()))
-        }
-        .await,
+        got.await
+            .map(|(_, h)| list_json(h.iter().map(|e| json!(e)).collect())),
     )
 }
 
@@ -602,25 +598,14 @@ pub async fn forget_conversation(
     p: Params,
     _: NoBody,
 ) -> Response {
-    done(
-        async {
-            let svc = service(&state)?;
-            let p = params(p)?;
-            let id = parse_id(&id)?;
-            let n = svc
-                .read_user(
-                    p.user.as_deref(),
-                    move || Err(MemoryError::NoSuchConversation { id }),
-                    move |_, mem| mem.forget_conversation(id),
-                )
-                .await?;
-            Ok(Json(
-                json!({"id": id, "object": "conversation", "deleted": true, "memories_deleted": n}),
-            )
-            .into_response())
-        }
-        .await,
-    )
+    let missing = |id| MemoryError::NoSuchConversation { id };
+    let got = by_id(&state, &id, p, missing, |id, mem| {
+        mem.forget_conversation(id)
+    });
+    done(got.await.map(|(id, n)| {
+        Json(json!({"id": id, "object": "conversation", "deleted": true, "memories_deleted": n}))
+            .into_response()
+    }))
 }
 
 /// The memory fields of a chat response: which memories went into the prompt.
