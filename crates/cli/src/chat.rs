@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use autodidact_engine::{Batch, FinishReason, GenConfig, Request, SamplingParams};
 use autodidact_memory::chat::{with_memories, ChatMemory, FinishedTurn};
 use autodidact_memory::extract::{Extractor, RuleExtractor};
-use autodidact_memory::{Embedding, Hit, UserMemory};
+use autodidact_memory::{Hit, UserMemory};
 use autodidact_model::{ChatTemplate, LoraAdapter, Message, Model};
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
@@ -103,11 +103,7 @@ impl Memory {
         let Some(c) = cands.into_iter().next() else {
             anyhow::bail!("nothing to remember in {text:?}");
         };
-        let mut new = c.into_new(None, None);
-        if let Some((model, vector)) = self.chat.embed_query(&new.text)? {
-            new.embedding = Some(Embedding { model, vector });
-        }
-        let a = self.user.remember(new)?;
+        let a = self.chat.remember(&mut self.user, c.into_new(None, None))?;
         let m = self.user.get(a.id())?;
         eprintln!("(remembered [{}] {})", m.id, m.text);
         Ok(())

@@ -17,7 +17,7 @@ use crate::extract::RuleExtractor;
 use crate::ingest::Pipeline;
 use crate::search::{Hit, Query};
 use crate::store::UserMemory;
-use crate::types::{Applied, Source};
+use crate::types::{Applied, Embedding, Kind, NewMemory, Source};
 use crate::Embedder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,6 +113,32 @@ impl ChatMemory {
             return Ok(None);
         };
         Ok(e.embed(&[text])?.pop().map(|v| (e.name().to_string(), v)))
+    }
+
+    /// Remembers `m` (an explicit "remember this"), with its vector when there is an embedder and
+    /// it has none.
+    pub fn remember(&self, mem: &mut UserMemory, mut m: NewMemory) -> Result<Applied> {
+        if m.embedding.is_none() {
+            m.embedding = self
+                .embed_query(&m.text)?
+                .map(|(model, vector)| Embedding { model, vector });
+        }
+        mem.remember(m)
+    }
+
+    /// Corrects memory `id`'s text (and kind), and its vector with it.
+    pub fn edit(
+        &self,
+        mem: &mut UserMemory,
+        id: i64,
+        text: &str,
+        kind: Option<Kind>,
+    ) -> Result<()> {
+        mem.edit(id, text, kind)?;
+        if let Some((model, v)) = self.embed_query(text)? {
+            mem.set_embedding(id, &model, &v)?;
+        }
+        Ok(())
     }
 
     /// The current memories worth putting in the prompt for `message`, best first, within the
@@ -234,7 +260,6 @@ pub fn with_memories<M>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Kind, NewMemory};
 
     #[test]
     fn learning_keys_conversations_and_recall_needs_a_word_or_a_near_vector() {

@@ -378,13 +378,7 @@ async fn add_inner(state: &AppState, p: UserParams, body: Result<JsonBody, ApiEr
     let kind = kind_field(&body)?.unwrap_or(Kind::Fact);
     let (applied, memory) = svc
         .with_user(user.as_deref(), move |chat, mem| {
-            let embedding = chat
-                .embed_query(&text)?
-                .map(|(model, vector)| autodidact_memory::Embedding { model, vector });
-            let a = mem.remember(NewMemory {
-                embedding,
-                ..NewMemory::new(text, kind)
-            })?;
+            let a = chat.remember(mem, NewMemory::new(text, kind))?;
             let m = mem.get(a.id())?;
             Ok((a, m))
         })
@@ -453,10 +447,7 @@ pub async fn edit(
             let kind = kind_field(&body)?;
             let m = svc
                 .with_user(user.as_deref(), move |chat, mem| {
-                    mem.edit(id, &text, kind)?;
-                    if let Some((model, v)) = chat.embed_query(&text)? {
-                        mem.set_embedding(id, &model, &v)?;
-                    }
+                    chat.edit(mem, id, &text, kind)?;
                     mem.get(id)
                 })
                 .await?;
