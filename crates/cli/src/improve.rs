@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use autodidact_improve::eval::{evalset_id, evaluate};
 use autodidact_improve::evalset::EvalSet;
+use autodidact_improve::replay::ReplaySettings;
 use autodidact_improve::skill::{load_all, select};
 use autodidact_improve::trainer::TrainSettings;
 use autodidact_improve::{
@@ -102,6 +103,13 @@ pub struct ImproveArgs {
     pub guard_chunks: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Samples of the base's own free text trained beside the verified answers, so general
+    /// language stays where it was (0: none; default 128).
+    #[arg(long)]
+    pub replay: Option<usize>,
+    /// The replayed text's total loss weight relative to the verified answers' (default 1).
+    #[arg(long)]
+    pub replay_share: Option<f32>,
 }
 
 #[derive(Subcommand)]
@@ -436,6 +444,14 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                     lr: args.lr,
                     epochs: args.epochs,
                     ..TrainSettings::default()
+                },
+                replay: {
+                    let d = ReplaySettings::default();
+                    ReplaySettings {
+                        samples: args.replay.unwrap_or(d.samples),
+                        share: args.replay_share.unwrap_or(d.share),
+                        ..d
+                    }
                 },
                 guard_text,
                 guard_chunks: args.guard_chunks,

@@ -224,6 +224,7 @@ pub fn run(store: &Store, args: TrainArgs, m: &Model, base: &ResolvedModel) -> R
         checkpoint: Some(&ckpt),
         resume: args.resume,
         exact_output_grad: args.exact_output_grad,
+        replay: None,
     };
     let (data, reports) = job.data().map_err(flag_words)?;
     for (what, rep) in &reports {
@@ -394,7 +395,7 @@ pub fn bench(args: BenchTrainArgs, m: &Model) -> Result<()> {
             let labels = (0..tokens.len())
                 .map(|i| tokens.get(i + 1).copied())
                 .collect();
-            Sequence { tokens, labels }
+            Sequence::new(tokens, labels)
         })
         .collect();
     let mut adapter = autodidact_train::init_adapter(m, &cfg);

@@ -260,6 +260,13 @@ impl Sampler {
                 .find(allowed)
                 .map_or(best, |i| i as u32);
         }
+        if (p.top_k == 0 || p.top_k >= logits.len()) && p.top_p >= 1.0 && p.min_p <= 0.0 {
+            // Nothing truncates the distribution: sample it directly, without sorting the
+            // vocabulary (the same distribution as the sorted path below).
+            if let Some(t) = sample_all(&mut self.rng, logits, p.temperature, &allowed) {
+                return t;
+            }
+        }
         // Candidates: top-k (or everything), sorted by logit.
         let k = if p.top_k == 0 {
             logits.len()
@@ -312,6 +319,52 @@ impl Sampler {
         }
         cand[n - 1].0
     }
+}
+
+/// A draw from softmax(logits / temperature) over the allowed tokens, in one pass over the
+/// vocabulary and a second over its running sums; `None` when no token is allowed or the
+/// logits are not finite.
+fn sample_all(
+    rng: &mut Rng,
+    logits: &[f32],
+    temperature: f32,
+    allowed: &impl Fn(&usize) -> bool,
+) -> Option<u32> {
+    let max = logits
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| allowed(i) && !v.is_nan())
+        .map(|(_, &v)| v)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return None;
+    }
+    let inv_t = 1.0 / temperature;
+    let weights: Vec<f32> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if allowed(&i) && !v.is_nan() {
+                ((v - max) * inv_t).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let total: f64 = weights.iter().map(|&w| w as f64).sum();
+    let mut r = rng.next_f32() as f64 * total;
+    let mut last = None;
+    for (i, &w) in weights.iter().enumerate() {
+        if w == 0.0 {
+            continue;
+        }
+        if r < w as f64 {
+            return Some(i as u32);
+        }
+        r -= w as f64;
+        last = Some(i as u32);
+    }
+    last
 }
 
 /// Index of the first largest logit (NaN never wins; 0 when there is none).
@@ -456,6 +509,28 @@ mod tests {
         assert_eq!(m, max);
         assert!((l as f64 - lse).abs() < 1e-5, "{l} vs {lse}");
         assert_eq!(log_softmax(&[f32::NEG_INFINITY; 3]).0, f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn untruncated_sampling_follows_the_softmax_and_skips_banned_tokens() {
+        // p = softmax([0, ln 3, -inf, 0]) = [1/5, 3/5, 0, 1/5]; token 3 banned -> [1/4, 3/4].
+        let logits = [0.0, 3f32.ln(), f32::NEG_INFINITY, 0.0];
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            seed: 5,
+            ..SamplingParams::default()
+        });
+        let mut counts = [0usize; 4];
+        for _ in 0..8000 {
+            counts[s.sample_banned(&logits, &[3]).token as usize] += 1;
+        }
+        assert_eq!((counts[2], counts[3]), (0, 0));
+        let share = counts[1] as f64 / 8000.0;
+        assert!((share - 0.75).abs() < 0.03, "{counts:?}");
     }
 
     #[test]

@@ -5,12 +5,13 @@
 use crate::eval::{evalset_id, evaluate, perplexity};
 use crate::evalset::{EvalSet, HeldOut};
 use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
+use crate::replay::ReplaySettings;
 use crate::rng::{fnv, Rng};
 use crate::rollout::{chat_prompt, chat_stop, generate, raw_prompt, GenStats, Job};
 use crate::score::{gate, GateConfig, SkillScore};
 use crate::skill::{self, Skill};
 use crate::task::Task;
-use crate::trainer::{train, Base, Example, TrainSettings};
+use crate::trainer::{train, Base, Candidate, Example, TrainSettings};
 use crate::ImproveError;
 use autodidact_engine::{AdapterCache, SamplingParams};
 use autodidact_model::{LoraAdapter, Message, Model};
@@ -116,6 +117,8 @@ pub struct ImproveConfig {
     pub eval_n: usize,
     pub guard_n: usize,
     pub train: TrainSettings,
+    /// The base's own free text trained beside the verified answers (keeps general language).
+    pub replay: ReplaySettings,
     pub gate: GateConfig,
     pub guard_text: Option<PathBuf>,
     pub guard_chunks: usize,
@@ -142,6 +145,7 @@ impl Default for ImproveConfig {
             eval_n: 50,
             guard_n: 10,
             train: TrainSettings::default(),
+            replay: ReplaySettings::default(),
             gate: GateConfig::default(),
             guard_text: None,
             guard_chunks: 8,
@@ -613,6 +617,9 @@ impl<'a> Improver<'a> {
                     total: 0,
                 });
                 let t0 = Instant::now();
+                let replay = self.replay(run, &cfg, guard_text.as_deref())?;
+                add_time(&mut timings, "replay_s", ms(t0));
+                let t0 = Instant::now();
                 let version = self.reg.next_version()?;
                 let name = format!("self-v{version}");
                 let mut stop = false;
@@ -625,24 +632,25 @@ impl<'a> Improver<'a> {
                     name: &self.model_name,
                     sha256: self.model_sha256.as_deref(),
                 };
-                let trained = train(
-                    &base,
-                    &self.adapters.adapters,
-                    &name,
-                    parent_name.as_deref(),
-                    &examples,
-                    &cfg.train,
-                    &self.paths.work(run, round),
-                    &mut |p| {
-                        let go = obs(&Event::Progress {
-                            done: p.step,
-                            total: p.total,
-                            message: format!("loss {:.4}  {:.0} tok/s", p.loss, p.tokens_per_s),
-                        });
-                        stop |= !go;
-                        go
-                    },
-                );
+                let work = self.paths.work(run, round);
+                let job = Candidate {
+                    name: &name,
+                    parent: parent_name.as_deref(),
+                    examples: &examples,
+                    replay: &replay,
+                    replay_share: cfg.replay.share,
+                    settings: &cfg.train,
+                    work: &work,
+                };
+                let trained = train(&base, &self.adapters.adapters, &job, &mut |p| {
+                    let go = obs(&Event::Progress {
+                        done: p.step,
+                        total: p.total,
+                        message: format!("loss {:.4}  {:.0} tok/s", p.loss, p.tokens_per_s),
+                    });
+                    stop |= !go;
+                    go
+                });
                 let trained = match trained {
                     Err(_) if stop => return Err(interrupted()),
                     r => r?,
@@ -675,6 +683,7 @@ impl<'a> Improver<'a> {
                 timings["train_tokens_per_s"] = trained.tokens_per_s.into();
                 let mut st = stats.clone();
                 st["train_examples"] = examples.len().into();
+                st["replay_texts"] = replay.len().into();
                 st["train_loss_first"] = trained.losses.first().copied().into();
                 st["train_loss_last"] = trained.final_loss.into();
                 st["train_losses"] =
@@ -1037,6 +1046,27 @@ impl<'a> Improver<'a> {
             Ok(())
         })?;
         Ok((rows, stats, verify_s))
+    }
+
+    /// The run's replay texts: sampled from the base at its first training and kept in the
+    /// registry, so a resumed run trains on the same ones.
+    fn replay(
+        &mut self,
+        run: &str,
+        cfg: &ImproveConfig,
+        guard_text: Option<&str>,
+    ) -> Result<Vec<String>, ImproveError> {
+        if cfg.replay.samples == 0 || cfg.replay.share <= 0.0 {
+            return Ok(Vec::new());
+        }
+        let have = self.reg.replay(run)?;
+        if !have.is_empty() {
+            return Ok(have);
+        }
+        let avoid: Vec<&str> = guard_text.into_iter().collect();
+        let s = crate::replay::sample(self.model, &cfg.replay, cfg.seed, cfg.max_active, &avoid)?;
+        self.reg.put_replay(run, &s.texts)?;
+        Ok(s.texts)
     }
 
     /// Every verified answer of the run so far as plain chat turns: deduplicated, at most

@@ -20,6 +20,7 @@ pub mod extract;
 mod improve;
 pub mod instructions;
 pub mod registry;
+pub mod replay;
 pub mod rng;
 pub mod rollout;
 pub mod score;

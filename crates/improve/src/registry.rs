@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS current(
   id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER, changed INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS history(
   at INTEGER NOT NULL, action TEXT NOT NULL, version INTEGER, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replay(
+  run TEXT NOT NULL, idx INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY(run, idx));
 ";
 
 /// Status of an adapter version.
@@ -436,6 +438,40 @@ impl Registry {
             .into_iter()
             .filter_map(|(t, s)| Some((serde_json::from_str(&t).ok()?, s)))
             .collect())
+    }
+
+    /// The base's own text samples replayed in a run's training, in order.
+    pub fn replay(&self, run: &str) -> Result<Vec<String>, ImproveError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT text FROM replay WHERE run = ?1 ORDER BY idx")
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map(params![run], |r| r.get::<_, String>(0))
+            .map_err(|e| self.db(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.db(e))?;
+        Ok(rows)
+    }
+
+    /// Stores a run's replay texts in one transaction (all or none).
+    pub fn put_replay(&mut self, run: &str, texts: &[String]) -> Result<(), ImproveError> {
+        let path = self.path.clone();
+        let db = |e| ImproveError::Db {
+            path: path.clone(),
+            source: e,
+        };
+        let tx = self.conn.transaction().map_err(db)?;
+        tx.execute("DELETE FROM replay WHERE run = ?1", params![run])
+            .map_err(db)?;
+        for (i, t) in texts.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO replay(run, idx, text) VALUES (?1, ?2, ?3)",
+                params![run, i as i64, t],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
     }
 
     /// Records a trained candidate; returns its version.

@@ -5,7 +5,7 @@ use crate::ImproveError;
 use autodidact_model::{Message, Model, Target};
 use autodidact_store::{AdapterMeta, Adapters};
 use autodidact_train::data::{OnBadLine, SftExample};
-use autodidact_train::{Examples, Flow, Progress, TrainConfig, TrainJob};
+use autodidact_train::{Examples, Flow, Progress, Replay, TrainConfig, TrainJob};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -57,19 +57,30 @@ pub struct Base<'a> {
     pub sha256: Option<&'a str>,
 }
 
-/// Trains adapter `name` into `store`. `work` keeps the checkpoint; a checkpoint left by a
-/// killed run of the same data and settings is resumed.
-#[allow(clippy::too_many_arguments)]
+/// One candidate to train.
+pub struct Candidate<'a> {
+    /// Its adapter name in the store.
+    pub name: &'a str,
+    /// The adapter it replaces as the current self, recorded as its parent.
+    pub parent: Option<&'a str>,
+    pub examples: &'a [Example],
+    /// The base's own text trained beside the examples (see [`crate::replay`]).
+    pub replay: &'a [String],
+    pub replay_share: f32,
+    pub settings: &'a TrainSettings,
+    /// Where the checkpoint is kept.
+    pub work: &'a Path,
+}
+
+/// Trains `c` into `store` from the base. A checkpoint left by a killed run of the same data
+/// and settings is resumed.
 pub fn train(
     base: &Base,
     store: &Adapters,
-    name: &str,
-    parent: Option<&str>,
-    examples: &[Example],
-    s: &TrainSettings,
-    work: &Path,
+    c: &Candidate,
     on_step: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<Trained, ImproveError> {
+    let (name, s, work, examples) = (c.name, c.settings, c.work, c.examples);
     std::fs::create_dir_all(work).map_err(|e| ImproveError::io(work, e))?;
     let model = base.model;
     let sft = examples
@@ -94,6 +105,12 @@ pub fn train(
         ..TrainConfig::default()
     };
     job.on_bad = OnBadLine::Skip;
+    if !c.replay.is_empty() && c.replay_share > 0.0 {
+        job.replay = Some(Replay {
+            texts: c.replay.to_vec(),
+            share: c.replay_share,
+        });
+    }
     job.checkpoint = Some(&ckpt);
     job.resume = ckpt.exists();
     let mut losses = Vec::new();
@@ -131,10 +148,11 @@ pub fn train(
         method: "sft".into(),
         created: crate::registry::now() as u64,
         source: Some(format!(
-            "autodidact improve ({} verified examples)",
-            examples.len()
+            "autodidact improve ({} verified examples, {} replayed texts)",
+            examples.len(),
+            c.replay.len()
         )),
-        parent: parent.map(String::from),
+        parent: c.parent.map(String::from),
         steps: Some(outcome.steps),
         train_loss: losses.last().copied(),
         val_loss: None,

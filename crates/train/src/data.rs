@@ -40,7 +40,7 @@ impl Preference {
         let labels = (0..tokens.len())
             .map(|i| (i + 1 >= p && i + 1 < tokens.len()).then(|| tokens[i + 1]))
             .collect();
-        Sequence { tokens, labels }
+        Sequence::new(tokens, labels)
     }
 }
 
@@ -291,7 +291,7 @@ fn to_sequence(
     if labels.iter().all(Option::is_none) {
         return (None, cut);
     }
-    (Some(Sequence { tokens, labels }), cut)
+    (Some(Sequence::new(tokens, labels)), cut)
 }
 
 /// The longest line read whole. Longer lines are bad lines, found without holding them: an

@@ -19,9 +19,20 @@ use std::ops::Range;
 pub struct Sequence {
     pub tokens: Vec<u32>,
     pub labels: Vec<Option<u32>>,
+    /// Weight of each of its labelled tokens in a step's mean loss (1 for ordinary examples).
+    pub weight: f32,
 }
 
 impl Sequence {
+    /// A sequence of weight 1.
+    pub fn new(tokens: Vec<u32>, labels: Vec<Option<u32>>) -> Self {
+        Sequence {
+            tokens,
+            labels,
+            weight: 1.0,
+        }
+    }
+
     pub fn n_labels(&self) -> usize {
         self.labels.iter().filter(|l| l.is_some()).count()
     }

@@ -29,6 +29,17 @@ pub enum Validation {
     Set(Examples),
 }
 
+/// Text trained beside the examples to keep an adapter close to its base on general language
+/// (replay, as in continual learning): raw text trained throughout, typically the base's own
+/// samples, whose cross-entropy pulls the adapter back toward the base's distribution.
+#[derive(Debug, Clone, Default)]
+pub struct Replay {
+    pub texts: Vec<String>,
+    /// The replayed tokens' total loss weight relative to the examples' (0.5: replay carries a
+    /// third of an epoch's loss weight), whatever the two sides' lengths.
+    pub share: f32,
+}
+
 /// Everything one training run needs. `TrainJob::new(model, examples)` takes the defaults.
 pub struct TrainJob<'a> {
     pub model: &'a Model,
@@ -44,6 +55,8 @@ pub struct TrainJob<'a> {
     pub resume: bool,
     /// The output layer's backward in f32 instead of int8 (slower).
     pub exact_output_grad: bool,
+    /// Replayed text mixed into the training set (SFT only; never in the validation set).
+    pub replay: Option<Replay>,
 }
 
 /// Per input ("train", "validation"): lines read, lines skipped with why, examples cut.
@@ -81,6 +94,7 @@ impl<'a> TrainJob<'a> {
             checkpoint: None,
             resume: false,
             exact_output_grad: false,
+            replay: None,
         }
     }
 
@@ -105,6 +119,11 @@ impl<'a> TrainJob<'a> {
             Validation::Split(f) => f,
             _ => 0.0,
         };
+        if dpo && self.replay.is_some() {
+            return Err(TrainError::Config(
+                "replayed text is for SFT, not preference pairs".into(),
+            ));
+        }
         let data = if dpo {
             let (all, rep) = preferences(train, self.model, &opts)?;
             reports.push(("train", rep));
@@ -127,6 +146,14 @@ impl<'a> TrainJob<'a> {
                     (all, val)
                 }
                 None => split_off(all, split, self.config.seed),
+            };
+            let train = match &self.replay {
+                Some(r) => {
+                    let (seqs, rep) = with_replay(train, r, self.model, &opts)?;
+                    reports.push(("replay", rep));
+                    seqs
+                }
+                None => train,
             };
             Data::Sft { train, val }
         };
@@ -214,6 +241,46 @@ fn sft(
             "preference pairs need the DPO method".into(),
         )),
     }
+}
+
+/// `train` with the replayed texts appended, weighted so that they carry `share` of the
+/// examples' total loss weight.
+fn with_replay(
+    mut train: Vec<crate::Sequence>,
+    r: &Replay,
+    m: &Model,
+    opts: &DataOptions,
+) -> Result<(Vec<crate::Sequence>, LoadReport), TrainError> {
+    if !(r.share.is_finite() && r.share >= 0.0) {
+        return Err(TrainError::Config(
+            "the replay share must be a finite number ≥ 0".into(),
+        ));
+    }
+    let texts: Vec<SftExample> = r.texts.iter().cloned().map(SftExample::Text).collect();
+    let (mut seqs, rep) = encode_sft(&texts, m, opts)?;
+    // A replayed text is a stretch of text, not a whole document: where it stops is not a
+    // lesson, so its end-of-text token is not trained.
+    for s in &mut seqs {
+        if s.tokens.len() > 1 && s.tokens.last().copied() == m.tokenizer.eos {
+            s.tokens.pop();
+            s.labels.pop();
+            if let Some(l) = s.labels.last_mut() {
+                *l = None;
+            }
+        }
+    }
+    seqs.retain(|s| s.n_labels() > 0);
+    let main: usize = train.iter().map(|s| s.n_labels()).sum();
+    let replayed: usize = seqs.iter().map(|s| s.n_labels()).sum();
+    if main == 0 || replayed == 0 || r.share == 0.0 {
+        return Ok((train, rep));
+    }
+    let w = r.share * main as f32 / replayed as f32;
+    for s in &mut seqs {
+        s.weight = w;
+    }
+    train.extend(seqs);
+    Ok((train, rep))
 }
 
 fn preferences(

@@ -42,7 +42,7 @@ pub mod run;
 
 pub use error::TrainError;
 pub use graph::{OutputGrad, Pack, Sequence, Tape, Trainer};
-pub use job::{split_off, train, Examples, LoadReports, TrainJob, Trained, Validation};
+pub use job::{split_off, train, Examples, LoadReports, Replay, TrainJob, Trained, Validation};
 pub use linear::Dropout;
 pub use perplexity::{perplexity, Perplexity};
 pub use run::{

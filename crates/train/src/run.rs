@@ -145,6 +145,7 @@ impl Data {
                     add(&s.tokens);
                     let l: Vec<u32> = s.labels.iter().map(|l| l.map_or(u32::MAX, |v| v)).collect();
                     add(&l);
+                    add(&[s.weight.to_bits()]);
                 }
             }
             Data::Dpo { train, val } => {
@@ -466,7 +467,8 @@ impl Run<'_> {
         })
     }
 
-    /// One SFT step: mean cross-entropy over every trained token of the step's examples.
+    /// One SFT step: mean cross-entropy over every trained token of the step's examples, each
+    /// token weighted by its sequence's weight (1 unless replayed text is mixed in).
     fn sft_step(
         &self,
         train: &[Sequence],
@@ -480,25 +482,34 @@ impl Run<'_> {
             adapter: Some(adapter),
             output_t: out_t,
         };
-        let n_labels: usize = ids.iter().map(|&i| train[i].n_labels()).sum();
-        let coef = 1.0 / n_labels.max(1) as f32;
+        let total: f64 = ids
+            .iter()
+            .map(|&i| train[i].weight as f64 * train[i].n_labels() as f64)
+            .sum();
+        let total = if total > 0.0 { total } else { 1.0 };
         let mut loss = 0f64;
         let mut tokens = 0u64;
         for (micro, chunk) in ids.chunks(self.config.batch).enumerate() {
             let seqs: Vec<&Sequence> = chunk.iter().map(|&i| &train[i]).collect();
             let pack = Pack::new(&seqs);
             tokens += pack.len() as u64;
-            let nl = pack.loss_rows.len();
+            let w: Vec<f32> = pack.loss_seq.iter().map(|&s| seqs[s].weight).collect();
+            let coefs = w.iter().map(|&w| (w as f64 / total) as f32).collect();
             let tape = tr.forward(
                 pack,
-                OutputGrad::Now(vec![coef; nl]),
+                OutputGrad::Now(coefs),
                 self.dropout(step, micro, dropout),
             )?;
-            loss -= tape.logp.iter().map(|&v| v as f64).sum::<f64>();
+            loss -= tape
+                .logp
+                .iter()
+                .zip(&w)
+                .map(|(&v, &w)| v as f64 * w as f64)
+                .sum::<f64>();
             tr.backward(tape, None, grads)?;
         }
         Ok(StepStats {
-            loss: loss / n_labels.max(1) as f64,
+            loss: loss / total,
             tokens,
             accuracy: None,
         })

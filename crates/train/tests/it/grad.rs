@@ -45,14 +45,8 @@ fn sequences() -> Vec<Sequence> {
             .collect()
     };
     vec![
-        Sequence {
-            labels: lab(&a, 2),
-            tokens: a,
-        },
-        Sequence {
-            labels: lab(&b, 0),
-            tokens: b,
-        },
+        Sequence::new(a.clone(), lab(&a, 2)),
+        Sequence::new(b.clone(), lab(&b, 0)),
     ]
 }
 

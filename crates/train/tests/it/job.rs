@@ -6,7 +6,7 @@ use autodidact_model::testing::{tiny_model_with, TinySpec};
 use autodidact_model::{Arch, Message, Model};
 use autodidact_train::data::{load_sft, max_line_bytes, DataOptions, OnBadLine, SftExample};
 use autodidact_train::{
-    score_nll, train, Data, Examples, Flow, TrainConfig, TrainError, TrainJob, Validation,
+    score_nll, train, Data, Examples, Flow, Replay, TrainConfig, TrainError, TrainJob, Validation,
 };
 
 fn model() -> Model {
@@ -79,6 +79,44 @@ fn one_call_trains_on_examples_in_memory_and_scores_held_out_data() {
         (again.nll - after.nll).abs() < 1e-3,
         "{again:?} vs {after:?}"
     );
+}
+
+#[test]
+fn replayed_text_joins_training_only_with_its_share_of_the_loss() {
+    let m = model();
+    let mut job = TrainJob::new(&m, Examples::Sft(examples(8)));
+    quick(&mut job);
+    job.validation = Validation::Split(0.25);
+    job.replay = Some(Replay {
+        texts: vec!["the cat sat on the mat".into(), "a b c d e f g".into()],
+        share: 0.5,
+    });
+    let (data, reports) = job.data().unwrap();
+    assert!(reports.iter().any(|(k, _)| *k == "replay"));
+    let Data::Sft { train: tr, val } = &data else {
+        panic!("SFT data expected")
+    };
+    assert_eq!((tr.len(), val.len()), (8, 2));
+    assert!(val.iter().all(|s| s.weight == 1.0));
+    let (main, replay): (Vec<_>, Vec<_>) = tr.iter().partition(|s| s.weight == 1.0);
+    assert_eq!(replay.len(), 2);
+    let eos = m
+        .tokenizer
+        .eos
+        .expect("the tiny model has an end-of-text token");
+    assert!(replay.iter().all(|s| !s.labels.contains(&Some(eos))));
+    let weight = |v: &[&autodidact_train::Sequence]| -> f32 {
+        v.iter().map(|s| s.weight * s.n_labels() as f32).sum()
+    };
+    let ratio = weight(&replay) / weight(&main);
+    assert!(
+        (ratio - 0.5).abs() < 1e-4,
+        "replay carries {ratio} of the examples' weight"
+    );
+    train(&job, &mut |_| Flow::Continue).unwrap();
+
+    job.replay.as_mut().unwrap().share = f32::NAN;
+    assert!(matches!(job.data(), Err(TrainError::Config(_))));
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn sft_data() -> Vec<Sequence> {
             let labels = (0..tokens.len())
                 .map(|p| (p >= 2 && p + 1 < tokens.len()).then(|| tokens[p + 1]))
                 .collect();
-            Sequence { tokens, labels }
+            Sequence::new(tokens, labels)
         })
         .collect()
 }
@@ -263,4 +263,49 @@ fn data_files_report_bad_lines_and_mask_prompts() {
     std::fs::write(&f, "{\"prompt\": \"a\", \"chosen\": \"b\"}\n{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n").unwrap();
     let err = load_preferences(&f, &m, &opts).unwrap_err().to_string();
     assert!(err.contains(":1:") && err.contains("rejected"), "{err}");
+}
+
+#[test]
+fn a_sequence_of_weight_two_counts_as_two_copies() {
+    let m = model(Arch::Gemma3);
+    let mut cfg = config(Method::Sft);
+    cfg.epochs = 1;
+    cfg.warmup = 0;
+    cfg.batch = 8;
+    let base = sft_data()[..3].to_vec();
+    let mut weighted = base.clone();
+    weighted[0].weight = 2.0;
+    let mut copied = base.clone();
+    copied.push(base[0].clone());
+    let dir = tmp("weight");
+    let run = |seqs: Vec<Sequence>, name: &str| {
+        let data = Data::Sft {
+            train: seqs,
+            val: Vec::new(),
+        };
+        train(&m, cfg.clone(), &data, &dir.join(name), false, None)
+    };
+    let (hw, aw) = run(weighted, "w.ckpt");
+    let (hc, ac) = run(copied, "c.ckpt");
+    assert_eq!(hw.len(), 1);
+    assert!(
+        (hw[0].loss - hc[0].loss).abs() < 1e-5,
+        "{} vs {}",
+        hw[0].loss,
+        hc[0].loss
+    );
+    let flat = |a: &autodidact_model::LoraAdapter| -> Vec<f32> {
+        a.layers
+            .iter()
+            .flat_map(|l| l.pairs.iter().flatten())
+            .flat_map(|p| p.a.iter().chain(&p.b).copied().collect::<Vec<_>>())
+            .collect()
+    };
+    let (fw, fc) = (flat(&aw), flat(&ac));
+    let worst = fw
+        .iter()
+        .zip(&fc)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "weights differ by {worst}");
 }
