@@ -98,6 +98,9 @@ pub struct TinySpec {
     pub window: usize,
     /// The context length the file declares.
     pub ctx: usize,
+    /// Name two of the spare tokens `<start_of_turn>` and `<end_of_turn>` (control tokens), as
+    /// Gemma's vocabulary has them, so a chat turn ends with one token instead of spelled bytes.
+    pub chat_markers: bool,
 }
 
 impl TinySpec {
@@ -116,6 +119,7 @@ impl TinySpec {
             layers: 6,
             window: 8,
             ctx: 256,
+            chat_markers: false,
         }
     }
 }
@@ -155,6 +159,7 @@ pub fn tiny_model_with(spec: &TinySpec) -> Vec<u8> {
         layers: LAYERS,
         window,
         ctx: _,
+        chat_markers,
     } = *spec;
     let mut rng = Rng(seed);
     let a = arch.name();
@@ -190,6 +195,12 @@ pub fn tiny_model_with(spec: &TinySpec) -> Vec<u8> {
     let mut types = vec![3i32, 3, 3];
     types.extend(std::iter::repeat_n(6, 256));
     types.resize(VOCAB, 1);
+    if chat_markers && VOCAB >= 261 {
+        for (i, name) in [(259, "<start_of_turn>"), (260, "<end_of_turn>")] {
+            tokens[i] = name.into();
+            types[i] = 3;
+        }
+    }
     w.set("tokenizer.ggml.model", Value::String("llama".into()));
     w.set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)));
     w.set(

@@ -1,3 +1,4 @@
+use autodidact_improve::replay::ReplaySettings;
 use autodidact_improve::trainer::TrainSettings;
 use autodidact_improve::{
     current_self, Event, GateConfig, ImproveConfig, ImproveError, Improver, Registry,
@@ -15,9 +16,11 @@ fn temp_home(tag: &str) -> PathBuf {
 }
 
 fn tiny() -> Model {
-    // Chat prompts of byte-level tokens run past the default 256 positions.
+    // Chat prompts of byte-level tokens run past the default 256 positions; a turn ends with
+    // one `<end_of_turn>` token, as in Gemma's own vocabulary.
     let spec = TinySpec {
         ctx: 1024,
+        chat_markers: true,
         ..TinySpec::small(Arch::Gemma3, GgmlType::F32, 11)
     };
     let bytes = tiny_model_with(&spec);
@@ -34,7 +37,7 @@ fn tiny() -> Model {
 fn write_skill(home: &Path) {
     let mut s = String::from(
         "name = \"stop\"\ndescription = \"say something short and end the turn\"\n\
-         prompt = \"Say a word about {w}.\"\nmax_tokens = 40\nscaffold = \"none\"\n\
+         prompt = \"Say a word about {w}.\"\nmax_tokens = 8\nscaffold = \"none\"\n\
          [verifier]\nkind = \"regex\"\npattern = \".\"\n",
     );
     for i in 0..64 {
@@ -65,7 +68,7 @@ fn config(home: &Path) -> ImproveConfig {
             rank: 8,
             alpha: 16.0,
             lr: 1e-2,
-            epochs: 4,
+            epochs: 8,
             batch: 8,
             seq_len: 128,
             seed: 3,
@@ -77,12 +80,17 @@ fn config(home: &Path) -> ImproveConfig {
         },
         guard_text: Some(guard),
         guard_chunks: 1,
+        replay: ReplaySettings {
+            samples: 16,
+            tokens: 24,
+            share: 0.5,
+        },
         ..ImproveConfig::default()
     }
 }
 
 #[test]
-#[ignore = "fails today at the promotion step: the random tiny model does not get better at the `stop` skill (0 % -> 0 %), so no candidate is promoted; resume after an interruption and the gate's reasons are checked before that point and pass"]
+#[ignore = "fails at the promotion step: the random tiny model learns to end its turn (with one `<end_of_turn>` token it does, after three invalid bytes) but not to say something first, so its held-out replies stay degenerate (0 % -> 0 %) and nothing is promoted; the resume after an interruption and the gate's reasons are checked before that point and pass"]
 fn the_loop_promotes_rejects_resumes_and_rolls_back() {
     let home = temp_home("loop");
     write_skill(&home);
