@@ -118,6 +118,8 @@ pub struct ImproveConfig {
     pub guard_n: usize,
     pub train: TrainSettings,
     /// The base's own free text trained beside the verified answers (keeps general language).
+    /// Runs recorded before replay existed resume without it.
+    #[serde(default = "ReplaySettings::off")]
     pub replay: ReplaySettings,
     pub gate: GateConfig,
     pub guard_text: Option<PathBuf>,

@@ -31,6 +31,16 @@ impl Default for ReplaySettings {
     }
 }
 
+impl ReplaySettings {
+    /// No replay.
+    pub fn off() -> Self {
+        ReplaySettings {
+            samples: 0,
+            ..ReplaySettings::default()
+        }
+    }
+}
+
 /// What sampling kept.
 pub struct Sampled {
     pub texts: Vec<String>,
@@ -119,5 +129,14 @@ mod tests {
         assert!(shingles(hit).iter().any(|g| banned.contains(g)));
         assert!(!shingles(miss).iter().any(|g| banned.contains(g)));
         assert!(shingles("too short").is_empty());
+    }
+
+    #[test]
+    fn a_run_recorded_before_replay_resumes_without_it() {
+        let mut v = serde_json::to_value(crate::ImproveConfig::default()).unwrap();
+        v.as_object_mut().unwrap().remove("replay");
+        let c: crate::ImproveConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(c.replay.samples, 0);
+        assert!(crate::ImproveConfig::default().replay.samples > 0);
     }
 }
