@@ -619,7 +619,7 @@ impl<'a> Improver<'a> {
                     total: 0,
                 });
                 let t0 = Instant::now();
-                let replay = self.replay(run, &cfg, guard_text.as_deref())?;
+                let replay = self.replay(run, &cfg, guard_text.as_deref(), obs)?;
                 add_time(&mut timings, "replay_s", ms(t0));
                 let t0 = Instant::now();
                 let version = self.reg.next_version()?;
@@ -1057,6 +1057,7 @@ impl<'a> Improver<'a> {
         run: &str,
         cfg: &ImproveConfig,
         guard_text: Option<&str>,
+        obs: Observer,
     ) -> Result<Vec<String>, ImproveError> {
         if cfg.replay.samples == 0 || cfg.replay.share <= 0.0 {
             return Ok(Vec::new());
@@ -1067,6 +1068,12 @@ impl<'a> Improver<'a> {
         }
         let avoid: Vec<&str> = guard_text.into_iter().collect();
         let s = crate::replay::sample(self.model, &cfg.replay, cfg.seed, cfg.max_active, &avoid)?;
+        if s.overlapping > 0 {
+            obs(&Event::Note(format!(
+                "replay: {} of the base's samples shared a run of words with the guard text and were dropped",
+                s.overlapping
+            )));
+        }
         self.reg.put_replay(run, &s.texts)?;
         Ok(s.texts)
     }

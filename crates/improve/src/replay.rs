@@ -3,7 +3,7 @@
 //! of general text (in expectation it is the KL divergence from the base), so a round can teach
 //! a skill without moving the language the guard measures. No human text is involved: the
 //! samples start from the beginning-of-text token alone.
-use crate::rollout::{generate, raw_prompt, GenStats, Job};
+use crate::rollout::{generate, raw_prompt, Job};
 use crate::ImproveError;
 use autodidact_engine::SamplingParams;
 use autodidact_model::Model;
@@ -46,7 +46,6 @@ pub struct Sampled {
     pub texts: Vec<String>,
     /// Samples dropped for sharing a run of words with an evaluation text.
     pub overlapping: usize,
-    pub stats: GenStats,
 }
 
 /// Words in a row that make a sample count as overlapping an evaluation text.
@@ -93,7 +92,7 @@ pub fn sample(
         })
         .collect();
     let mut out: Vec<Option<String>> = vec![None; s.samples];
-    let stats = generate(model, jobs, max_active, |i, o| {
+    generate(model, jobs, max_active, |i, o| {
         out[i] = Some(o.text);
         Ok(())
     })?;
@@ -109,11 +108,7 @@ pub fn sample(
         }
         texts.push(t);
     }
-    Ok(Sampled {
-        texts,
-        overlapping,
-        stats,
-    })
+    Ok(Sampled { texts, overlapping })
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub fn train(
         ..TrainConfig::default()
     };
     job.on_bad = OnBadLine::Skip;
-    if !c.replay.is_empty() && c.replay_share > 0.0 {
+    if !c.replay.is_empty() {
         job.replay = Some(Replay {
             texts: c.replay.to_vec(),
             share: c.replay_share,
