@@ -110,6 +110,10 @@ pub struct ImproveArgs {
     /// The replayed text's total loss weight relative to the verified answers' (default 1).
     #[arg(long)]
     pub replay_share: Option<f32>,
+    /// Train replayed text toward the base's distribution over its K likeliest tokens at each
+    /// position (distillation); 0 trains on the sampled tokens themselves (default 32).
+    #[arg(long, value_name = "K")]
+    pub replay_top_k: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -450,6 +454,7 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                     ReplaySettings {
                         samples: args.replay.unwrap_or(d.samples),
                         share: args.replay_share.unwrap_or(d.share),
+                        top_k: args.replay_top_k.unwrap_or(d.top_k),
                         ..d
                     }
                 },

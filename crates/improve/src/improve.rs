@@ -641,6 +641,7 @@ impl<'a> Improver<'a> {
                     examples: &examples,
                     replay: &replay,
                     replay_share: cfg.replay.share,
+                    replay_top_k: cfg.replay.top_k,
                     settings: &cfg.train,
                     work: &work,
                 };

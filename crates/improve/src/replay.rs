@@ -1,7 +1,9 @@
 //! Replay: the base model's own free text, sampled once per run and trained beside the
-//! verified answers. Its cross-entropy pulls a candidate back toward the base's distribution
-//! of general text (in expectation it is the KL divergence from the base), so a round can teach
-//! a skill without moving the language the guard measures. No human text is involved: the
+//! verified answers. Its loss pulls a candidate back toward the base's distribution of general
+//! text — the cross-entropy on the sampled tokens is the KL divergence from the base in
+//! expectation, and distillation (`top_k`) trains toward the base's distribution itself, which
+//! a few hundred samples cannot be overfitted to — so a round can teach a skill without moving
+//! the language the guard measures. No human text is involved: the
 //! samples start from the beginning-of-text token alone.
 use crate::rollout::{generate, raw_prompt, Job};
 use crate::ImproveError;
@@ -19,6 +21,11 @@ pub struct ReplaySettings {
     pub tokens: usize,
     /// Their total loss weight relative to the verified answers' (see `autodidact_train::Replay`).
     pub share: f32,
+    /// Distil the base's distribution over its `top_k` likeliest tokens at every replayed
+    /// position instead of training on the sampled tokens (0). Runs recorded before this
+    /// setting trained on the sampled tokens and resume that way.
+    #[serde(default)]
+    pub top_k: usize,
 }
 
 impl Default for ReplaySettings {
@@ -27,6 +34,7 @@ impl Default for ReplaySettings {
             samples: 128,
             tokens: 96,
             share: 1.0,
+            top_k: 32,
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct Candidate<'a> {
     /// The base's own text trained beside the examples (see [`crate::replay`]).
     pub replay: &'a [String],
     pub replay_share: f32,
+    /// 0: replay trains on the sampled tokens; `k`: it distils the base's top `k`.
+    pub replay_top_k: usize,
     pub settings: &'a TrainSettings,
     /// Where the checkpoint is kept.
     pub work: &'a Path,
@@ -109,6 +111,7 @@ pub fn train(
         job.replay = Some(Replay {
             texts: c.replay.to_vec(),
             share: c.replay_share,
+            top_k: c.replay_top_k,
         });
     }
     job.checkpoint = Some(&ckpt);

@@ -2,6 +2,7 @@
 //! base frozen and LoRA trainable. The forward saves what the backward needs (a [`Tape`]); the
 //! backward walks the layers in reverse and accumulates LoRA gradients.
 use crate::attention::{attention_backward, attention_forward, AttnGrads, AttnShape};
+use crate::distill::{soft_cross_entropy_row, top_k_row, SoftTarget};
 use crate::linear::{base_backward, Dropout, LoraBackward, LoraCtx};
 use crate::ops::{
     cross_entropy_row, gated_backward, gated_forward, rms_norm_backward, rope_backward,
@@ -21,6 +22,9 @@ pub struct Sequence {
     pub labels: Vec<Option<u32>>,
     /// Weight of each of its labelled tokens in a step's mean loss (1 for ordinary examples).
     pub weight: f32,
+    /// A reference distribution for each labelled token, in order, trained toward instead of
+    /// the label (replayed text distilled from the base; see [`crate::distill`]).
+    pub soft: Option<Vec<SoftTarget>>,
 }
 
 impl Sequence {
@@ -30,6 +34,7 @@ impl Sequence {
             tokens,
             labels,
             weight: 1.0,
+            soft: None,
         }
     }
 
@@ -49,6 +54,8 @@ pub struct Pack {
     pub loss_rows: Vec<usize>,
     pub labels: Vec<u32>,
     pub loss_seq: Vec<usize>,
+    /// Each loss row's soft target, where its sequence has them.
+    pub soft: Vec<Option<SoftTarget>>,
 }
 
 impl Pack {
@@ -60,14 +67,17 @@ impl Pack {
             loss_rows: Vec::new(),
             labels: Vec::new(),
             loss_seq: Vec::new(),
+            soft: Vec::new(),
         };
         for (si, s) in seqs.iter().enumerate() {
             let start = p.tokens.len();
+            let mut soft = s.soft.iter().flatten();
             for (i, (&t, l)) in s.tokens.iter().zip(&s.labels).enumerate() {
                 if let Some(l) = l {
                     p.loss_rows.push(start + i);
                     p.labels.push(*l);
                     p.loss_seq.push(si);
+                    p.soft.push(soft.next().cloned());
                 }
                 p.tokens.push(t);
                 p.positions.push(i);
@@ -213,6 +223,64 @@ impl Trainer<'_> {
         grad: OutputGrad,
         dropout: Option<Dropout>,
     ) -> Result<Tape, TrainError> {
+        let keep = !matches!(grad, OutputGrad::None);
+        let (x, layers, hs) = self.trunk(&pack, keep, dropout)?;
+        let coefs = match &grad {
+            OutputGrad::Now(cf) => Some(cf.as_slice()),
+            _ => None,
+        };
+        let (logp, dhs) = self.output_pass(&hs, &pack.labels, &pack.soft, coefs)?;
+        let (out, out_is_grad) = match grad {
+            OutputGrad::Now(_) => (dhs, true),
+            OutputGrad::Later => (hs, false),
+            OutputGrad::None => (Vec::new(), false),
+        };
+        Ok(Tape {
+            pack,
+            dropout,
+            layers,
+            x_final: if keep { x } else { Vec::new() },
+            out,
+            out_is_grad,
+            logp,
+        })
+    }
+
+    /// The model's own distribution at each loss row of `pack`, as its `k` likeliest tokens
+    /// (no tape is kept): the soft targets that distil this model into an adapter.
+    pub fn distributions(&self, pack: &Pack, k: usize) -> Result<Vec<SoftTarget>, TrainError> {
+        let (_, _, hs) = self.trunk(pack, false, None)?;
+        let m = self.model;
+        let c = &m.config;
+        let (d, v) = (c.n_embd, c.n_vocab);
+        let file = m.gguf.bytes();
+        let out_w = m.weights.output.as_ref().unwrap_or(&m.weights.token_embd);
+        let rows = pack.loss_rows.len();
+        let mut acts = QuantizedActs::default();
+        let mut logits = Vec::new();
+        let mut out = Vec::with_capacity(rows);
+        for r0 in (0..rows).step_by(OUT_CHUNK) {
+            let r1 = (r0 + OUT_CHUNK).min(rows);
+            acts.set(&hs[r0 * d..r1 * d], r1 - r0, d);
+            logits.resize((r1 - r0) * v, 0.0);
+            out_w.matmul(file, &mut acts, &mut logits)?; // (rows in chunk, n_vocab)
+            let part: Vec<SoftTarget> = logits
+                .par_chunks_mut(v)
+                .map(|row| top_k_row(row, c.final_logit_softcap, k))
+                .collect();
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// The layers over `pack`: the residual stream after the last layer `(n, d)`, each layer's
+    /// tape when `keep`, and the final-normed hidden state of the loss rows `(loss rows, d)`.
+    fn trunk(
+        &self,
+        pack: &Pack,
+        keep: bool,
+        dropout: Option<Dropout>,
+    ) -> Result<(Vec<f32>, Vec<LayerTape>, Vec<f32>), TrainError> {
         let m = self.model;
         let c = &m.config;
         let w = &m.weights;
@@ -242,7 +310,6 @@ impl Trainer<'_> {
                 c.n_vocab
             )));
         }
-        let keep = !matches!(grad, OutputGrad::None);
         let lora = LoraCtx {
             adapter: self.adapter,
             dropout,
@@ -330,25 +397,7 @@ impl Trainer<'_> {
         hs.par_chunks_mut(d)
             .zip(pack.loss_rows.par_iter())
             .for_each(|(o, &r)| rms_norm(&x[r * d..(r + 1) * d], &w.output_norm, c.rms_eps, o));
-        let coefs = match &grad {
-            OutputGrad::Now(cf) => Some(cf.as_slice()),
-            _ => None,
-        };
-        let (logp, dhs) = self.output_pass(&hs, &pack.labels, coefs)?;
-        let (out, out_is_grad) = match grad {
-            OutputGrad::Now(_) => (dhs, true),
-            OutputGrad::Later => (hs, false),
-            OutputGrad::None => (Vec::new(), false),
-        };
-        Ok(Tape {
-            pack,
-            dropout,
-            layers,
-            x_final: if keep { x } else { Vec::new() },
-            out,
-            out_is_grad,
-            logp,
-        })
+        Ok((x, layers, hs))
     }
 
     /// Logits of `hs (rows, d)` in chunks, log p(label) per row and, with `coefs`, the gradient of
@@ -357,6 +406,7 @@ impl Trainer<'_> {
         &self,
         hs: &[f32],
         labels: &[u32],
+        soft: &[Option<SoftTarget>],
         coefs: Option<&[f32]>,
     ) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
         let m = self.model;
@@ -387,12 +437,11 @@ impl Trainer<'_> {
                 .enumerate()
                 .for_each(|(i, (lp, row))| {
                     let coef = coefs.map(|cf| cf[r0 + i]);
-                    *lp = cross_entropy_row(
-                        row,
-                        c.final_logit_softcap,
-                        labels[r0 + i] as usize,
-                        coef,
-                    );
+                    let cap = c.final_logit_softcap;
+                    *lp = match soft.get(r0 + i).and_then(Option::as_ref) {
+                        Some(t) => soft_cross_entropy_row(row, cap, t, coef),
+                        None => cross_entropy_row(row, cap, labels[r0 + i] as usize, coef),
+                    };
                 });
             if coefs.is_some() {
                 let dh = &mut dhs[r0 * d..r1 * d];
@@ -438,7 +487,8 @@ impl Trainer<'_> {
         } else {
             let cf = coefs
                 .ok_or_else(|| TrainError::Config("backward needs the loss coefficients".into()))?;
-            self.output_pass(&out, &pack.labels, Some(cf))?.1
+            self.output_pass(&out, &pack.labels, &pack.soft, Some(cf))?
+                .1
         };
         let lora = LoraCtx {
             adapter: self.adapter,

@@ -4,6 +4,7 @@ use crate::data::{
     encode_preferences, encode_sft, load_preferences, load_sft, DataOptions, LoadReport, OnBadLine,
     PreferenceExample, SftExample,
 };
+use crate::graph::{Pack, Trainer};
 use crate::run::{Data, Flow, Method, Outcome, Progress, Run, TrainConfig};
 use crate::TrainError;
 use autodidact_model::{LoraAdapter, Model};
@@ -31,14 +32,22 @@ pub enum Validation {
 
 /// Text trained beside the examples to keep an adapter close to its base on general language
 /// (replay, as in continual learning): raw text trained throughout, typically the base's own
-/// samples, whose cross-entropy pulls the adapter back toward the base's distribution.
+/// samples, whose loss pulls the adapter back toward the base's distribution.
 #[derive(Debug, Clone, Default)]
 pub struct Replay {
     pub texts: Vec<String>,
     /// The replayed tokens' total loss weight relative to the examples' (0.5: replay carries a
     /// third of an epoch's loss weight), whatever the two sides' lengths.
     pub share: f32,
+    /// 0: train on the texts' own next tokens (cross-entropy). `k > 0`: distil the base model
+    /// (adapter off, even when training continues from one) — each replayed position is trained
+    /// toward the base's distribution there, kept as its `k` likeliest tokens plus the rest
+    /// (see [`crate::distill`]), which a few hundred texts cannot be overfitted to.
+    pub top_k: usize,
 }
+
+/// Sequences whose reference distributions are taken in one forward of the base.
+const DISTIL_BATCH: usize = 8;
 
 /// Everything one training run needs. `TrainJob::new(model, examples)` takes the defaults.
 pub struct TrainJob<'a> {
@@ -278,6 +287,20 @@ fn with_replay(
     let w = r.share * main as f32 / replayed as f32;
     for s in &mut seqs {
         s.weight = w;
+    }
+    if r.top_k > 0 {
+        let base = Trainer {
+            model: m,
+            adapter: None,
+            output_t: None,
+        };
+        for chunk in seqs.chunks_mut(DISTIL_BATCH) {
+            let pack = Pack::new(&chunk.iter().collect::<Vec<_>>());
+            let mut soft = base.distributions(&pack, r.top_k)?.into_iter();
+            for s in chunk.iter_mut() {
+                s.soft = Some(soft.by_ref().take(s.n_labels()).collect());
+            }
+        }
     }
     train.extend(seqs);
     Ok((train, rep))

@@ -29,6 +29,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod data;
+pub mod distill;
 mod error;
 pub mod graph;
 mod job;
@@ -40,6 +41,7 @@ pub mod peft;
 mod perplexity;
 pub mod run;
 
+pub use distill::SoftTarget;
 pub use error::TrainError;
 pub use graph::{OutputGrad, Pack, Sequence, Tape, Trainer};
 pub use job::{split_off, train, Examples, LoadReports, Replay, TrainJob, Trained, Validation};

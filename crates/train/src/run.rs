@@ -146,6 +146,15 @@ impl Data {
                     let l: Vec<u32> = s.labels.iter().map(|l| l.map_or(u32::MAX, |v| v)).collect();
                     add(&l);
                     add(&[s.weight.to_bits()]);
+                    // The reference distributions follow from the tokens; their size is the
+                    // setting (their values are recomputed on resume and may differ in the
+                    // last bit across thread counts, so they stay out of the fingerprint).
+                    if let Some(soft) = &s.soft {
+                        add(&[
+                            soft.len() as u32,
+                            soft.first().map_or(0, |t| t.ids.len() as u32),
+                        ]);
+                    }
                 }
             }
             Data::Dpo { train, val } => {

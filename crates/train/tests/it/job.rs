@@ -3,10 +3,11 @@
 use autodidact_kernels::GgmlType;
 use autodidact_model::gguf::GgufFile;
 use autodidact_model::testing::{tiny_model_with, TinySpec};
-use autodidact_model::{Arch, Message, Model};
+use autodidact_model::{Arch, LoraAdapter, Message, Model};
 use autodidact_train::data::{load_sft, max_line_bytes, DataOptions, OnBadLine, SftExample};
 use autodidact_train::{
-    score_nll, train, Data, Examples, Flow, Replay, TrainConfig, TrainError, TrainJob, Validation,
+    score_nll, train, Data, Examples, Flow, OutputGrad, Pack, Replay, Sequence, TrainConfig,
+    TrainError, TrainJob, Trainer, Validation,
 };
 
 fn model() -> Model {
@@ -90,6 +91,7 @@ fn replayed_text_joins_training_only_with_its_share_of_the_loss() {
     job.replay = Some(Replay {
         texts: vec!["the cat sat on the mat".into(), "a b c d e f g".into()],
         share: 0.5,
+        top_k: 0,
     });
     let (data, reports) = job.data().unwrap();
     assert!(reports.iter().any(|(k, _)| *k == "replay"));
@@ -117,6 +119,59 @@ fn replayed_text_joins_training_only_with_its_share_of_the_loss() {
 
     job.replay.as_mut().unwrap().share = f32::NAN;
     assert!(matches!(job.data(), Err(TrainError::Config(_))));
+}
+
+#[test]
+fn distilled_replay_trains_toward_the_base_distribution() {
+    let m = model();
+    let mut job = TrainJob::new(&m, Examples::Sft(examples(8)));
+    quick(&mut job);
+    job.replay = Some(Replay {
+        texts: vec!["the cat sat on the mat".into(), "a b c d e f g h".into()],
+        share: 1.0,
+        top_k: 5,
+    });
+    let (data, _) = job.data().unwrap();
+    let Data::Sft { train: tr, .. } = &data else {
+        panic!("SFT data expected")
+    };
+    let replayed: Vec<&Sequence> = tr.iter().filter(|s| s.soft.is_some()).collect();
+    assert_eq!(replayed.len(), 2);
+    for s in &replayed {
+        let soft = s.soft.as_ref().unwrap();
+        assert_eq!(soft.len(), s.n_labels());
+        for t in soft {
+            assert_eq!(t.ids.len(), 5);
+            assert!(t.probs.windows(2).all(|w| w[0] >= w[1]), "{t:?}");
+            let mass: f32 = t.probs.iter().sum();
+            assert!(mass > 0.0 && mass <= 1.0 + 1e-5, "{mass}");
+        }
+    }
+    // The base itself is at zero divergence from its own distribution on every replayed token.
+    let base = Trainer {
+        model: &m,
+        adapter: None,
+        output_t: None,
+    };
+    let tape = base
+        .forward(Pack::new(&replayed), OutputGrad::None, None)
+        .unwrap();
+    assert!(tape.logp.iter().all(|v| v.abs() < 1e-4), "{:?}", tape.logp);
+    // A run with distilled replay trains, and moves the adapter off the base.
+    let t = train(&job, &mut |_| Flow::Continue).unwrap();
+    let moved = base_divergence(&m, &t.outcome.adapter, &replayed);
+    assert!(moved > 0.0 && moved.is_finite(), "{moved}");
+}
+
+/// Mean KL from the base over the replayed tokens of `seqs` under `adapter`.
+fn base_divergence(m: &Model, adapter: &LoraAdapter, seqs: &[&Sequence]) -> f64 {
+    let tr = Trainer {
+        model: m,
+        adapter: Some(adapter),
+        output_t: None,
+    };
+    let tape = tr.forward(Pack::new(seqs), OutputGrad::None, None).unwrap();
+    -tape.logp.iter().map(|&v| v as f64).sum::<f64>() / tape.logp.len() as f64
 }
 
 #[test]
