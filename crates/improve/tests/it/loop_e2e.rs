@@ -84,6 +84,7 @@ fn config(home: &Path) -> ImproveConfig {
             samples: 16,
             tokens: 24,
             share: 0.5,
+            top_k: 8,
         },
         ..ImproveConfig::default()
     }
