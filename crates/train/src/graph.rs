@@ -123,6 +123,15 @@ struct LayerTape {
     lora_u: [Vec<f32>; 7],
 }
 
+/// What the layers give the output pass: the residual stream after the last layer `(n, d)`,
+/// each layer's tape (empty unless kept for backward), and the final-normed hidden state of
+/// the loss rows `(loss rows, d)`.
+struct Trunk {
+    x: Vec<f32>,
+    layers: Vec<LayerTape>,
+    hs: Vec<f32>,
+}
+
 /// The saved forward of one pack.
 pub struct Tape {
     pack: Pack,
@@ -224,7 +233,7 @@ impl Trainer<'_> {
         dropout: Option<Dropout>,
     ) -> Result<Tape, TrainError> {
         let keep = !matches!(grad, OutputGrad::None);
-        let (x, layers, hs) = self.trunk(&pack, keep, dropout)?;
+        let Trunk { x, layers, hs } = self.trunk(&pack, keep, dropout)?;
         let coefs = match &grad {
             OutputGrad::Now(cf) => Some(cf.as_slice()),
             _ => None,
@@ -249,7 +258,7 @@ impl Trainer<'_> {
     /// The model's own distribution at each loss row of `pack`, as its `k` likeliest tokens
     /// (no tape is kept): the soft targets that distil this model into an adapter.
     pub fn distributions(&self, pack: &Pack, k: usize) -> Result<Vec<SoftTarget>, TrainError> {
-        let (_, _, hs) = self.trunk(pack, false, None)?;
+        let hs = self.trunk(pack, false, None)?.hs;
         let m = self.model;
         let c = &m.config;
         let (d, v) = (c.n_embd, c.n_vocab);
@@ -273,14 +282,14 @@ impl Trainer<'_> {
         Ok(out)
     }
 
-    /// The layers over `pack`: the residual stream after the last layer `(n, d)`, each layer's
+    /// The layers over `pack` (see [`Trunk`]): the residual stream after the last layer `(n, d)`, each layer's
     /// tape when `keep`, and the final-normed hidden state of the loss rows `(loss rows, d)`.
     fn trunk(
         &self,
         pack: &Pack,
         keep: bool,
         dropout: Option<Dropout>,
-    ) -> Result<(Vec<f32>, Vec<LayerTape>, Vec<f32>), TrainError> {
+    ) -> Result<Trunk, TrainError> {
         let m = self.model;
         let c = &m.config;
         let w = &m.weights;
@@ -397,7 +406,7 @@ impl Trainer<'_> {
         hs.par_chunks_mut(d)
             .zip(pack.loss_rows.par_iter())
             .for_each(|(o, &r)| rms_norm(&x[r * d..(r + 1) * d], &w.output_norm, c.rms_eps, o));
-        Ok((x, layers, hs))
+        Ok(Trunk { x, layers, hs })
     }
 
     /// Logits of `hs (rows, d)` in chunks, log p(label) per row and, with `coefs`, the gradient of
