@@ -77,11 +77,21 @@ pub fn soft_cross_entropy_row(
     let max = max_of(logits);
     logits.iter_mut().for_each(|l| *l -= max);
     exp_inplace(logits);
-    let sum = sum_of(logits);
+    // The mass outside the target's tokens is summed on its own, not taken as `sum − inside`:
+    // once the model is sharp, that difference is rounding noise of a 262k-term sum (or
+    // negative), and `r / R` then blows the gradient up by orders of magnitude — which is how a
+    // distilled replay once drove training to a uniform output.
+    let at: Vec<f32> = target.ids.iter().map(|&i| logits[i as usize]).collect();
+    target.ids.iter().for_each(|&i| logits[i as usize] = 0.0);
+    let outside_sum = sum_of(logits);
+    for (&i, &e) in target.ids.iter().zip(&at) {
+        logits[i as usize] = e;
+    }
+    let inside: f64 = at.iter().map(|&e| e as f64).sum();
+    let sum = inside + outside_sum;
     let log_sum = sum.ln();
-    let inside: f64 = target.ids.iter().map(|&i| logits[i as usize] as f64).sum();
-    // The model's mass outside the target's tokens, floored so that its log stays finite.
-    let big_r = ((sum - inside) / sum).max(1e-30);
+    // Floored so that its log stays finite where every other token underflowed.
+    let big_r = (outside_sum / sum).max(1e-30);
     let r = target.rest();
     let mut ce = 0f64;
     for (&i, &q) in target.ids.iter().zip(&target.probs) {
@@ -97,7 +107,6 @@ pub fn soft_cross_entropy_row(
     if let Some(coef) = coef {
         let outside = (coef as f64 * (1.0 - r / big_r) / sum) as f32;
         let inv = (coef as f64 / sum) as f32;
-        let at: Vec<f32> = target.ids.iter().map(|&i| logits[i as usize]).collect();
         logits.iter_mut().for_each(|l| *l *= outside);
         for ((&i, &q), &e) in target.ids.iter().zip(&target.probs).zip(&at) {
             logits[i as usize] = e * inv - coef * q;
@@ -178,5 +187,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_sharp_model_gets_a_bounded_gradient() {
+        // A Gemma-sized row where the model keeps ~1e-9 of its mass outside the target's tokens
+        // while the target leaves 2 % there: the exact gradient on those tokens sums to
+        // R − r ≈ −0.02, whatever the rounding of the row's sum.
+        let v = 262_144;
+        let mut z = logits(v, 21, 1.0);
+        // Sixteen neighbours: one in each lane of the vectorised sum, which then loses every
+        // small term added after them.
+        let ids: Vec<u32> = (100..116).collect();
+        for &i in &ids {
+            z[i as usize] = 32.0;
+        }
+        let t = SoftTarget {
+            ids: ids.clone(),
+            probs: vec![0.98 / 16.0; 16],
+        };
+        let mut g = z.clone();
+        let l = soft_cross_entropy_row(&mut g, None, &t, Some(1.0));
+        assert!(l.is_finite());
+        let outside: f64 = g
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !ids.contains(&(*i as u32)))
+            .map(|(_, &x)| x as f64)
+            .sum();
+        assert!(
+            (outside + 0.02).abs() < 1e-3,
+            "outside gradient sums to {outside}"
+        );
+        assert!(
+            g.iter().all(|x| x.abs() <= 1.0),
+            "a gradient entry beyond 1"
+        );
     }
 }
