@@ -4,14 +4,19 @@
 message and watch the reply stream in, max tokens capped by the server's context, a failed turn kept
 out of the conversation, a conversation longer than the context trimmed (and said so), stop a reply
 mid-stream (the server must cancel it), the memory panel (add, a reply that says which memories it
-used, a fact learned from chat, search, edit, forget), switch to glance mode. Screenshots go to
-target/ui-artifacts/. The server runs as a scratch memory user whose database is deleted at the end. Usage: ui_test.py PATH/TO/autodidact"""
+used, a fact learned from chat, search, edit, forget), switch to glance mode; then the improvement
+page over a scratch store whose registry holds two promoted versions (lineage, a run's rounds and
+plots, roll back, make a version current). Screenshots go to target/ui-artifacts/. The chat server
+runs as a scratch memory user whose database is deleted at the end. Usage: ui_test.py PATH/TO/autodidact"""
 import base64
 import json
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -104,6 +109,89 @@ def metric(port: int, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return float("nan")
+
+
+def improvement_fixture(binary: str, home: str) -> None:
+    """A registry as `improve` leaves it after two promoted rounds: the binary creates the schema
+    (`runs list`), the rows are written here so that the page has lineage to show and roll back."""
+    env = dict(os.environ, AUTODIDACT_HOME=home)
+    subprocess.run([binary, "runs", "list"], env=env, check=True, stdout=subprocess.DEVNULL)
+    db = sqlite3.connect(os.path.join(home, "improve", "registry.sqlite"))
+    now = int(time.time())
+    with db:
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?)",
+                   ("run-ui", now, "gemma3-270m", json.dumps(["arithmetic"]),
+                    json.dumps({"eval_n": 20, "guard_n": 10}), "done", "two rounds, both promoted"))
+        for idx, (verified, share, acc) in enumerate([(120, 0.1, 3), (300, 0.25, 9)]):
+            stats = {"samples": 1200, "verified": verified, "verified_share": share,
+                     "degenerate_share": 0.2, "train_examples": verified // 2, "promoted": True,
+                     "reasons": [f"arithmetic improved (round {idx + 1})"], "ppl_base": 14.9,
+                     "ppl_candidate": 15.1, "train_losses": [1.2, 0.8, 0.5],
+                     "levels": [{"sub": "add-1", "level": 0, "plain_n": 100, "plain_pass": 10 * idx,
+                                 "scaffold_n": 300, "scaffold_pass": 40 + 20 * idx}]}
+            db.execute("INSERT INTO rounds VALUES (?,?,?,?,?,?,?,?,?)",
+                       ("run-ui", idx, "done", "[]", idx + 1, json.dumps({"train_s": 60.0}),
+                        json.dumps(stats), now, now))
+            db.execute("INSERT INTO adapters VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (idx + 1, f"self-v{idx + 1}", "run-ui", idx, idx or None, "gemma3-270m",
+                        "h", verified // 2, 1, "{}", "promoted", f"round {idx + 1} gained", now))
+            db.execute("INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+                       (f"adapter:{idx + 1}", "arithmetic", "add-1", "arithmetic:v1:n20", 20, acc,
+                        20, 0))
+        db.execute("INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+                   ("base:gemma3-270m", "arithmetic", "add-1", "arithmetic:v1:n20", 20, 0, 0, 20))
+        db.execute("INSERT OR REPLACE INTO current VALUES (1, 2, ?)", (now,))
+    db.close()
+
+
+def improvement_page(binary: str, dport: int, model: str) -> None:
+    """The improvement page: current self and lineage, a run's rounds and plots, roll back."""
+    home = tempfile.mkdtemp(prefix="ad-ui-improve-")
+    port = free_port()
+    server = None
+    d = None
+    try:
+        improvement_fixture(binary, home)
+        server = subprocess.Popen([binary, "serve", "-m", model, "--port", str(port), "--no-memory"],
+                                  env=dict(os.environ, AUTODIDACT_HOME=home),
+                                  stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{port}/health", server, "server (improvement)")
+        d = Driver(dport)
+        d.s("POST", "/url", {"url": f"http://127.0.0.1:{port}/"})
+        d.click("#improveLink")
+        d.wait("return document.querySelectorAll('#versions tr').length === 2", "the versions")
+        cur = d.js("return document.querySelector('#current').textContent")
+        assert cur.startswith("v2 (adapter self-v2") and "chat answers as this version" in cur, cur
+        rows = d.js("return [...document.querySelectorAll('#versions tr')].map(r => r.textContent)")
+        assert "(current)" in rows[1] and "v1" in rows[1] and "promoted" in rows[0], rows
+        d.click("#runs button")
+        d.wait("return document.querySelectorAll('#rounds tr').length === 2", "the run's rounds")
+        rounds = d.js("return [...document.querySelectorAll('#rounds tr')].map(r => r.textContent)")
+        assert "300 of 1200" in rounds[1] and "promoted" in rounds[1], rounds
+        assert "15.0 % → 45.0 %" in rounds[1], rounds
+        d.wait("return document.querySelectorAll('#plots img').length === 4 && "
+               "[...document.querySelectorAll('#plots img')].every(i => i.complete && i.naturalWidth > 0)",
+               "the four plots")
+        d.screenshot("improve.png")
+        d.click("#rollbackPrev")
+        d.wait("return document.querySelector('#current').textContent.startsWith('v1 ')",
+               "the rollback to v1")
+        api = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/improve", timeout=5).read())
+        assert api["current"] == 1, api
+        statuses = {v["version"]: v["status"] for v in api["versions"]}
+        assert statuses == {1: "promoted", 2: "rolled_back"}, statuses
+        # The rolled-back version can be made current again from its row.
+        d.click("#versions tr:nth-child(2) button")
+        d.wait("return document.querySelector('#current').textContent.startsWith('v2 ')",
+               "v2 current again")
+        d.screenshot("improve-rolled.png")
+    finally:
+        if d:
+            d.quit()
+        if server:
+            server.terminate()
+            server.wait(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
@@ -254,6 +342,10 @@ def main() -> None:
         visible = d.js("return [...document.querySelectorAll('.msg')].filter(e => getComputedStyle(e).display !== 'none').length")
         assert visible == 1, f"{visible} messages visible in glance mode"
         path = d.screenshot("glance.png")
+        d.quit()
+        d = None
+        home = os.environ.get("AUTODIDACT_HOME", os.path.expanduser("~/.autodidact"))
+        improvement_page(binary, dport, os.path.join(home, "models", "gemma3-270m.gguf"))
         print(f"ui: all checks passed (screenshots in {os.path.dirname(os.path.abspath(path))})")
     finally:
         if d:

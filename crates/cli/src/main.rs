@@ -11,6 +11,7 @@ mod train;
 use anyhow::{bail, Context, Result};
 use autodidact_engine::{generate, AdapterCache, GenConfig, Request, SamplingParams};
 use autodidact_model::Model;
+use autodidact_server::improve::SelfImprovement;
 use autodidact_store::{ResolvedModel, Store, DEFAULT_MODEL};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -363,17 +364,23 @@ fn run() -> Result<()> {
         Cmd::Bench(args) => bench::run(&store, args)?,
         Cmd::Serve(args) => {
             let (m, base) = load(&store, &args.model)?;
-            let mut args = args;
+            // Without --adapter or --base the server follows the current self from request to
+            // request (a promotion or rollback reaches it); start-up says who answers now.
+            let follow = args.adapter.is_none() && !args.base;
             if args.adapter.is_none() {
-                args.adapter = promoted_self(&store, &base, args.base)?;
+                promoted_self(&store, &base, args.base)?;
             }
+            let improve = SelfImprovement {
+                home: store.home().to_path_buf(),
+                follow,
+            };
             let cache = AdapterCache::new(store.adapters(), Some(store.model_sha256(&base)?));
             let memory = if args.no_memory {
                 None
             } else {
                 Some(memory::chat_memory(&store)?)
             };
-            serve::run(m, base.name, cache, memory, args)?;
+            serve::run(m, base.name, cache, memory, improve, args)?;
         }
         Cmd::Train(args) => {
             let (m, base) = load(&store, &args.model)?;

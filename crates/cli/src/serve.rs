@@ -3,6 +3,7 @@ use anyhow::{Context, Result};
 use autodidact_engine::{AdapterCache, EngineConfig, EngineHandle, GenConfig};
 use autodidact_memory::chat::ChatMemory;
 use autodidact_model::Model;
+use autodidact_server::improve::SelfImprovement;
 use autodidact_server::memory::MemoryService;
 use autodidact_server::{AllowedHosts, AppState};
 use clap::Args;
@@ -107,6 +108,7 @@ pub fn run(
     name: String,
     adapters: AdapterCache,
     memory: Option<ChatMemory>,
+    improve: SelfImprovement,
     args: ServeArgs,
 ) -> Result<()> {
     let api_key = check_api_key(args.api_key)?;
@@ -146,6 +148,7 @@ pub fn run(
     let mut state = AppState::new(engine, name.clone(), api_key);
     state.adapters = Some(Arc::new(adapters));
     state.default_adapter = args.adapter;
+    state.improve = Some(Arc::new(improve));
     state.allowed_hosts = allowed_hosts(&args.host, args.allowed_hosts.as_deref());
     state.truncate_history = args.truncate_history;
     if let Some(b) = args.max_body {

@@ -86,9 +86,30 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> ImproveError {
     }
 }
 
-/// Draws `series` as lines with markers into a 800×480 PNG at `path`.
+/// Draws `series` as lines with markers into a 800×480 PNG at `path`. The picture is drawn
+/// beside it and renamed into place, so a reader (the server) never sees half a file.
 pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), ImproveError> {
     ensure_font()?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    // The backend picks the image format from the extension, so the temporary name keeps it.
+    let tmp = path.with_file_name(format!(
+        ".{stem}-{}-{}.tmp.png",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let drawn = draw(&tmp, chart, series);
+    if drawn.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    drawn?;
+    std::fs::rename(&tmp, path).map_err(|e| ImproveError::io(path, e))
+}
+
+fn draw(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), ImproveError> {
     let pts = || series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);

@@ -128,6 +128,12 @@ fn score_for(
 }
 
 impl RunReport {
+    /// A hash of everything the report shows: equal fingerprints draw equal reports.
+    pub fn fingerprint(&self) -> String {
+        let data = serde_json::to_vec(self).expect("reports serialize");
+        format!("{:016x}", crate::rng::fnv(&data))
+    }
+
     /// The report of `run`, or `None` when the registry has no such run.
     pub fn load(reg: &Registry, run: &str) -> Result<Option<RunReport>, ImproveError> {
         let Some(r) = reg.run(run)? else {
@@ -371,5 +377,31 @@ pub fn write_report(home: &Path, run: &str) -> Result<Vec<PathBuf>, ImproveError
     let paths = crate::Paths::new(home);
     let reg = Registry::open(&paths.registry())?;
     let report = RunReport::load(&reg, run)?.ok_or_else(|| ImproveError::UnknownRun(run.into()))?;
-    report.write(&paths.report(run))
+    let dir = paths.report(run);
+    let files = report.write(&dir)?;
+    crate::registry::write_atomic(&dir.join(FINGERPRINT), report.fingerprint().as_bytes())?;
+    Ok(files)
+}
+
+/// The file beside a report that says which registry state it was drawn from.
+const FINGERPRINT: &str = "fingerprint";
+
+/// The folder of `run`'s report, redrawn first when the registry has changed since it was
+/// written (a run in progress gains rounds); `None` when there is no such run.
+pub fn ensure_report(home: &Path, run: &str) -> Result<Option<PathBuf>, ImproveError> {
+    let paths = crate::Paths::new(home);
+    let Some(reg) = Registry::open_existing(&paths.registry())? else {
+        return Ok(None);
+    };
+    let Some(report) = RunReport::load(&reg, run)? else {
+        return Ok(None);
+    };
+    let dir = paths.report(run);
+    let print = report.fingerprint();
+    let drawn = std::fs::read_to_string(dir.join(FINGERPRINT)).is_ok_and(|f| f == print);
+    if !drawn {
+        report.write(&dir)?;
+        crate::registry::write_atomic(&dir.join(FINGERPRINT), print.as_bytes())?;
+    }
+    Ok(Some(dir))
 }

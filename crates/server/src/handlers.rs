@@ -98,11 +98,21 @@ fn check_model(
             ))
             .param("adapter"))
         }
-        (a, b) => a.or(b).or(state.default_adapter.as_deref()),
+        (a, b) => a
+            .or(b)
+            .map(String::from)
+            .or_else(|| match &state.default_adapter {
+                Some(d) => Some(d.clone()),
+                None => state
+                    .improve
+                    .as_ref()
+                    .and_then(|i| i.current_adapter(&state.model_name)),
+            }),
     };
     let Some(name) = name else {
         return Ok(None);
     };
+    let name = name.as_str();
     let Some(store) = &state.adapters else {
         return Err(not_found(format!(
             "adapter `{name}` does not exist: this server has no adapter store"

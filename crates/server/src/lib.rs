@@ -19,6 +19,7 @@
 mod error;
 mod guard;
 mod handlers;
+pub mod improve;
 mod log_sink;
 pub mod memory;
 mod metrics;
@@ -76,6 +77,9 @@ pub struct AppState {
     /// Users' memories: recalled into chat prompts, learned from after replies, and served under
     /// `/v1/memories`. `None` turns memory off.
     pub memory: Option<Arc<memory::MemoryService>>,
+    /// The self-improvement registry: served under `/v1/improve`, and followed by chat when
+    /// `default_adapter` is unset. `None` serves neither.
+    pub improve: improve::Improve,
 }
 
 impl AppState {
@@ -98,6 +102,7 @@ impl AppState {
             adapters: None,
             default_adapter: None,
             memory: None,
+            improve: None,
         }
     }
 }
@@ -159,12 +164,17 @@ pub fn app(state: AppState) -> Router {
         .route("/memories/{id}/history", get(memory::history))
         .route("/conversations", get(memory::conversations))
         .route("/conversations/{id}", delete(memory::forget_conversation))
+        .route("/improve", get(improve::index))
+        .route("/improve/runs/{id}", get(improve::run))
+        .route("/improve/runs/{id}/plots/{file}", get(improve::plot))
+        .route("/improve/rollback", post(improve::rollback))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .route("/", get(ui::index))
+        .route("/improve", get(ui::improvement))
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -2,6 +2,7 @@
 //! streaming, logprobs, errors in OpenAI's shape, auth, queue limits, disconnect cancellation and
 //! concurrent streams. Each server binds a free port; the model is loaded once and shared. The
 //! fast tier, over a tiny random model, is in `tiny.rs`.
+mod improve;
 mod memory;
 mod tiny;
 
