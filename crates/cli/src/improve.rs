@@ -8,7 +8,8 @@ use autodidact_improve::report::{write_report, RunReport};
 use autodidact_improve::skill::{load_all, select};
 use autodidact_improve::trainer::TrainSettings;
 use autodidact_improve::{
-    current_self, Event, ImproveConfig, Improver, Paths, Phase, Registry, Skill, SkillScore,
+    current_self, Changes, Event, ImproveConfig, Improver, Paths, Phase, Registry, Skill,
+    SkillScore,
 };
 use autodidact_model::Model;
 use autodidact_store::{ResolvedModel, Store};
@@ -59,39 +60,47 @@ pub struct ImproveArgs {
     /// Other skills scored so that none regresses; repeatable.
     #[arg(long = "guard-skill")]
     pub guard_skills: Vec<String>,
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
+    /// Rounds in all (default 3; on --resume, more rounds continue a finished run).
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// Wall-clock limit, e.g. 90m, 2h, 1h30m, 45s.
     #[arg(long)]
     pub budget: Option<String>,
-    /// Continue an interrupted or stopped run.
+    /// Continue an interrupted or stopped run. The settings marked "changeable" may be given
+    /// anew: they apply to the rounds still to come, and the change is recorded.
     #[arg(long)]
     pub resume: Option<String>,
-    /// Tasks per round.
-    #[arg(long, default_value_t = 600)]
-    pub tasks: usize,
-    /// Samples per task (one in plain chat, the rest under the few-shot scaffold).
-    #[arg(short = 'k', long, default_value_t = 4)]
-    pub samples: usize,
-    #[arg(long, default_value_t = 4)]
-    pub shots: usize,
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Held-out tasks per level for the target skills (0: all).
-    #[arg(long, default_value_t = 50)]
-    pub eval_n: usize,
-    /// Held-out tasks per level for guard skills.
-    #[arg(long, default_value_t = 10)]
-    pub guard_n: usize,
-    /// Sequences generated at once.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 3)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
-    pub rank: usize,
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f32,
+    /// Tasks per round (default 600; changeable).
+    #[arg(long)]
+    pub tasks: Option<usize>,
+    /// Samples per task, one in plain chat and the rest under the few-shot scaffold (default 4;
+    /// changeable).
+    #[arg(short = 'k', long)]
+    pub samples: Option<usize>,
+    /// Demonstrations in the scaffold (default 4; changeable).
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Sampling temperature of rollouts (default 0.8; changeable).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Held-out tasks per level for the target skills (0: all; default 50).
+    #[arg(long)]
+    pub eval_n: Option<usize>,
+    /// Held-out tasks per level for guard skills (default 10).
+    #[arg(long)]
+    pub guard_n: Option<usize>,
+    /// Sequences generated at once (default 32; changeable).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Training epochs (default 3; changeable).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// LoRA rank, alpha twice the rank (default 16; changeable).
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// Learning rate (default 2e-4; changeable).
+    #[arg(long)]
+    pub lr: Option<f32>,
     /// Text whose perplexity guards general language (default: reference/texts/gpl-3.txt
     /// found above the working directory or the executable).
     #[arg(long)]
@@ -99,20 +108,24 @@ pub struct ImproveArgs {
     /// Skip the perplexity guard.
     #[arg(long)]
     pub no_guard: bool,
-    /// Chunks of 512 tokens of the guard text scored (a paired comparison with the base).
-    #[arg(long, default_value_t = 8)]
-    pub guard_chunks: usize,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Chunks of 512 tokens of the guard text scored, a paired comparison with the base
+    /// (default 8).
+    #[arg(long)]
+    pub guard_chunks: Option<usize>,
+    /// Seed of the run's tasks, samples and replay (default 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Samples of the base's own free text trained beside the verified answers, so general
     /// language stays where it was (0: none; default 128).
     #[arg(long)]
     pub replay: Option<usize>,
-    /// The replayed text's total loss weight relative to the verified answers' (default 1).
+    /// The replayed text's total loss weight relative to the verified answers' (default 1;
+    /// changeable).
     #[arg(long)]
     pub replay_share: Option<f32>,
     /// Train replayed text toward the base's distribution over its K likeliest tokens at each
-    /// position (distillation); 0 trains on the sampled tokens themselves (default 32).
+    /// position (distillation); 0 trains on the sampled tokens themselves (default 32;
+    /// changeable).
     #[arg(long, value_name = "K")]
     pub replay_top_k: Option<usize>,
 }
@@ -413,16 +426,6 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
     let home = store.home();
     crate::train::keep_freed_memory();
     let budget = args.budget.as_deref().map(parse_budget).transpose()?;
-    let guard_text = if args.no_guard {
-        None
-    } else {
-        Some(match args.guard_text.clone().or_else(find_guard_text) {
-            Some(p) => p,
-            None => bail!(
-                "no guard text found: pass --guard-text PATH (the repository's reference/texts/gpl-3.txt) or --no-guard"
-            ),
-        })
-    };
     let sha = store.model_sha256(base).ok();
     let mut imp = Improver::new(m, &base.name, sha, home)?;
     let interrupted = crate::ctrl_c_flag()?;
@@ -436,44 +439,85 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
         !interrupted.load(Ordering::SeqCst)
     };
     let summary = match &args.resume {
-        Some(run) => imp.resume(run, budget, &mut obs)?,
-        None => {
-            let cfg = ImproveConfig {
-                skills: if args.skills.is_empty() {
-                    vec!["arithmetic".into()]
-                } else {
-                    args.skills.clone()
-                },
-                guard_skills: args.guard_skills.clone(),
+        Some(run) => {
+            let fixed = [
+                ("--skill", !args.skills.is_empty()),
+                ("--guard-skill", !args.guard_skills.is_empty()),
+                ("--eval-n", args.eval_n.is_some()),
+                ("--guard-n", args.guard_n.is_some()),
+                ("--guard-text", args.guard_text.is_some()),
+                ("--no-guard", args.no_guard),
+                ("--guard-chunks", args.guard_chunks.is_some()),
+                ("--seed", args.seed.is_some()),
+                ("--replay", args.replay.is_some()),
+            ];
+            if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+                bail!(
+                    "{flag} cannot change when a run resumes: its rounds are compared on it (start a new run instead)"
+                );
+            }
+            let changes = Changes {
+                budget_s: budget,
                 rounds: args.rounds,
                 tasks_per_round: args.tasks,
                 samples_per_task: args.samples,
                 shots: args.shots,
                 temperature: args.temperature,
                 max_active: args.batch,
-                eval_n: args.eval_n,
-                guard_n: args.guard_n,
-                train: TrainSettings {
-                    rank: args.rank,
-                    alpha: 2.0 * args.rank as f32,
-                    lr: args.lr,
-                    epochs: args.epochs,
-                    ..TrainSettings::default()
+                epochs: args.epochs,
+                rank: args.rank,
+                lr: args.lr,
+                replay_share: args.replay_share,
+                replay_top_k: args.replay_top_k,
+            };
+            imp.resume(run, &changes, &mut obs)?
+        }
+        None => {
+            let guard_text = if args.no_guard {
+                None
+            } else {
+                Some(match args.guard_text.clone().or_else(find_guard_text) {
+                    Some(p) => p,
+                    None => bail!(
+                        "no guard text found: pass --guard-text PATH (the repository's reference/texts/gpl-3.txt) or --no-guard"
+                    ),
+                })
+            };
+            let d = ImproveConfig::default();
+            let rank = args.rank.unwrap_or(d.train.rank);
+            let cfg = ImproveConfig {
+                skills: if args.skills.is_empty() {
+                    d.skills.clone()
+                } else {
+                    args.skills.clone()
                 },
-                replay: {
-                    let d = ReplaySettings::default();
-                    ReplaySettings {
-                        samples: args.replay.unwrap_or(d.samples),
-                        share: args.replay_share.unwrap_or(d.share),
-                        top_k: args.replay_top_k.unwrap_or(d.top_k),
-                        ..d
-                    }
+                guard_skills: args.guard_skills.clone(),
+                rounds: args.rounds.unwrap_or(d.rounds),
+                tasks_per_round: args.tasks.unwrap_or(d.tasks_per_round),
+                samples_per_task: args.samples.unwrap_or(d.samples_per_task),
+                shots: args.shots.unwrap_or(d.shots),
+                temperature: args.temperature.unwrap_or(d.temperature),
+                max_active: args.batch.unwrap_or(d.max_active),
+                eval_n: args.eval_n.unwrap_or(d.eval_n),
+                guard_n: args.guard_n.unwrap_or(d.guard_n),
+                train: TrainSettings {
+                    rank,
+                    alpha: d.train.alpha / d.train.rank as f32 * rank as f32,
+                    lr: args.lr.unwrap_or(d.train.lr),
+                    epochs: args.epochs.unwrap_or(d.train.epochs),
+                    ..d.train.clone()
+                },
+                replay: ReplaySettings {
+                    samples: args.replay.unwrap_or(d.replay.samples),
+                    share: args.replay_share.unwrap_or(d.replay.share),
+                    top_k: args.replay_top_k.unwrap_or(d.replay.top_k),
+                    ..d.replay.clone()
                 },
                 guard_text,
-                guard_chunks: args.guard_chunks,
-                seed: args.seed,
+                guard_chunks: args.guard_chunks.unwrap_or(d.guard_chunks),
+                seed: args.seed.unwrap_or(d.seed),
                 budget_s: budget,
-                ..ImproveConfig::default()
+                ..d
             };
             imp.start(cfg, &mut obs)?
         }

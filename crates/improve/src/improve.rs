@@ -2,6 +2,7 @@
 //! chat, verification, training a candidate from the base on everything verified so far
 //! (ReST-EM), held-out evaluation, the gate, and promotion or rejection — each step committed
 //! to the registry so a killed run resumes where it stopped.
+use crate::changes::Changes;
 use crate::eval::{evalset_id, evaluate, perplexity};
 use crate::evalset::{EvalSet, HeldOut};
 use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
@@ -366,11 +367,12 @@ impl<'a> Improver<'a> {
         self.drive(&id, cfg, obs)
     }
 
-    /// Continues `run` from its last committed step; `budget_s` replaces the stored budget.
+    /// Continues `run` from its last committed step, with `changes` to the settings of the
+    /// rounds still to come (recorded in the registry's history and said through `obs`).
     pub fn resume(
         &mut self,
         run: &str,
-        budget_s: Option<f64>,
+        changes: &Changes,
         obs: Observer,
     ) -> Result<Summary, ImproveError> {
         let row = self
@@ -391,7 +393,13 @@ impl<'a> Improver<'a> {
                 ),
             });
         }
-        cfg.budget_s = budget_s.or(cfg.budget_s);
+        let said = changes.apply(&mut cfg);
+        if !said.is_empty() {
+            let conf = serde_json::to_value(&cfg).expect("configs serialize");
+            let note = format!("resumed with {}", said.join(", "));
+            self.reg.change_run_config(run, &conf, &note)?;
+            obs(&Event::Note(format!("{run} {note}")));
+        }
         self.reg.set_run_status(run, "running", "")?;
         self.drive(run, cfg, obs)
     }

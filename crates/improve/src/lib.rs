@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 pub mod arithmetic;
+mod changes;
 mod error;
 pub mod eval;
 pub mod evalset;
@@ -31,6 +32,7 @@ pub mod task;
 pub mod trainer;
 pub mod user;
 
+pub use changes::Changes;
 pub use error::ImproveError;
 pub use improve::{
     current_self, CurrentSelf, CurriculumLevel, Event, ImproveConfig, Improver, Observer, Paths,

@@ -69,6 +69,15 @@ pub const PROMOTED: &str = "promoted";
 pub const REJECTED: &str = "rejected";
 pub const ROLLED_BACK: &str = "rolled_back";
 
+/// One entry of the registry's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    pub at: i64,
+    pub action: String,
+    pub version: Option<i64>,
+    pub note: String,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {
     pub id: String,
@@ -199,6 +208,54 @@ impl Registry {
             )
             .map_err(|e| self.db(e))?;
         Ok(())
+    }
+
+    /// Replaces a run's stored configuration and records why in the history, in one
+    /// transaction.
+    pub fn change_run_config(
+        &mut self,
+        id: &str,
+        config: &serde_json::Value,
+        note: &str,
+    ) -> Result<(), ImproveError> {
+        let path = self.path.clone();
+        let db = |e| ImproveError::Db {
+            path: path.clone(),
+            source: e,
+        };
+        let tx = self.conn.transaction().map_err(db)?;
+        tx.execute(
+            "UPDATE runs SET config = ?2 WHERE id = ?1",
+            params![id, config.to_string()],
+        )
+        .map_err(db)?;
+        tx.execute(
+            "INSERT INTO history(at, action, version, note) VALUES (?1, 'config', NULL, ?2)",
+            params![now(), format!("{id}: {note}")],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Every promotion, rejection, rollback and configuration change, oldest first.
+    pub fn history(&self) -> Result<Vec<HistoryRow>, ImproveError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT at, action, version, note FROM history ORDER BY rowid")
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(HistoryRow {
+                    at: r.get(0)?,
+                    action: r.get(1)?,
+                    version: r.get(2)?,
+                    note: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.db(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.db(e))?;
+        Ok(rows)
     }
 
     fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {

@@ -94,7 +94,14 @@ pub fn train(
             ])
         })
         .collect();
-    let ckpt = work.join("checkpoint.safetensors");
+    // The checkpoint is named by the settings it was made with: a round resumed with other
+    // settings (see `Changes`) starts afresh instead of refusing, and leaves no stale one.
+    let print = serde_json::json!([s, c.replay_share, c.replay_top_k, c.replay.len()]);
+    let ckpt = work.join(format!(
+        "checkpoint-{:016x}.safetensors",
+        crate::rng::fnv(print.to_string().as_bytes())
+    ));
+    remove_other_checkpoints(work, &ckpt);
     let mut job = TrainJob::new(model, Examples::Sft(sft));
     job.config = TrainConfig {
         rank: s.rank,
@@ -169,4 +176,18 @@ pub fn train(
         losses,
         tokens_per_s: tps,
     })
+}
+
+/// Deletes the checkpoints in `work` other than `keep` (made with other settings).
+fn remove_other_checkpoints(work: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p != keep && name.starts_with("checkpoint") && name.ends_with(".safetensors") {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }

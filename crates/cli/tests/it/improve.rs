@@ -113,6 +113,16 @@ fn improve_killed_mid_round_resumes_and_commands_report() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(samples(&home), 400 * 4);
+    // What its rounds are compared on cannot change on resume; the refusal names the flag.
+    let out = run(
+        &home,
+        &["improve", "-m", m, "--resume", &run_id, "--eval-n", "3"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--eval-n cannot change"),
+        "{err}"
+    );
     let out = run(&home, &["runs", "show", &run_id]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("round 1"), "{text}");

@@ -1,7 +1,7 @@
 use autodidact_improve::replay::ReplaySettings;
 use autodidact_improve::trainer::TrainSettings;
 use autodidact_improve::{
-    current_self, Event, GateConfig, ImproveConfig, ImproveError, Improver, Registry,
+    current_self, Changes, Event, GateConfig, ImproveConfig, ImproveError, Improver, Registry,
 };
 use autodidact_kernels::GgmlType;
 use autodidact_model::testing::{tiny_model_with, TinySpec};
@@ -121,7 +121,7 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
 
     let mut events = Vec::new();
     let summary = imp
-        .resume(&run, None, &mut |e| {
+        .resume(&run, &Changes::default(), &mut |e| {
             events.push(format!("{e:?}"));
             true
         })
@@ -162,19 +162,78 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
         assert_eq!(rej.status, "rejected");
         assert!(!rej.reason.is_empty());
     }
-    let cur = current_self(&home).unwrap().unwrap();
     // Lineage: the second candidate's parent is the first promoted version.
     let c2 = reg.adapter(r1.candidate.unwrap()).unwrap().unwrap();
     assert_eq!(c2.parent, Some(v1));
     // A finished run resumes to the same summary without redoing anything.
-    let again = imp.resume(&run, None, &mut |_| true).unwrap();
+    let again = imp
+        .resume(&run, &Changes::default(), &mut |_| true)
+        .unwrap();
     assert_eq!(again.rounds.len(), 2);
     assert_eq!(reg.samples(&run, 0).unwrap().len(), 48 * 8);
+    let cur = current_self(&home).unwrap().unwrap();
     // Rollback returns to the base (or the earlier version) in one step.
     let mut reg = reg;
     let to = reg.rollback(None).unwrap();
     assert_ne!(to, Some(cur.version));
     assert_eq!(current_self(&home).unwrap().map(|c| c.version), to);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// Resumed with changes, a run goes on with the new settings for the rounds to come and records
+/// what changed; what its rounds are compared on stays.
+#[test]
+fn a_resumed_run_takes_changes_for_the_rounds_to_come() {
+    let home = temp_home("changes");
+    write_skill(&home);
+    let model = tiny();
+    let mut imp = Improver::new(&model, "tiny", None, &home).unwrap();
+    let mut cfg = config(&home);
+    cfg.rounds = 1;
+    cfg.tasks_per_round = 8;
+    cfg.samples_per_task = 2;
+    cfg.train.epochs = 1;
+    let first = imp.start(cfg, &mut |_| true).unwrap();
+    assert_eq!(first.rounds.len(), 1);
+    let more = Changes {
+        rounds: Some(2),
+        lr: Some(0.0009765625),
+        tasks_per_round: Some(4),
+        ..Changes::default()
+    };
+    let mut said = Vec::new();
+    let second = imp
+        .resume(&first.run, &more, &mut |e| {
+            if let Event::Note(n) = e {
+                said.push(n.clone());
+            }
+            true
+        })
+        .unwrap();
+    assert_eq!(second.rounds.len(), 2);
+    assert_eq!(second.rounds[1].stats["tasks"], 4, "{:?}", second.rounds[1]);
+    assert!(
+        said.iter()
+            .any(|n| n.contains("rounds 1 -> 2") && n.contains("lr 0.01 -> 0.0009765625")),
+        "{said:?}"
+    );
+    let reg = Registry::open(&home.join("improve/registry.sqlite")).unwrap();
+    let stored = reg.run(&first.run).unwrap().unwrap().config;
+    assert_eq!(stored["train"]["lr"], 0.0009765625);
+    assert_eq!(stored["eval_n"], 0, "the held-out size is kept");
+    let history = reg.history().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.action == "config" && h.note.contains("tasks 8 -> 4")),
+        "{history:?}"
+    );
+    // Nothing to change: the finished run resumes as it was, and no entry is added.
+    let again = imp
+        .resume(&first.run, &Changes::default(), &mut |_| true)
+        .unwrap();
+    assert_eq!(again.rounds.len(), 2);
+    assert_eq!(reg.history().unwrap().len(), history.len());
     let _ = std::fs::remove_dir_all(&home);
 }
 

@@ -1,0 +1,112 @@
+//! What a resumed run may change: the settings of the rounds still to come — how much to
+//! practise and how to train — never what their results are compared on (the skills, the
+//! held-out sizes, the guard, the seed). A curriculum or a learning rate can thus be adjusted
+//! mid-run, as TRL users ask for, and each change is recorded in the registry's history.
+use crate::improve::ImproveConfig;
+
+/// Overrides for a resumed run; `None` keeps the stored setting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Wall-clock seconds from now (a resumed run always gets a fresh budget).
+    pub budget_s: Option<f64>,
+    pub rounds: Option<usize>,
+    pub tasks_per_round: Option<usize>,
+    pub samples_per_task: Option<usize>,
+    pub shots: Option<usize>,
+    pub temperature: Option<f32>,
+    /// Sequences in flight (batch-invariant decoding: it changes speed, not results).
+    pub max_active: Option<usize>,
+    pub epochs: Option<usize>,
+    pub rank: Option<usize>,
+    pub lr: Option<f32>,
+    pub replay_share: Option<f32>,
+    pub replay_top_k: Option<usize>,
+}
+
+/// Sets `slot` to `new` when given and different, saying what changed.
+fn set<T: PartialEq + std::fmt::Display + Copy>(
+    said: &mut Vec<String>,
+    name: &str,
+    slot: &mut T,
+    new: Option<T>,
+) {
+    if let Some(v) = new {
+        if *slot != v {
+            said.push(format!("{name} {} -> {v}", *slot));
+            *slot = v;
+        }
+    }
+}
+
+impl Changes {
+    /// Applies the changes to `cfg`; returns one line per setting that changed. The budget is
+    /// not a setting of the run and is not listed.
+    pub fn apply(&self, cfg: &mut ImproveConfig) -> Vec<String> {
+        let mut said = Vec::new();
+        if self.budget_s.is_some() {
+            cfg.budget_s = self.budget_s;
+        }
+        set(&mut said, "rounds", &mut cfg.rounds, self.rounds);
+        set(
+            &mut said,
+            "tasks",
+            &mut cfg.tasks_per_round,
+            self.tasks_per_round,
+        );
+        set(
+            &mut said,
+            "samples",
+            &mut cfg.samples_per_task,
+            self.samples_per_task,
+        );
+        set(&mut said, "shots", &mut cfg.shots, self.shots);
+        set(
+            &mut said,
+            "temperature",
+            &mut cfg.temperature,
+            self.temperature,
+        );
+        set(&mut said, "epochs", &mut cfg.train.epochs, self.epochs);
+        set(&mut said, "batch", &mut cfg.max_active, self.max_active);
+        let rank = cfg.train.rank;
+        set(&mut said, "rank", &mut cfg.train.rank, self.rank);
+        // alpha / rank, the adapter's scale, stays as it was.
+        cfg.train.alpha *= cfg.train.rank as f32 / rank as f32;
+        set(&mut said, "lr", &mut cfg.train.lr, self.lr);
+        set(
+            &mut said,
+            "replay share",
+            &mut cfg.replay.share,
+            self.replay_share,
+        );
+        set(
+            &mut said,
+            "replay top-k",
+            &mut cfg.replay.top_k,
+            self.replay_top_k,
+        );
+        said
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_given_and_different_settings_change() {
+        let mut cfg = ImproveConfig::default();
+        let c = Changes {
+            budget_s: Some(60.0),
+            lr: Some(1e-4),
+            epochs: Some(cfg.train.epochs),
+            replay_share: Some(4.0),
+            ..Changes::default()
+        };
+        let said = c.apply(&mut cfg);
+        assert_eq!(said, vec!["lr 0.0002 -> 0.0001", "replay share 1 -> 4"]);
+        assert_eq!((cfg.train.lr, cfg.replay.share), (1e-4, 4.0));
+        assert_eq!(cfg.budget_s, Some(60.0));
+        assert!(Changes::default().apply(&mut cfg).is_empty());
+    }
+}
