@@ -63,10 +63,10 @@ impl Paths {
 /// Few-shot demonstrations (user turn, verified answer) and where they came from.
 type Demos = (Vec<(String, String)>, &'static str);
 
-/// What a round's demonstrations are drawn for: the run, its skill and its verified pool.
+/// What a round's demonstrations are drawn for: the run's settings, its skill and its verified
+/// pool.
 #[derive(Clone, Copy)]
 struct DemoSite<'a> {
-    run: &'a str,
     cfg: &'a ImproveConfig,
     skill: &'a Skill,
     held: &'a HeldOut,
@@ -919,7 +919,6 @@ impl<'a> Improver<'a> {
     /// this run's verified pool; shared by blocks of eight tasks so their prefixes are reused.
     fn demos(&self, at: DemoSite, task: &Task, index: usize) -> Result<Demos, ImproveError> {
         let DemoSite {
-            run,
             cfg,
             skill: s,
             held,
@@ -928,7 +927,7 @@ impl<'a> Improver<'a> {
         } = at;
         let mut rng = Rng::derive(
             cfg.seed,
-            &format!("demos:{run}:{round}:{}", task.sub),
+            &format!("demos:{round}:{}", task.sub),
             (index / 8) as u64,
         );
         let mut demos = Vec::new();
@@ -998,7 +997,6 @@ impl<'a> Improver<'a> {
                 .ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))?;
             held.check(t)?;
             let site = DemoSite {
-                run,
                 cfg,
                 skill: s,
                 held,
@@ -1009,7 +1007,8 @@ impl<'a> Improver<'a> {
             let single_line = demos.iter().all(|(_, a)| !a.contains('\n'));
             for k in 0..cfg.samples_per_task.max(1) {
                 let scaffolded = k > 0 && !demos.is_empty();
-                let seed = fnv(format!("{run}:{round}:{ti}:{k}").as_bytes()) ^ cfg.seed;
+                // From the run's seed, not its id: `--seed` reproduces a run's rollouts.
+                let seed = fnv(format!("sample:{round}:{ti}:{k}").as_bytes()) ^ cfg.seed;
                 let mut params = SamplingParams {
                     temperature: cfg.temperature,
                     seed,

@@ -55,6 +55,9 @@ pub enum Degenerate {
     Echo,
     Loop,
     CutOff,
+    /// Bytes that are not text (decoded as U+FFFD): trained on, the replacement character would
+    /// teach three bytes the model never produced as such.
+    Garbled,
 }
 
 impl Degenerate {
@@ -64,6 +67,7 @@ impl Degenerate {
             Degenerate::Echo => "echo",
             Degenerate::Loop => "loop",
             Degenerate::CutOff => "cut_off",
+            Degenerate::Garbled => "garbled",
         }
     }
 
@@ -73,6 +77,7 @@ impl Degenerate {
             Degenerate::Echo,
             Degenerate::Loop,
             Degenerate::CutOff,
+            Degenerate::Garbled,
         ]
         .into_iter()
         .find(|d| d.name() == s)
@@ -158,6 +163,10 @@ pub fn degenerate(
     if is_loop(reply) {
         return Some(Degenerate::Loop);
     }
+    if reply.contains(char::REPLACEMENT_CHARACTER) && !request.contains(char::REPLACEMENT_CHARACTER)
+    {
+        return Some(Degenerate::Garbled);
+    }
     let q = normalize(request);
     if !echo_allowed && q.len() >= 8 && r.contains(&q) {
         return Some(Degenerate::Echo);
@@ -202,6 +211,14 @@ mod tests {
             Some(Degenerate::CutOff)
         );
         assert_eq!(degenerate(q, "waves fold into foam", false, false), None);
+        assert_eq!(
+            degenerate(q, "waves \u{fffd}fold", false, false),
+            Some(Degenerate::Garbled)
+        );
+        assert_eq!(
+            degenerate("fix \u{fffd}", "fixed \u{fffd}", false, false),
+            None
+        );
         assert_eq!(degenerate(q, &format!("{q} ok"), false, true), None);
     }
 
