@@ -112,7 +112,7 @@ pub struct ImproveArgs {
     /// (default 8).
     #[arg(long)]
     pub guard_chunks: Option<usize>,
-    /// Seed of the run's tasks, samples and replay (default 1).
+    /// Seed of the run's tasks, samples and replay (default: a fresh one, printed and recorded).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Samples of the base's own free text trained beside the verified answers, so general
@@ -515,10 +515,14 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                 },
                 guard_text,
                 guard_chunks: args.guard_chunks.unwrap_or(d.guard_chunks),
-                seed: args.seed.unwrap_or(d.seed),
+                seed: args.seed.unwrap_or_else(fresh_seed),
                 budget_s: budget,
                 ..d
             };
+            eprintln!(
+                "seed {} (--seed {} repeats this run's tasks and samples)",
+                cfg.seed, cfg.seed
+            );
             imp.start(cfg, &mut obs)?
         }
     };
@@ -563,6 +567,16 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
         println!("report: {}", md.display());
     }
     Ok(())
+}
+
+/// A seed for a run started without `--seed`: a second run on the same self then practises
+/// other tasks and samples instead of repeating the first. The run records it.
+fn fresh_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (t ^ (u64::from(std::process::id()) << 32)) % 1_000_000_007
 }
 
 fn registry(home: &Path) -> Result<Registry> {

@@ -370,10 +370,7 @@ fn run() -> Result<()> {
             if args.adapter.is_none() {
                 promoted_self(&store, &base, args.base)?;
             }
-            let improve = SelfImprovement {
-                home: store.home().to_path_buf(),
-                follow,
-            };
+            let improve = SelfImprovement::new(store.home().to_path_buf(), follow);
             let cache = AdapterCache::new(store.adapters(), Some(store.model_sha256(&base)?));
             let memory = if args.no_memory {
                 None

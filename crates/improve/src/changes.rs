@@ -39,6 +39,47 @@ fn set<T: PartialEq + std::fmt::Display + Copy>(
 }
 
 impl Changes {
+    /// Refuses changes that would leave started rounds unfinished or a round with nothing to
+    /// do; `started` is the number of rounds the run has begun.
+    pub fn check(&self, started: usize) -> Result<(), String> {
+        if let Some(r) = self.rounds {
+            if r < started {
+                return Err(format!(
+                    "has started {started} rounds; rounds cannot go below that (asked for {r})"
+                ));
+            }
+        }
+        let zero = [
+            ("rounds", self.rounds),
+            ("tasks", self.tasks_per_round),
+            ("samples", self.samples_per_task),
+            ("batch", self.max_active),
+            ("epochs", self.epochs),
+            ("rank", self.rank),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == Some(0));
+        if let Some((name, _)) = zero {
+            return Err(format!("{name} must be at least 1"));
+        }
+        if self.lr.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
+            return Err("lr must be a positive number".into());
+        }
+        if self
+            .replay_share
+            .is_some_and(|s| !(s >= 0.0 && s.is_finite()))
+        {
+            return Err("replay share must be zero or more".into());
+        }
+        if self
+            .temperature
+            .is_some_and(|t| !(t >= 0.0 && t.is_finite()))
+        {
+            return Err("temperature must be zero or more".into());
+        }
+        Ok(())
+    }
+
     /// Applies the changes to `cfg`; returns one line per setting that changed. The budget is
     /// not a setting of the run and is not listed.
     pub fn apply(&self, cfg: &mut ImproveConfig) -> Vec<String> {
@@ -108,5 +149,25 @@ mod tests {
         assert_eq!((cfg.train.lr, cfg.replay.share), (1e-4, 4.0));
         assert_eq!(cfg.budget_s, Some(60.0));
         assert!(Changes::default().apply(&mut cfg).is_empty());
+    }
+
+    #[test]
+    fn changes_that_would_strand_a_round_or_do_nothing_are_refused() {
+        let fewer = Changes {
+            rounds: Some(2),
+            ..Changes::default()
+        };
+        assert!(fewer.check(3).unwrap_err().contains("has started 3 rounds"));
+        assert!(fewer.check(2).is_ok());
+        let zero = Changes {
+            rank: Some(0),
+            ..Changes::default()
+        };
+        assert_eq!(zero.check(0).unwrap_err(), "rank must be at least 1");
+        let nan = Changes {
+            lr: Some(f32::NAN),
+            ..Changes::default()
+        };
+        assert!(nan.check(0).is_err());
     }
 }

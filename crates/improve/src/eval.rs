@@ -38,8 +38,12 @@ pub fn subset(set: &EvalSet, n: usize) -> Vec<Task> {
 
 /// The key a score is stored under: the set's hash and the subset size.
 pub fn evalset_id(set: &EvalSet, n: usize) -> String {
-    format!("{}:v{}:n{n}", set.hash, set.version)
+    format!("{}:v{}:r{VERDICT_RULES}:n{n}", set.hash, set.version)
 }
+
+/// The version of the rules every verdict applies (degenerate replies): scores stored under
+/// older rules are measured again rather than compared with new ones. 2: garbled replies.
+pub const VERDICT_RULES: u32 = 2;
 
 /// Greedy replies to `tasks` in plain chat, verified.
 pub fn evaluate(

@@ -393,6 +393,13 @@ impl<'a> Improver<'a> {
                 ),
             });
         }
+        let started = self.reg.rounds(run)?.iter().map(|r| r.idx + 1).max();
+        changes
+            .check(started.unwrap_or(0) as usize)
+            .map_err(|reason| ImproveError::Run {
+                run: run.into(),
+                reason,
+            })?;
         let said = changes.apply(&mut cfg);
         if !said.is_empty() {
             let conf = serde_json::to_value(&cfg).expect("configs serialize");
@@ -1112,7 +1119,10 @@ impl<'a> Improver<'a> {
                 user: t.prompt.clone(),
                 answer: text.trim().to_string(),
             };
-            if e.answer.is_empty() || !seen.insert(e.clone()) {
+            // Verified before garbled replies were refused (a run resumed across that change).
+            let garbled = crate::task::degenerate(&t.prompt, &e.answer, false, true)
+                == Some(crate::task::Degenerate::Garbled);
+            if e.answer.is_empty() || garbled || !seen.insert(e.clone()) {
                 continue;
             }
             let c = per_key.entry((t.skill.clone(), t.key.clone())).or_default();

@@ -180,6 +180,14 @@ fn draw(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), ImproveErro
     root.present().map_err(|e| plot_error(path, e))
 }
 
+/// The file names of a run's plots, as [`run_plots`] writes them.
+pub const PLOT_FILES: [&str; 4] = [
+    "accuracy.png",
+    "pass_by_difficulty.png",
+    "data.png",
+    "train_loss.png",
+];
+
 /// The four plots of a run, written into `dir`; returns their paths.
 pub fn run_plots(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ImproveError> {
     let mut out = Vec::new();
@@ -221,7 +229,7 @@ pub fn run_plots(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, Improve
             }
         })
         .collect();
-    let p = dir.join("accuracy.png");
+    let p = dir.join(PLOT_FILES[0]);
     let chart = Chart {
         title: "Held-out accuracy of each round's candidate (plain chat, greedy)",
         x: "round (0: before the run)",
@@ -258,7 +266,7 @@ pub fn run_plots(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, Improve
                 .collect(),
         })
         .collect();
-    let p = dir.join("pass_by_difficulty.png");
+    let p = dir.join(PLOT_FILES[1]);
     let chart = Chart {
         title: "Rollouts verified, by difficulty",
         x: "difficulty",
@@ -278,7 +286,7 @@ pub fn run_plots(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, Improve
         series("verified", &|rd| rd.verified as f64),
         series("training examples", &|rd| rd.train_examples as f64),
     ];
-    let p = dir.join("data.png");
+    let p = dir.join(PLOT_FILES[2]);
     let chart = Chart {
         title: "Data per round",
         x: "round",
@@ -302,7 +310,7 @@ pub fn run_plots(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, Improve
                 .collect(),
         })
         .collect();
-    let p = dir.join("train_loss.png");
+    let p = dir.join(PLOT_FILES[3]);
     let chart = Chart {
         title: "Training loss of each round's candidate",
         x: "optimizer step",

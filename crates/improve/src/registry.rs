@@ -10,9 +10,17 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImproveError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    // A name of its own per write: two writers of the same file (the server and the CLI
+    // drawing one report) must not rename each other's half-written copy.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}-{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let mut f = std::fs::File::create(&tmp).map_err(|e| ImproveError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| ImproveError::io(&tmp, e))?;
@@ -697,10 +705,15 @@ impl Registry {
     /// before the current one. The version left is marked rolled back. One transaction.
     pub fn rollback(&mut self, to: Option<i64>) -> Result<Option<i64>, ImproveError> {
         let cur = self.current()?;
-        let Some(cur_v) = cur else {
-            return Err(ImproveError::NoRollback(
-                "the current self is already the base model".into(),
-            ));
+        // From the base, only a named earlier version can be returned to.
+        let cur_v = match (cur, to) {
+            (Some(v), _) => v,
+            (None, Some(v)) if v > 0 => 0,
+            (None, _) => {
+                return Err(ImproveError::NoRollback(
+                    "the current self is already the base model".into(),
+                ))
+            }
         };
         let target = match to {
             Some(0) => None,
@@ -726,6 +739,7 @@ impl Registry {
             source: e,
         };
         let tx = self.conn.transaction().map_err(db)?;
+        // Version 0 (the base) has no row: nothing is marked when leaving it.
         tx.execute(
             "UPDATE adapters SET status = 'rolled_back' WHERE version = ?1",
             params![cur_v],

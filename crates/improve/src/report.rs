@@ -398,7 +398,10 @@ pub fn ensure_report(home: &Path, run: &str) -> Result<Option<PathBuf>, ImproveE
     };
     let dir = paths.report(run);
     let print = report.fingerprint();
-    let drawn = std::fs::read_to_string(dir.join(FINGERPRINT)).is_ok_and(|f| f == print);
+    // Drawn means drawn from this registry state *with* its plots: a report first written
+    // where no font was found is drawn again once one is.
+    let drawn = std::fs::read_to_string(dir.join(FINGERPRINT)).is_ok_and(|f| f == print)
+        && crate::plot::PLOT_FILES.iter().all(|f| dir.join(f).exists());
     if !drawn {
         report.write(&dir)?;
         crate::registry::write_atomic(&dir.join(FINGERPRINT), print.as_bytes())?;

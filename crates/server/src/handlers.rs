@@ -101,16 +101,18 @@ fn check_model(
         (a, b) => a
             .or(b)
             .map(String::from)
-            .or_else(|| match &state.default_adapter {
-                Some(d) => Some(d.clone()),
-                None => state
-                    .improve
-                    .as_ref()
-                    .and_then(|i| i.current_adapter(&state.model_name)),
-            }),
+            .or_else(|| state.default_adapter.clone()),
     };
     let Some(name) = name else {
-        return Ok(None);
+        // The plain base name: the current self of `improve`, when this server follows it.
+        let Some(current) = state
+            .improve
+            .as_ref()
+            .and_then(|i| i.current_adapter(&state.model_name))
+        else {
+            return Ok(None);
+        };
+        return Ok(follow(state, &current));
     };
     let name = name.as_str();
     let Some(store) = &state.adapters else {
@@ -138,6 +140,20 @@ fn check_model(
             )
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The current self's weights, or the base (said in the log) when they cannot be used here —
+/// removed from the store, or trained on another build of the model: a request that named no
+/// adapter is not refused for the registry's sake, as start-up does not refuse it either.
+fn follow(state: &AppState, name: &str) -> Option<Arc<LoraAdapter>> {
+    let store = state.adapters.as_ref()?;
+    match store.get(name, &state.engine.model.config) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            log::warn!("the current self {name:?} cannot be used, answering as the base: {e}");
+            None
+        }
     }
 }
 

@@ -5,45 +5,73 @@
 use crate::error::ApiError;
 use crate::request::JsonBody;
 use crate::AppState;
+use autodidact_improve::plot::PLOT_FILES;
 use autodidact_improve::report::{ensure_report, RunReport};
-use autodidact_improve::{current_self, ImproveError, Paths, Registry};
+use autodidact_improve::{current_self, CurrentSelf, ImproveError, Paths, Registry};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::Arc;
-
-/// The plots a report has; no other file is served.
-const PLOTS: [&str; 4] = [
-    "accuracy.png",
-    "pass_by_difficulty.png",
-    "data.png",
-    "train_loss.png",
-];
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// Where the improvement registry lives, and whether chat follows its current self.
 pub struct SelfImprovement {
     pub home: PathBuf,
     /// Answer plain-base requests with the current self (off under `--base` or `--adapter`).
     pub follow: bool,
+    /// The current self as last read, with the registry files' stamp it was read under: chat
+    /// requests read the registry only after it changed.
+    seen: Mutex<Option<(Stamp, Option<CurrentSelf>)>>,
 }
 
+/// Modification times and lengths of the registry and its write-ahead log.
+type Stamp = [Option<(SystemTime, u64)>; 2];
+
 impl SelfImprovement {
+    pub fn new(home: PathBuf, follow: bool) -> Self {
+        SelfImprovement {
+            home,
+            follow,
+            seen: Mutex::new(None),
+        }
+    }
+
+    fn stamp(&self) -> Stamp {
+        let db = Paths::new(&self.home).registry();
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        let of = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        };
+        [of(&db), of(std::path::Path::new(&wal))]
+    }
+
     /// The adapter of the current self, when chat follows it and it was trained on `base`.
     pub fn current_adapter(&self, base: &str) -> Option<String> {
         if !self.follow {
             return None;
         }
-        match current_self(&self.home) {
-            Ok(Some(c)) if c.base_model == base => Some(c.adapter),
-            Ok(_) => None,
-            Err(e) => {
-                log::error!("reading the current self: {e}");
-                None
-            }
-        }
+        let stamp = self.stamp();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let current = match &*seen {
+            Some((s, c)) if *s == stamp => c.clone(),
+            _ => match current_self(&self.home) {
+                Ok(c) => {
+                    *seen = Some((stamp, c.clone()));
+                    c
+                }
+                Err(e) => {
+                    log::error!("reading the current self: {e}");
+                    None
+                }
+            },
+        };
+        current.filter(|c| c.base_model == base).map(|c| c.adapter)
     }
 }
 
@@ -124,7 +152,16 @@ pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Respo
                 None => None,
             };
             let r = r.ok_or(ImproveError::UnknownRun(id))?;
-            Ok(serde_json::to_value(r).unwrap_or_default())
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            // The guard text's file name only: the folder is the operator's, not the page's.
+            let guard = &mut v["run"]["config"]["guard_text"];
+            if let Some(p) = guard.as_str() {
+                let name = std::path::Path::new(p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                *guard = name.into();
+            }
+            Ok(v)
         })
         .await,
     )
@@ -136,10 +173,13 @@ pub async fn plot(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,
 ) -> Response {
-    if !PLOTS.contains(&file.as_str()) {
-        return ApiError::bad_request(format!("no plot `{file}`; plots are {}", PLOTS.join(", ")))
-            .status(StatusCode::NOT_FOUND)
-            .into_response();
+    if !PLOT_FILES.contains(&file.as_str()) {
+        return ApiError::bad_request(format!(
+            "no plot `{file}`; plots are {}",
+            PLOT_FILES.join(", ")
+        ))
+        .status(StatusCode::NOT_FOUND)
+        .into_response();
     }
     let got = with_home(&state, move |home| {
         let dir = ensure_report(&home, &id)?.ok_or(ImproveError::UnknownRun(id))?;

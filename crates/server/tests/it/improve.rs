@@ -5,7 +5,9 @@ use crate::tiny::{call, chat, post, state};
 use autodidact_engine::AdapterCache;
 use autodidact_improve::registry::{AdapterRow, CANDIDATE};
 use autodidact_improve::{Paths, Registry};
+use autodidact_model::{LoraAdapter, Target};
 use autodidact_server::improve::SelfImprovement;
+use autodidact_store::AdapterMeta;
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::json;
@@ -27,6 +29,25 @@ fn version(v: i64, parent: Option<i64>) -> AdapterRow {
         reason: String::new(),
         created: 0,
     }
+}
+
+/// A LoRA adapter with random weights large enough to change a tiny model's greedy reply.
+fn random_adapter(c: &autodidact_model::Config, seed: u64) -> LoraAdapter {
+    let mut ad = LoraAdapter::zeros(c, 4, 8.0, &Target::ALL);
+    let mut x = seed;
+    for p in ad
+        .layers
+        .iter_mut()
+        .flat_map(|l| l.pairs.iter_mut().flatten())
+    {
+        for v in p.a.iter_mut().chain(p.b.iter_mut()) {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *v = ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0;
+        }
+    }
+    ad
 }
 
 fn get(path: &str) -> Request<Body> {
@@ -59,11 +80,19 @@ async fn the_improvement_routes_show_roll_back_and_chat_follows_the_current_self
     }
     let store = autodidact_store::Store::at(&home).unwrap();
     let mut s = state(256, 2, 4);
+    for v in [1u64, 2] {
+        let meta = AdapterMeta {
+            name: format!("self-v{v}"),
+            base_model: "tiny".into(),
+            ..AdapterMeta::default()
+        };
+        store
+            .adapters()
+            .save(&random_adapter(&s.engine.model.config, v), &meta)
+            .unwrap();
+    }
     s.adapters = Some(Arc::new(AdapterCache::new(store.adapters(), None)));
-    s.improve = Some(Arc::new(SelfImprovement {
-        home: home.clone(),
-        follow: true,
-    }));
+    s.improve = Some(Arc::new(SelfImprovement::new(home.clone(), true)));
 
     let o = call(&s, get("/v1/improve")).await.json();
     assert_eq!(o["current"], 2);
@@ -110,11 +139,15 @@ async fn the_improvement_routes_show_roll_back_and_chat_follows_the_current_self
         );
     }
 
-    // Chat on the plain base name is answered by the current self: its weights are not in this
-    // store, so the request says which adapter it looked for.
-    post(&s, "/v1/chat/completions", &chat("hi", json!({})))
-        .await
-        .error(404, "adapter `self-v2`");
+    // Chat on the plain base name is answered by the current self, from one request to the
+    // next: each version's (random) weights give their own greedy reply.
+    let text = |r: crate::tiny::Reply| {
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["choices"][0]["message"]["content"].clone()
+    };
+    let hi = chat("hi", json!({"max_tokens": 8}));
+    let ask = || post(&s, "/v1/chat/completions", &hi);
+    let as_v2 = text(ask().await);
     // Rollback: bad input is refused, then the version before becomes current and chat follows.
     post(&s, "/v1/improve/rollback", &json!({"to": "one"}))
         .await
@@ -127,28 +160,38 @@ async fn the_improvement_routes_show_roll_back_and_chat_follows_the_current_self
         (rb["current"].clone(), rb["adapter"].clone()),
         (json!(1), json!("self-v1"))
     );
-    post(&s, "/v1/chat/completions", &chat("hi", json!({})))
-        .await
-        .error(404, "adapter `self-v1`");
+    let as_v1 = text(ask().await);
     let rb = post(&s, "/v1/improve/rollback", &json!({"to": 0}))
         .await
         .json();
     assert_eq!(rb["current"], json!(null));
-    let ok = post(&s, "/v1/chat/completions", &chat("hi", json!({}))).await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
-
+    let as_base = text(ask().await);
+    assert!(
+        as_v2 != as_base && as_v1 != as_base && as_v1 != as_v2,
+        "{as_v2} / {as_v1} / {as_base}"
+    );
+    post(&s, "/v1/improve/rollback", &json!({}))
+        .await
+        .error(400, "already the base model");
+    // From the base, an earlier version can be made current again.
+    let rb = post(&s, "/v1/improve/rollback", &json!({"to": 2}))
+        .await
+        .json();
+    assert_eq!(rb["current"], json!(2));
+    assert_eq!(text(ask().await), as_v2);
     // A server started with --base (not following) answers as the base whatever is current.
-    {
-        let mut reg = Registry::open(&paths.registry()).unwrap();
-        reg.rollback(Some(2)).unwrap_or_default();
-    }
     let mut fixed = s.clone();
-    fixed.improve = Some(Arc::new(SelfImprovement {
-        home: home.clone(),
-        follow: false,
-    }));
-    let ok = post(&fixed, "/v1/chat/completions", &chat("hi", json!({}))).await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
+    fixed.improve = Some(Arc::new(SelfImprovement::new(home.clone(), false)));
+    let r = post(
+        &fixed,
+        "/v1/chat/completions",
+        &chat("hi", json!({"max_tokens": 8})),
+    )
+    .await;
+    assert_eq!(text(r), as_base);
+    // The current self's weights gone from the store: the base answers, nothing is refused.
+    store.adapters().remove("self-v2").unwrap();
+    assert_eq!(text(ask().await), as_base);
 
     let page = call(&s, get("/improve")).await;
     assert_eq!(page.status, 200);
@@ -165,10 +208,7 @@ async fn without_a_registry_the_routes_answer_and_create_nothing() {
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).unwrap();
     let mut s = state(256, 2, 4);
-    s.improve = Some(Arc::new(SelfImprovement {
-        home: home.clone(),
-        follow: true,
-    }));
+    s.improve = Some(Arc::new(SelfImprovement::new(home.clone(), true)));
     let o = call(&s, get("/v1/improve")).await.json();
     assert_eq!(
         (o["current"].clone(), o["runs"].clone()),
