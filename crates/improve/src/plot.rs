@@ -90,17 +90,8 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> ImproveError {
 /// beside it and renamed into place, so a reader (the server) never sees half a file.
 pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), ImproveError> {
     ensure_font()?;
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy())
-        .unwrap_or_default();
     // The backend picks the image format from the extension, so the temporary name keeps it.
-    let tmp = path.with_file_name(format!(
-        ".{stem}-{}-{}.tmp.png",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    let tmp = crate::registry::temp_beside(path, "tmp.png");
     let drawn = draw(&tmp, chart, series);
     if drawn.is_err() {
         let _ = std::fs::remove_file(&tmp);

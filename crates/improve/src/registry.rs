@@ -9,23 +9,38 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImproveError> {
-    // A name of its own per write: two writers of the same file (the server and the CLI
-    // drawing one report) must not rename each other's half-written copy.
+/// A fresh name beside `path` ending in `.ext`, to write into before renaming: each write has
+/// its own, so two writers of one file (the server and the CLI drawing one report) never rename
+/// each other's half-written copy.
+pub(crate) fn temp_beside(path: &Path, ext: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}-{}-{}.tmp",
+    path.with_file_name(format!(
+        ".{name}-{}-{}.{ext}",
         std::process::id(),
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    ))
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImproveError> {
+    let tmp = temp_beside(path, "tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| ImproveError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| ImproveError::io(&tmp, e))?;
     f.sync_all().map_err(|e| ImproveError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ImproveError::io(path, e))
+}
+
+/// Maps a database error to one naming the registry's file; for code that holds a transaction
+/// and so cannot borrow the registry for it.
+fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> ImproveError {
+    let path = path.to_path_buf();
+    move |e| ImproveError::Db {
+        path: path.clone(),
+        source: e,
+    }
 }
 
 pub fn now() -> i64 {
@@ -226,23 +241,19 @@ impl Registry {
         config: &serde_json::Value,
         note: &str,
     ) -> Result<(), ImproveError> {
-        let path = self.path.clone();
-        let db = |e| ImproveError::Db {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
         tx.execute(
             "UPDATE runs SET config = ?2 WHERE id = ?1",
             params![id, config.to_string()],
         )
-        .map_err(db)?;
+        .map_err(&db)?;
         tx.execute(
             "INSERT INTO history(at, action, version, note) VALUES (?1, 'config', NULL, ?2)",
             params![now(), format!("{id}: {note}")],
         )
-        .map_err(db)?;
-        tx.commit().map_err(db)
+        .map_err(&db)?;
+        tx.commit().map_err(&db)
     }
 
     /// Every promotion, rejection, rollback and configuration change, oldest first.
@@ -339,21 +350,17 @@ impl Registry {
         curriculum: &serde_json::Value,
         tasks: &[Task],
     ) -> Result<(), ImproveError> {
-        let path = self.path.clone();
-        let db = |e| ImproveError::Db {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
         tx.execute(
             "INSERT INTO rounds(run, idx, status, curriculum, started) VALUES (?1, ?2, 'rollouts', ?3, ?4)",
             params![run, idx, curriculum.to_string(), now()],
         )
-        .map_err(db)?;
+        .map_err(&db)?;
         {
             let mut st = tx
                 .prepare("INSERT INTO tasks(run, round, id, skill, level, sub, key, task) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .map_err(db)?;
+                .map_err(&db)?;
             for (i, t) in tasks.iter().enumerate() {
                 st.execute(params![
                     run,
@@ -365,10 +372,10 @@ impl Registry {
                     t.key,
                     serde_json::to_string(t).expect("tasks serialize")
                 ])
-                .map_err(db)?;
+                .map_err(&db)?;
             }
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(&db)
     }
 
     pub fn update_round(
@@ -414,19 +421,15 @@ impl Registry {
         round: i64,
         rows: &[SampleRow],
     ) -> Result<(), ImproveError> {
-        let path = self.path.clone();
-        let db = |e| ImproveError::Db {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
         {
             let mut st = tx
                 .prepare(
                     "INSERT OR REPLACE INTO samples(run, round, task, k, scaffold, text, tokens, cut_off, pass, score, format_ok, degenerate)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
-                .map_err(db)?;
+                .map_err(&db)?;
             for s in rows {
                 st.execute(params![
                     run,
@@ -442,10 +445,10 @@ impl Registry {
                     s.verdict.format_ok,
                     s.verdict.degenerate.map(Degenerate::name)
                 ])
-                .map_err(db)?;
+                .map_err(&db)?;
             }
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(&db)
     }
 
     pub fn samples(&self, run: &str, round: i64) -> Result<Vec<SampleRow>, ImproveError> {
@@ -521,22 +524,18 @@ impl Registry {
 
     /// Stores a run's replay texts in one transaction (all or none).
     pub fn put_replay(&mut self, run: &str, texts: &[String]) -> Result<(), ImproveError> {
-        let path = self.path.clone();
-        let db = |e| ImproveError::Db {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
         tx.execute("DELETE FROM replay WHERE run = ?1", params![run])
-            .map_err(db)?;
+            .map_err(&db)?;
         for (i, t) in texts.iter().enumerate() {
             tx.execute(
                 "INSERT INTO replay(run, idx, text) VALUES (?1, ?2, ?3)",
                 params![run, i as i64, t],
             )
-            .map_err(db)?;
+            .map_err(&db)?;
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(&db)
     }
 
     /// Records a trained candidate; returns its version.
@@ -665,28 +664,24 @@ impl Registry {
 
     /// Makes `version` the current self, in one transaction with its status change.
     pub fn promote(&mut self, version: i64, reason: &str) -> Result<(), ImproveError> {
-        let path = self.path.clone();
-        let db = |e| ImproveError::Db {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
         tx.execute(
             "UPDATE adapters SET status = 'promoted', reason = ?2 WHERE version = ?1",
             params![version, reason],
         )
-        .map_err(db)?;
+        .map_err(&db)?;
         tx.execute(
             "INSERT OR REPLACE INTO current(id, version, changed) VALUES (1, ?1, ?2)",
             params![version, now()],
         )
-        .map_err(db)?;
+        .map_err(&db)?;
         tx.execute(
             "INSERT INTO history(at, action, version, note) VALUES (?1, 'promote', ?2, ?3)",
             params![now(), version, reason],
         )
-        .map_err(db)?;
-        tx.commit().map_err(db)
+        .map_err(&db)?;
+        tx.commit().map_err(&db)
     }
 
     /// The current self's version (`None`: the base model).
@@ -733,36 +728,32 @@ impl Registry {
                 )
                 .map_err(|e| self.db(e))?,
         };
-        let path = self.path.clone();
-        let db = |e| ImproveError::Db {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
         // Version 0 (the base) has no row: nothing is marked when leaving it.
         tx.execute(
             "UPDATE adapters SET status = 'rolled_back' WHERE version = ?1",
             params![cur_v],
         )
-        .map_err(db)?;
+        .map_err(&db)?;
         if let Some(t) = target {
             tx.execute(
                 "UPDATE adapters SET status = 'promoted' WHERE version = ?1",
                 params![t],
             )
-            .map_err(db)?;
+            .map_err(&db)?;
         }
         tx.execute(
             "INSERT OR REPLACE INTO current(id, version, changed) VALUES (1, ?1, ?2)",
             params![target, now()],
         )
-        .map_err(db)?;
+        .map_err(&db)?;
         tx.execute(
             "INSERT INTO history(at, action, version, note) VALUES (?1, 'rollback', ?2, ?3)",
             params![now(), target, format!("from version {cur_v}")],
         )
-        .map_err(db)?;
-        tx.commit().map_err(db)?;
+        .map_err(&db)?;
+        tx.commit().map_err(&db)?;
         Ok(target)
     }
 
@@ -808,21 +799,17 @@ impl Registry {
 
     /// Stores an evaluation of `subject` (`base:MODEL` or `adapter:VERSION`) in one transaction.
     pub fn put_score(&mut self, subject: &str, s: &SkillScore) -> Result<(), ImproveError> {
-        let path = self.path.clone();
-        let db = |e| ImproveError::Db {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(db)?;
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
         for l in &s.levels {
             tx.execute(
                 "INSERT OR REPLACE INTO metrics(subject, skill, sub, evalset, n, correct, format_ok, degenerate)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![subject, s.skill, l.sub, s.evalset, l.n as i64, l.correct as i64, l.format_ok as i64, l.degenerate as i64],
             )
-            .map_err(db)?;
+            .map_err(&db)?;
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(&db)
     }
 
     pub fn score(
