@@ -54,6 +54,9 @@ pub fn top_k_row(logits: &mut [f32], softcap: Option<f32>, k: usize) -> SoftTarg
         idx.truncate(k);
     }
     idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    // Truncating keeps the whole vocabulary's capacity (1 MB a row for Gemma): every replayed
+    // position holds its target for the whole training run, so 12,288 of them once held 12 GB.
+    idx.shrink_to_fit();
     let probs = idx
         .iter()
         .map(|&i| (logits[i as usize] as f64 * inv) as f32)
@@ -136,6 +139,7 @@ mod tests {
         let mut z = vec![0.0, 3.0, 1.0, 2.0, -1.0];
         let t = top_k_row(&mut z, None, 3);
         assert_eq!(t.ids, vec![1, 3, 2]);
+        assert_eq!(t.ids.capacity(), 3, "a target keeps only its k ids");
         let e: Vec<f64> = [0.0f64, 3.0, 1.0, 2.0, -1.0]
             .iter()
             .map(|v| v.exp())
