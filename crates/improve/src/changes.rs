@@ -1,7 +1,9 @@
 //! What a resumed run may change: the settings of the rounds still to come — how much to
 //! practise and how to train — never what their results are compared on (the skills, the
 //! held-out sizes, the guard, the seed). A curriculum or a learning rate can thus be adjusted
-//! mid-run, as TRL users ask for, and each change is recorded in the registry's history.
+//! mid-run, as TRL users ask for, and each change is recorded in the registry's history. A round
+//! interrupted during its rollouts takes changed sampling settings from its next chunk of tasks,
+//! and changed training settings if it had not finished training.
 use crate::improve::ImproveConfig;
 
 /// Overrides for a resumed run; `None` keeps the stored setting.

@@ -400,6 +400,14 @@ impl<'a> Improver<'a> {
                 run: run.into(),
                 reason,
             })?;
+        if cfg.replay.samples == 0
+            && (changes.replay_share.is_some() || changes.replay_top_k.is_some())
+        {
+            return Err(ImproveError::Run {
+                run: run.into(),
+                reason: "replays no text, so its replay share and top-k cannot change".into(),
+            });
+        }
         let said = changes.apply(&mut cfg);
         if !said.is_empty() {
             let conf = serde_json::to_value(&cfg).expect("configs serialize");

@@ -84,9 +84,10 @@ fn api_error(e: ImproveError) -> ApiError {
         e @ (ImproveError::UnknownVersion(_) | ImproveError::NoRollback(_)) => {
             ApiError::bad_request(e.to_string()).param("to")
         }
+        // The server's machine lacks something, not the request: 503, as for a missing part.
         ImproveError::NoFont { .. } => {
             ApiError::bad_request("this machine has no TrueType font to draw plots with")
-                .status(StatusCode::NOT_FOUND)
+                .status(StatusCode::SERVICE_UNAVAILABLE)
         }
         other => ApiError::internal(&other.to_string()),
     }

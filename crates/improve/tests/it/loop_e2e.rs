@@ -259,6 +259,28 @@ fn a_resumed_run_takes_changes_for_the_rounds_to_come() {
 }
 
 #[test]
+fn a_run_without_replay_refuses_replay_changes() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let home = temp_home("noreplay");
+    write_skill(&home);
+    let model = tiny();
+    let mut imp = Improver::new(&model, "tiny", None, &home).unwrap();
+    let mut cfg = config(&home);
+    cfg.rounds = 1;
+    cfg.tasks_per_round = 4;
+    cfg.samples_per_task = 2;
+    cfg.replay = ReplaySettings::off();
+    let run = imp.start(cfg, &mut |_| true).unwrap().run;
+    let share = Changes {
+        replay_share: Some(2.0),
+        ..Changes::default()
+    };
+    let err = imp.resume(&run, &share, &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("replays no text"), "{err}");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
 fn training_refuses_held_out_tasks() {
     use autodidact_improve::evalset::{EvalSet, HeldOut};
     use autodidact_improve::Skill;
