@@ -34,19 +34,7 @@ fn version(v: i64, parent: Option<i64>) -> AdapterRow {
 /// A LoRA adapter with random weights large enough to change a tiny model's greedy reply.
 fn random_adapter(c: &autodidact_model::Config, seed: u64) -> LoraAdapter {
     let mut ad = LoraAdapter::zeros(c, 4, 8.0, &Target::ALL);
-    let mut x = seed;
-    for p in ad
-        .layers
-        .iter_mut()
-        .flat_map(|l| l.pairs.iter_mut().flatten())
-    {
-        for v in p.a.iter_mut().chain(p.b.iter_mut()) {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            *v = ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0;
-        }
-    }
+    crate::randomize(&mut ad, seed, 2.0);
     ad
 }
 

@@ -698,11 +698,9 @@ fn the_ui_page_is_served_self_contained() {
     );
 }
 
-/// A random LoRA adapter for the real model, saved in a fresh adapter store.
-fn random_adapter_store(m: &Model) -> (Arc<AdapterCache>, Arc<autodidact_model::LoraAdapter>) {
-    use autodidact_model::{LoraAdapter, Target};
-    let mut ad = LoraAdapter::zeros(&m.config, 4, 8.0, &[Target::Q, Target::V, Target::Down]);
-    let mut s = 1u64;
+/// Fills `ad` with seeded uniform values in `±scale / 2`.
+pub(crate) fn randomize(ad: &mut autodidact_model::LoraAdapter, seed: u64, scale: f32) {
+    let mut s = seed;
     for p in ad
         .layers
         .iter_mut()
@@ -712,9 +710,16 @@ fn random_adapter_store(m: &Model) -> (Arc<AdapterCache>, Arc<autodidact_model::
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            *v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5;
+            *v = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale;
         }
     }
+}
+
+/// A random LoRA adapter for the real model, saved in a fresh adapter store.
+fn random_adapter_store(m: &Model) -> (Arc<AdapterCache>, Arc<autodidact_model::LoraAdapter>) {
+    use autodidact_model::{LoraAdapter, Target};
+    let mut ad = LoraAdapter::zeros(&m.config, 4, 8.0, &[Target::Q, Target::V, Target::Down]);
+    randomize(&mut ad, 1, 0.5);
     let dir = std::env::temp_dir().join(format!("ad-server-adapters-{}", std::process::id()));
     let store = AdapterCache::new(autodidact_store::Adapters::new(dir), None);
     let meta = AdapterMeta {
