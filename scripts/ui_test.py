@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "..", "target", "ui-artifacts")
@@ -73,7 +74,15 @@ class Driver:
         return next(iter(el.values()))
 
     def click(self, css):
-        self.s("POST", f"/element/{self.find(css)}/click", {})
+        # A list the page redraws between find and click leaves a stale element (404): find again.
+        for attempt in range(5):
+            try:
+                self.s("POST", f"/element/{self.find(css)}/click", {})
+                return
+            except urllib.error.HTTPError as e:
+                if e.code != 404 or attempt == 4 or b"stale element" not in e.read():
+                    raise
+                time.sleep(0.1)
 
     def type(self, css, text):
         self.s("POST", f"/element/{self.find(css)}/value", {"text": text})
