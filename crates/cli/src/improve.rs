@@ -101,6 +101,10 @@ pub struct ImproveArgs {
     /// Learning rate (default 2e-4; changeable).
     #[arg(long)]
     pub lr: Option<f32>,
+    /// Comma-separated layers the adapter changes: q,k,v,o,gate,up,down (default all;
+    /// changeable).
+    #[arg(long)]
+    pub targets: Option<String>,
     /// Text whose perplexity guards general language (default: reference/texts/gpl-3.txt
     /// found above the working directory or the executable).
     #[arg(long)]
@@ -467,6 +471,7 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                 epochs: args.epochs,
                 rank: args.rank,
                 lr: args.lr,
+                targets: args.targets.as_deref().map(train_targets).transpose()?,
                 replay_share: args.replay_share,
                 replay_top_k: args.replay_top_k,
             };
@@ -505,6 +510,10 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                     alpha: d.train.alpha / d.train.rank as f32 * rank as f32,
                     lr: args.lr.unwrap_or(d.train.lr),
                     epochs: args.epochs.unwrap_or(d.train.epochs),
+                    targets: match &args.targets {
+                        Some(t) => train_targets(t)?,
+                        None => d.train.targets.clone(),
+                    },
                     ..d.train.clone()
                 },
                 replay: ReplaySettings {
@@ -695,4 +704,13 @@ pub fn rollback(store: &Store, args: RollbackArgs) -> Result<()> {
         None => println!("current self: the base model"),
     }
     Ok(())
+}
+
+/// `--targets`: at least one layer, each named as `autodidact train --targets` names them.
+fn train_targets(s: &str) -> Result<Vec<autodidact_model::Target>> {
+    let t = crate::train::targets(s)?;
+    if t.is_empty() {
+        bail!("--targets must name at least one of q,k,v,o,gate,up,down");
+    }
+    Ok(t)
 }

@@ -10,7 +10,7 @@ mod train;
 
 use anyhow::{bail, Context, Result};
 use autodidact_engine::{generate, AdapterCache, GenConfig, Request, SamplingParams};
-use autodidact_model::Model;
+use autodidact_model::{LoraAdapter, Model};
 use autodidact_server::improve::SelfImprovement;
 use autodidact_store::{ResolvedModel, Store, DEFAULT_MODEL};
 use clap::{Parser, Subcommand};
@@ -121,6 +121,10 @@ enum Cmd {
         file: std::path::PathBuf,
         #[arg(long, default_value_t = 512)]
         ctx: usize,
+        /// A LoRA adapter applied while scoring: a stored name, a GGUF-LoRA file or a PEFT
+        /// directory (llama.cpp's `--lora`).
+        #[arg(long)]
+        adapter: Option<String>,
     },
     /// Throughput benchmark in the style of llama-bench.
     Bench(bench::BenchArgs),
@@ -355,11 +359,19 @@ fn run() -> Result<()> {
             let ids = m.tokenizer.encode(&text, !no_bos, !no_special);
             println!("{}", serde_json::to_string(&ids)?);
         }
-        Cmd::Perplexity { model, file, ctx } => {
-            let (m, _) = load(&store, &model)?;
+        Cmd::Perplexity {
+            model,
+            file,
+            ctx,
+            adapter,
+        } => {
+            let (m, base) = load(&store, &model)?;
+            let adapter = adapter
+                .map(|a| adapters::resolve(&store, &a, &m, &base))
+                .transpose()?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            perplexity(&m, &text, serve::clamp_ctx(ctx, &m))?;
+            perplexity(&m, adapter.as_deref(), &text, serve::clamp_ctx(ctx, &m))?;
         }
         Cmd::Bench(args) => bench::run(&store, args)?,
         Cmd::Serve(args) => {
@@ -436,9 +448,9 @@ pub fn ctrl_c_flag() -> Result<Arc<AtomicBool>> {
     Ok(f)
 }
 
-fn perplexity(m: &Model, text: &str, n_ctx: usize) -> Result<()> {
+fn perplexity(m: &Model, adapter: Option<&LoraAdapter>, text: &str, n_ctx: usize) -> Result<()> {
     let start = Instant::now();
-    let r = autodidact_train::perplexity(m, None, text, n_ctx, None, &mut |done, total, ppl| {
+    let r = autodidact_train::perplexity(m, adapter, text, n_ctx, None, &mut |done, total, ppl| {
         if done == 1 {
             eprintln!("{total} chunks of {n_ctx}");
         }

@@ -115,7 +115,7 @@ fn report(what: &str, rep: &LoadReport) {
     }
 }
 
-fn targets(s: &str) -> Result<Vec<Target>> {
+pub(crate) fn targets(s: &str) -> Result<Vec<Target>> {
     let mut v = Vec::new();
     for part in s.split(',').filter(|p| !p.trim().is_empty()) {
         let t = Target::parse(part)

@@ -5,6 +5,8 @@
 //! interrupted during its rollouts takes changed sampling settings from its next chunk of tasks,
 //! and changed training settings if it had not finished training.
 use crate::improve::ImproveConfig;
+use crate::trainer::targets_text;
+use autodidact_model::Target;
 
 /// Overrides for a resumed run; `None` keeps the stored setting.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,6 +23,8 @@ pub struct Changes {
     pub epochs: Option<usize>,
     pub rank: Option<usize>,
     pub lr: Option<f32>,
+    /// The layers the adapter changes.
+    pub targets: Option<Vec<Target>>,
     pub replay_share: Option<f32>,
     pub replay_top_k: Option<usize>,
 }
@@ -63,6 +67,9 @@ impl Changes {
         .find(|(_, v)| *v == Some(0));
         if let Some((name, _)) = zero {
             return Err(format!("{name} must be at least 1"));
+        }
+        if self.targets.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err("targets must name at least one layer".into());
         }
         if self.lr.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
             return Err("lr must be a positive number".into());
@@ -116,6 +123,16 @@ impl Changes {
         // alpha / rank, the adapter's scale, stays as it was.
         cfg.train.alpha *= cfg.train.rank as f32 / rank as f32;
         set(&mut said, "lr", &mut cfg.train.lr, self.lr);
+        if let Some(t) = &self.targets {
+            if *t != cfg.train.targets {
+                said.push(format!(
+                    "targets {} -> {}",
+                    targets_text(&cfg.train.targets),
+                    targets_text(t)
+                ));
+                cfg.train.targets = t.clone();
+            }
+        }
         set(
             &mut said,
             "replay share",
@@ -144,10 +161,19 @@ mod tests {
             lr: Some(1e-4),
             epochs: Some(cfg.train.epochs),
             replay_share: Some(4.0),
+            targets: Some(vec![Target::Gate, Target::Up, Target::Down]),
             ..Changes::default()
         };
         let said = c.apply(&mut cfg);
-        assert_eq!(said, vec!["lr 0.0002 -> 0.0001", "replay share 1 -> 4"]);
+        assert_eq!(
+            said,
+            vec![
+                "lr 0.0002 -> 0.0001",
+                "targets q,k,v,o,gate,up,down -> gate,up,down",
+                "replay share 1 -> 4"
+            ]
+        );
+        assert_eq!(cfg.train.targets, [Target::Gate, Target::Up, Target::Down]);
         assert_eq!((cfg.train.lr, cfg.replay.share), (1e-4, 4.0));
         assert_eq!(cfg.budget_s, Some(60.0));
         assert!(Changes::default().apply(&mut cfg).is_empty());
@@ -171,5 +197,10 @@ mod tests {
             ..Changes::default()
         };
         assert!(nan.check(0).is_err());
+        let none = Changes {
+            targets: Some(Vec::new()),
+            ..Changes::default()
+        };
+        assert!(none.check(0).is_err());
     }
 }

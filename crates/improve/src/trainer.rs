@@ -19,6 +19,21 @@ pub struct TrainSettings {
     pub batch: usize,
     pub seq_len: usize,
     pub seed: u64,
+    /// The layers the adapter changes. Runs recorded before this setting adapted all of them.
+    #[serde(default = "all_targets")]
+    pub targets: Vec<Target>,
+}
+
+fn all_targets() -> Vec<Target> {
+    Target::ALL.to_vec()
+}
+
+/// `q,v` style: the targets' short names.
+pub fn targets_text(t: &[Target]) -> String {
+    t.iter()
+        .map(|t| t.short_name())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Default for TrainSettings {
@@ -32,6 +47,7 @@ impl Default for TrainSettings {
             batch: 4,
             seq_len: 512,
             seed: 42,
+            targets: all_targets(),
         }
     }
 }
@@ -111,6 +127,7 @@ pub fn train(
         batch: s.batch,
         seq_len: s.seq_len.min(model.config.ctx_train),
         seed: s.seed,
+        targets: s.targets.clone(),
         ..TrainConfig::default()
     };
     job.on_bad = OnBadLine::Skip;
@@ -151,7 +168,8 @@ pub fn train(
         arch: model.config.arch.name().into(),
         rank: s.rank,
         alpha: s.alpha,
-        targets: Target::ALL
+        targets: s
+            .targets
             .iter()
             .map(|t| t.peft_name().to_string())
             .collect(),

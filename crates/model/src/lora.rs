@@ -17,7 +17,11 @@ pub const KEY_ADAPTER_TYPE: &str = "adapter.type";
 pub const KEY_LORA_ALPHA: &str = "adapter.lora.alpha";
 
 /// A linear layer LoRA can target. The order is the order of a layer's [`LayerLora::pairs`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Serialized by its short name (`q` … `down`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Target {
     Q,
     K,
@@ -71,6 +75,11 @@ impl Target {
             Target::Q | Target::K | Target::V | Target::O => "self_attn",
             Target::Gate | Target::Up | Target::Down => "mlp",
         }
+    }
+
+    /// The short name (`q`, `gate` …), as flags and records spell it.
+    pub fn short_name(self) -> &'static str {
+        self.peft_name().trim_end_matches("_proj")
     }
 
     /// Accepts the short name (`q`), PEFT's (`q_proj`) and GGUF's (`attn_q`).
