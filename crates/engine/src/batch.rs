@@ -1,7 +1,10 @@
 //! A continuous batch: sequences join and leave between steps; each step is one forward pass that
 //! advances every decoding sequence by a token and feeds prompt chunks of new ones in the remaining
 //! budget. Finished sequences leave their KV cache parked with the tokens it holds, so a later
-//! prompt that starts the same way (the next turn of a chat) skips recomputing that prefix.
+//! prompt that starts the same way (the next turn of a chat) skips recomputing that prefix. A
+//! sequence that joins while another in flight shares a longer part of its prompt waits for
+//! that part to be computed and copies it (k samples of one task, tasks under one few-shot
+//! scaffold).
 use crate::json_grammar::{JsonGrammar, JsonMatcher};
 use crate::sampling::{top_k_indices, Sampled, Sampler, SamplingParams};
 use crate::EngineError;
@@ -70,6 +73,11 @@ pub struct GenConfig {
     pub n_batch: usize,
     /// Idle caches kept for prefix reuse.
     pub max_parked: usize,
+    /// A joining sequence waits for one in flight that shares a longer part of its prompt and
+    /// copies that part's keys and values. Faster for many samples of one prompt, but the
+    /// copied prefix and the rest are computed in separate steps, which is not bit-identical
+    /// to feeding the prompt in one step: off where greedy output must not depend on the batch.
+    pub share_prompts: bool,
 }
 
 impl Default for GenConfig {
@@ -78,6 +86,7 @@ impl Default for GenConfig {
             n_ctx: 2048,
             n_batch: 256,
             max_parked: 4,
+            share_prompts: false,
         }
     }
 }
@@ -119,7 +128,12 @@ struct Active {
     finish: Option<FinishReason>,
     json: Option<JsonMatcher>,
     adapter: Option<Arc<LoraAdapter>>,
+    /// Waiting for sequence `.0` to hold its first `.1` positions, which this prompt shares.
+    wait: Option<(u64, usize)>,
 }
+
+/// Fewer shared prompt tokens than this are computed rather than waited for.
+const MIN_SHARED: usize = 8;
 
 struct Parked {
     cache: SeqCache,
@@ -194,6 +208,11 @@ impl Batch {
             ad.check(&model.config)?;
         }
         let (cache, history, fed) = self.take_cache(model, &r.prompt, &r.adapter);
+        let wait = if self.cfg.share_prompts {
+            self.donor(&r.prompt, &r.adapter, fed)
+        } else {
+            None
+        };
         let mut sampler = Sampler::new(r.params.clone());
         sampler.observe(&r.prompt);
         let finish = (r.params.max_tokens == 0).then_some(FinishReason::Length);
@@ -214,8 +233,67 @@ impl Batch {
             finish,
             json: r.json.map(JsonMatcher::new),
             adapter: r.adapter,
+            wait,
         });
         Ok(())
+    }
+
+    /// The sequence in flight whose prompt shares the most of `prompt` beyond the `fed`
+    /// tokens already cached, and how much (the last prompt token is always computed).
+    fn donor(
+        &self,
+        prompt: &[u32],
+        adapter: &Option<Arc<LoraAdapter>>,
+        fed: usize,
+    ) -> Option<(u64, usize)> {
+        let mut best: Option<(u64, usize)> = None;
+        for a in &self.active {
+            if a.finish.is_some() || !same_adapter(&a.adapter, adapter) {
+                continue;
+            }
+            let lcp = a
+                .prompt
+                .iter()
+                .zip(prompt)
+                .take_while(|(x, y)| x == y)
+                .count();
+            let usable = lcp.min(prompt.len() - 1);
+            if usable >= fed + MIN_SHARED && best.is_none_or(|(_, u)| usable > u) {
+                best = Some((a.id, usable));
+            }
+        }
+        best
+    }
+
+    /// Copies shared prompt prefixes whose donors have computed them; a sequence whose donor
+    /// left (finished, cancelled) or cannot give it computes its prompt itself.
+    fn fork_ready(&mut self) {
+        for i in 0..self.active.len() {
+            let Some((donor, len)) = self.active[i].wait else {
+                continue;
+            };
+            let Some(d) = self.active.iter().position(|a| a.id == donor) else {
+                self.active[i].wait = None;
+                continue;
+            };
+            if self.active[d].cache.len() < len && self.active[d].finish.is_none() {
+                continue;
+            }
+            let (s, src) = if i < d {
+                let (lo, hi) = self.active.split_at_mut(d);
+                (&mut lo[i], &hi[0])
+            } else {
+                let (lo, hi) = self.active.split_at_mut(i);
+                (&mut hi[0], &lo[d])
+            };
+            s.wait = None;
+            if s.cache.copy_prefix_from(&src.cache, len) {
+                s.history.clear();
+                s.history.extend_from_slice(&s.prompt[..len]);
+                s.cached += len - s.fed;
+                s.fed = len;
+            }
+        }
     }
 
     fn take_cache(
@@ -279,6 +357,7 @@ impl Batch {
         model: &Model,
         mut on_token: impl FnMut(Delta) -> bool,
     ) -> Result<Vec<(u64, Completion)>, EngineError> {
+        self.fork_ready();
         // Decode steps first (one token each), then prompt chunks in the remaining budget.
         let mut budget = self.cfg.n_batch;
         let mut plan: Vec<(usize, usize)> = Vec::new();
@@ -289,7 +368,7 @@ impl Batch {
             }
         }
         for (i, s) in self.active.iter().enumerate() {
-            if s.finish.is_none() && s.last.is_none() && budget > 0 {
+            if s.finish.is_none() && s.last.is_none() && s.wait.is_none() && budget > 0 {
                 let n = (s.prompt.len() - s.fed).min(budget);
                 plan.push((i, n));
                 budget -= n;
@@ -542,6 +621,7 @@ pub fn generate(
 ) -> Result<Vec<Completion>, EngineError> {
     let mut batch = Batch::new(GenConfig {
         max_parked: 0,
+        share_prompts: false,
         ..cfg
     });
     for r in &requests {

@@ -1,7 +1,7 @@
 //! Held-out evaluation through the assistant's normal chat interface (greedy, one user turn,
 //! no scaffold), and the general-language guard: perplexity on a fixed text.
 use crate::evalset::EvalSet;
-use crate::rollout::{chat_prompt, chat_stop, generate, GenStats, Job};
+use crate::rollout::{chat_prompt, chat_stop, generate, GenStats, Job, Prefixes};
 use crate::score::{LevelScore, SkillScore};
 use crate::skill::Skill;
 use crate::task::Task;
@@ -68,7 +68,7 @@ pub fn evaluate(
         });
     }
     let mut replies: Vec<Option<EvalReply>> = vec![None; tasks.len()];
-    let stats = generate(model, jobs, max_active, |i, out| {
+    let stats = generate(model, jobs, max_active, Prefixes::Exact, |i, out| {
         let t = &tasks[i];
         let v = skill.verify(t, &out.text, out.cut_off);
         replies[i] = Some(EvalReply {

@@ -8,7 +8,7 @@ use crate::evalset::{EvalSet, HeldOut};
 use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
 use crate::replay::ReplaySettings;
 use crate::rng::{fnv, Rng};
-use crate::rollout::{chat_prompt, chat_stop, generate, raw_prompt, GenStats, Job};
+use crate::rollout::{chat_prompt, chat_stop, generate, raw_prompt, GenStats, Job, Prefixes};
 use crate::score::{gate, GateConfig, SkillScore};
 use crate::skill::{self, Skill};
 use crate::task::Task;
@@ -879,7 +879,7 @@ impl<'a> Improver<'a> {
                     })
                     .collect::<Result<Vec<_>, ImproveError>>()?;
                 let mut passed = 0;
-                generate(self.model, jobs, cfg.max_active, |i, o| {
+                generate(self.model, jobs, cfg.max_active, Prefixes::Exact, |i, o| {
                     passed += s.verify(&tasks[i], &o.text, o.cut_off).pass as usize;
                     Ok(())
                 })?;
@@ -1060,24 +1060,30 @@ impl<'a> Improver<'a> {
         }
         let mut rows = Vec::with_capacity(jobs.len());
         let mut verify_s = 0.0;
-        let stats = generate(self.model, jobs, cfg.max_active, |i, o| {
-            let (ti, k, source, s) = meta[i];
-            let t0 = Instant::now();
-            let text = o.text.trim().to_string();
-            // A raw-scaffold reply that stopped at its newline ended as it should.
-            let v = s.verify(&tasks[ti], &text, o.cut_off);
-            verify_s += ms(t0);
-            rows.push(SampleRow {
-                task: ti as i64,
-                k: k as i64,
-                scaffold: source.into(),
-                text,
-                tokens: o.tokens as i64,
-                cut_off: o.cut_off,
-                verdict: v,
-            });
-            Ok(())
-        })?;
+        let stats = generate(
+            self.model,
+            jobs,
+            cfg.max_active,
+            Prefixes::Shared,
+            |i, o| {
+                let (ti, k, source, s) = meta[i];
+                let t0 = Instant::now();
+                let text = o.text.trim().to_string();
+                // A raw-scaffold reply that stopped at its newline ended as it should.
+                let v = s.verify(&tasks[ti], &text, o.cut_off);
+                verify_s += ms(t0);
+                rows.push(SampleRow {
+                    task: ti as i64,
+                    k: k as i64,
+                    scaffold: source.into(),
+                    text,
+                    tokens: o.tokens as i64,
+                    cut_off: o.cut_off,
+                    verdict: v,
+                });
+                Ok(())
+            },
+        )?;
         Ok((rows, stats, verify_s))
     }
 

@@ -5,7 +5,7 @@
 //! a few hundred samples cannot be overfitted to — so a round can teach a skill without moving
 //! the language the guard measures. No human text is involved: the
 //! samples start from the beginning-of-text token alone.
-use crate::rollout::{generate, raw_prompt, Job};
+use crate::rollout::{generate, raw_prompt, Job, Prefixes};
 use crate::ImproveError;
 use autodidact_engine::SamplingParams;
 use autodidact_model::Model;
@@ -100,7 +100,7 @@ pub fn sample(
         })
         .collect();
     let mut out: Vec<Option<String>> = vec![None; s.samples];
-    generate(model, jobs, max_active, |i, o| {
+    generate(model, jobs, max_active, Prefixes::Shared, |i, o| {
         out[i] = Some(o.text);
         Ok(())
     })?;

@@ -72,6 +72,18 @@ pub fn raw_prompt(model: &Model, text: &str) -> Vec<u32> {
     model.tokenizer.encode(text, true, false)
 }
 
+/// How sequences in flight share the prompt prefixes they have in common.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefixes {
+    /// Only through finished sequences' parked caches: a greedy reply is the same bits at any
+    /// `max_active` (held-out evaluation, probes).
+    Exact,
+    /// Also from sequences still in flight (see the engine's `GenConfig::share_prompts`):
+    /// sampled rollouts, where k samples of a task and the tasks under one scaffold share most
+    /// of their prompts.
+    Shared,
+}
+
 /// Runs `jobs` with at most `max_active` in flight, calling `done(index, output)` as each
 /// finishes (in completion order); an error from `done` stops the rest. Jobs that share a
 /// prompt prefix should be adjacent: finished sequences park their caches for the next ones.
@@ -79,6 +91,7 @@ pub fn generate(
     model: &Model,
     jobs: Vec<Job>,
     max_active: usize,
+    prefixes: Prefixes,
     mut done: impl FnMut(usize, Output) -> Result<(), ImproveError>,
 ) -> Result<GenStats, ImproveError> {
     let start = Instant::now();
@@ -92,6 +105,7 @@ pub fn generate(
             n_ctx: (longest + 8).min(model.config.ctx_train.max(64)),
             n_batch: 256,
             max_parked: 8,
+            share_prompts: prefixes == Prefixes::Shared,
         },
         max_active: max_active.max(1),
     };

@@ -99,6 +99,47 @@ impl SeqCache {
         true
     }
 
+    /// Makes this cache hold `src`'s first `len` positions (and nothing after): sequences that
+    /// share a prompt prefix compute it once. Returns false (and changes nothing) when the
+    /// caches differ in shape, `src` holds fewer than `len` positions, or a sliding ring of
+    /// `src` has overwritten positions that the next queries after `len` would need.
+    pub fn copy_prefix_from(&mut self, src: &SeqCache, len: usize) -> bool {
+        let same_shape = self.layers.len() == src.layers.len()
+            && self.window == src.window
+            && self.n_ctx == src.n_ctx
+            && self
+                .layers
+                .iter()
+                .zip(&src.layers)
+                .all(|(a, b)| a.cap == b.cap && a.k.len() == b.k.len());
+        if !same_shape || len > src.len {
+            return false;
+        }
+        // The positions of each layer to copy: all of them for full attention; for a ring, those
+        // it still holds, which must reach back to what the query at `len` attends to.
+        let mut spans = Vec::with_capacity(self.layers.len());
+        for l in &src.layers {
+            let held_from = src.len.saturating_sub(l.cap);
+            let from = len.saturating_sub(l.cap).max(held_from);
+            if let Some(w) = self.window {
+                if l.cap < self.n_ctx && (len + 1).saturating_sub(w) < from {
+                    return false;
+                }
+            }
+            spans.push(from);
+        }
+        for ((dst, s), from) in self.layers.iter_mut().zip(&src.layers).zip(spans) {
+            let kv = s.k.len() / s.cap;
+            for p in from..len {
+                let row = (p % s.cap) * kv;
+                dst.k[row..row + kv].copy_from_slice(&s.k[row..row + kv]);
+                dst.v[row..row + kv].copy_from_slice(&s.v[row..row + kv]);
+            }
+        }
+        self.len = len;
+        true
+    }
+
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
     }

@@ -1,7 +1,7 @@
 //! Continuous batching and prefix reuse: what a sequence generates must not depend on what else is
 //! in the batch or on whether its prefix came from a parked cache.
 use crate::common::{engine_for, gen_config, load, prompt, run, sink, varied, varied_model, N_CTX};
-use autodidact_engine::{generate, FinishReason, Request};
+use autodidact_engine::{generate, generate_many, FinishReason, GenConfig, ManyConfig, Request};
 use autodidact_kernels::GgmlType;
 use autodidact_model::testing::TinySpec;
 use autodidact_model::{Arch, Model};
@@ -142,4 +142,63 @@ fn a_prompt_that_diverges_reuses_only_the_shared_part() {
     assert_eq!(second.cached_tokens, 12);
     let fresh = generate(&m, gen_config(), vec![varied(p2, 8)], |_| true).unwrap();
     assert_eq!(second.tokens, fresh[0].tokens);
+}
+
+/// With `share_prompts`, sequences that join beside one computing the same prompt wait for it
+/// and copy its keys and values: the same tokens and logprob bits as taking the prefix from a
+/// parked cache one request at a time (the same split between copied and computed tokens),
+/// and the copied tokens count as cached.
+#[test]
+fn sequences_in_flight_share_a_common_prompt() {
+    let m = varied_model();
+    let shared = prompt(40, 7);
+    let mut longer = shared.clone();
+    longer.extend_from_slice(&prompt(6, 9)[1..]);
+    let reqs: Vec<Request> = [
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        longer,
+        // Not even the first token in common.
+        prompt(30, 11)[1..].to_vec(),
+    ]
+    .into_iter()
+    .map(|p| {
+        let mut r = varied(p, 12);
+        r.params.top_logprobs = Some(1);
+        r
+    })
+    .collect();
+    let run_many = |max_active: usize, share_prompts: bool| {
+        let cfg = ManyConfig {
+            gen: GenConfig {
+                share_prompts,
+                ..gen_config()
+            },
+            max_active,
+        };
+        generate_many(&m, cfg, reqs.clone(), |_, _| true, |_, _| true)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.expect("every request finishes"))
+            .collect::<Vec<_>>()
+    };
+    let one_by_one = run_many(1, false);
+    let forked = run_many(5, true);
+    let cached: Vec<usize> = forked.iter().map(|c| c.cached_tokens).collect();
+    assert_eq!(cached, [0, 39, 39, 40, 0], "tokens copied from the first");
+    let bits = |c: &autodidact_engine::Completion| {
+        c.logprobs
+            .iter()
+            .map(|s| (s.token, s.logprob.map(f32::to_bits)))
+            .collect::<Vec<_>>()
+    };
+    for (i, (a, b)) in one_by_one.iter().zip(&forked).enumerate() {
+        assert_eq!(a.cached_tokens, b.cached_tokens, "request {i}");
+        assert_eq!(a.tokens, b.tokens, "request {i}");
+        assert_eq!(bits(a), bits(b), "request {i}");
+    }
+    // Off, nothing in flight is shared: each prompt is computed in one step.
+    let apart = run_many(5, false);
+    assert!(apart.iter().all(|c| c.cached_tokens == 0));
 }

@@ -63,6 +63,7 @@ pub fn gen_config() -> GenConfig {
         n_ctx: N_CTX,
         n_batch: 64,
         max_parked: 4,
+        share_prompts: false,
     }
 }
 

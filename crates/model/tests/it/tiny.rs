@@ -284,3 +284,60 @@ fn batched_sequences_match_separate_runs() {
     assert_eq!(out.row(0), alone(&a).as_slice());
     assert_eq!(out.row(1), alone(&b).as_slice());
 }
+
+/// A copied prompt prefix is the donor's keys and values: continuing from the copy gives the
+/// same logits, bit for bit, as continuing the donor itself. A sliding ring that has already
+/// overwritten what the copy's next query needs refuses (window 8, ring of 48 rows).
+#[test]
+fn a_copied_prefix_continues_like_the_original() {
+    let bytes = tiny_model(Arch::Gemma3, GgmlType::Q8_0, 5);
+    let m = Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap();
+    let tokens: Vec<u32> = (0..70).map(|i| (2 + i * 31 % 290) as u32).collect();
+    let feed = |cache: &mut autodidact_model::SeqCache, part: &[u32]| {
+        let out = m
+            .forward(
+                &mut [SeqInput {
+                    cache,
+                    tokens: part,
+                    logits: Logits::All,
+                    adapter: None,
+                }],
+                false,
+            )
+            .unwrap();
+        (0..part.len())
+            .flat_map(|r| out.row(r).iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            .collect::<Vec<u32>>()
+    };
+    let mut donor = m.new_cache(80, 40);
+    feed(&mut donor, &tokens[..30]);
+    let mut copy = m.new_cache(80, 40);
+    assert!(copy.copy_prefix_from(&donor, 20));
+    assert_eq!(copy.len(), 20);
+    assert!(donor.truncate(20));
+    assert_eq!(
+        feed(&mut copy, &tokens[20..30]),
+        feed(&mut donor, &tokens[20..30])
+    );
+
+    let mut long = m.new_cache(80, 40);
+    feed(&mut long, &tokens[..40]);
+    feed(&mut long, &tokens[40..]);
+    let mut early = m.new_cache(80, 40);
+    assert!(
+        !early.copy_prefix_from(&long, 20),
+        "positions 13..20 are overwritten"
+    );
+    assert!(early.is_empty());
+    assert!(
+        !early.copy_prefix_from(&long, 71),
+        "more than the donor holds"
+    );
+    let mut late = m.new_cache(80, 40);
+    assert!(late.copy_prefix_from(&long, 65));
+    assert!(long.truncate(65));
+    assert_eq!(
+        feed(&mut late, &tokens[65..]),
+        feed(&mut long, &tokens[65..])
+    );
+}
