@@ -1018,10 +1018,22 @@ impl<'a> Improver<'a> {
                 round,
                 pool: &pool,
             };
-            let (demos, source) = self.demos(site, t, ti)?;
+            let (demos, mut source) = self.demos(site, t, ti)?;
+            // A skill with no answers to show yet (instructions before its first verified
+            // reply) is bootstrapped zero-shot: the raw base continues a question-and-answer
+            // page, where it writes an answer instead of echoing the chat turn.
+            // A user skill whose file says `scaffold = "none"` is only ever asked in plain chat.
+            let no_scaffold = matches!(s, Skill::User(u) if !u.scaffold_from_examples);
+            if demos.is_empty() {
+                source = if cfg.shots > 0 && !no_scaffold {
+                    "zero-shot"
+                } else {
+                    "none"
+                };
+            }
             let single_line = demos.iter().all(|(_, a)| !a.contains('\n'));
             for k in 0..cfg.samples_per_task.max(1) {
-                let scaffolded = k > 0 && !demos.is_empty();
+                let scaffolded = k > 0 && source != "none";
                 // From the run's seed, not its id: `--seed` reproduces a run's rollouts.
                 let seed = fnv(format!("sample:{round}:{ti}:{k}").as_bytes()) ^ cfg.seed;
                 let mut params = SamplingParams {
@@ -1033,6 +1045,9 @@ impl<'a> Improver<'a> {
                 };
                 let prompt = if !scaffolded {
                     chat_prompt(self.model, &[Message::new("user", &t.prompt)])?
+                } else if demos.is_empty() {
+                    params.stop = vec!["\nQ:".into()];
+                    raw_prompt(self.model, &format!("Q: {}\nA:", t.prompt))
                 } else if single_line {
                     let mut text = String::new();
                     for (q, a) in &demos {

@@ -82,6 +82,7 @@ fn config(home: &Path) -> ImproveConfig {
             batch: 8,
             seq_len: 128,
             seed: 3,
+            ..TrainSettings::default()
         },
         // A random model's perplexity moves a lot under any training; the guard still runs.
         gate: GateConfig {
@@ -289,5 +290,41 @@ fn training_refuses_held_out_tasks() {
     let held = HeldOut::new(std::slice::from_ref(&set));
     let err = held.check(&set.tasks[3]).unwrap_err();
     assert!(matches!(err, ImproveError::Leak { .. }), "{err}");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A skill with no answers to show (no generator, no example answers, an empty pool) is
+/// sampled zero-shot on a raw question-and-answer page, one sample per task in plain chat;
+/// a skill whose file says `scaffold = "none"` is only ever asked in plain chat.
+#[test]
+fn a_skill_with_nothing_to_show_is_bootstrapped_zero_shot() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let home = temp_home("zeroshot");
+    write_skill(&home);
+    let file = home.join("skills").join("stop.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let model = tiny();
+    for (scaffold, want) in [("none", "none"), ("examples", "zero-shot")] {
+        let skill = text.replace("scaffold = \"none\"", &format!("scaffold = \"{scaffold}\""));
+        std::fs::write(&file, skill).unwrap();
+        let mut imp = Improver::new(&model, "tiny", None, &home).unwrap();
+        let mut cfg = config(&home);
+        cfg.rounds = 1;
+        cfg.tasks_per_round = 4;
+        cfg.samples_per_task = 3;
+        cfg.replay = ReplaySettings::off();
+        let run = imp.start(cfg, &mut |_| true).unwrap().run;
+        let reg = Registry::open(&home.join("improve/registry.sqlite")).unwrap();
+        let samples = reg.samples(&run, 0).unwrap();
+        assert_eq!(samples.len(), 12);
+        for s in &samples {
+            let expect = if s.k == 0 { "none" } else { want };
+            assert_eq!(
+                s.scaffold, expect,
+                "scaffold = {scaffold:?}, sample k = {}",
+                s.k
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&home);
 }
