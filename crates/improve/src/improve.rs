@@ -532,7 +532,6 @@ impl<'a> Improver<'a> {
                     total: tasks.len(),
                 });
                 let mut gen_total = GenStats::default();
-                let mut verify_s = 0.0;
                 let mut finished = done.len();
                 for chunk in todo.chunks(cfg.chunk_tasks.max(1)) {
                     if over(&cfg) {
@@ -551,7 +550,25 @@ impl<'a> Improver<'a> {
                     )?;
                     self.reg.insert_samples(run, round, &rows)?;
                     gen_total.add(&gs);
-                    verify_s += vs;
+                    // Recorded chunk by chunk: a round killed mid-rollouts keeps the time and
+                    // tokens of what it had done when it resumes.
+                    add_time(&mut timings, "rollout_generate_s", gs.seconds - vs);
+                    add_time(&mut timings, "rollout_verify_s", vs);
+                    add_count(
+                        &mut timings,
+                        "rollout_generated_tokens",
+                        gs.generated_tokens,
+                    );
+                    add_count(&mut timings, "rollout_prompt_tokens", gs.prompt_tokens);
+                    add_count(&mut timings, "rollout_cached_tokens", gs.cached_tokens);
+                    self.reg.update_round(
+                        run,
+                        round,
+                        "rollouts",
+                        None,
+                        &timings,
+                        &serde_json::json!({}),
+                    )?;
                     finished += chunk.len();
                     let all = self.reg.samples(run, round)?;
                     let passed = all.iter().filter(|s| s.verdict.pass).count();
@@ -569,27 +586,6 @@ impl<'a> Improver<'a> {
                         return Err(interrupted());
                     }
                 }
-                add_time(
-                    &mut timings,
-                    "rollout_generate_s",
-                    gen_total.seconds - verify_s,
-                );
-                add_time(&mut timings, "rollout_verify_s", verify_s);
-                add_count(
-                    &mut timings,
-                    "rollout_generated_tokens",
-                    gen_total.generated_tokens,
-                );
-                add_count(
-                    &mut timings,
-                    "rollout_prompt_tokens",
-                    gen_total.prompt_tokens,
-                );
-                add_count(
-                    &mut timings,
-                    "rollout_cached_tokens",
-                    gen_total.cached_tokens,
-                );
                 if summary.stopped_by_budget {
                     self.reg.update_round(
                         run,

@@ -134,6 +134,13 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
         2 * 8 * 16,
         "two chunks of 8 tasks x 16 samples were committed"
     );
+    // Their time and tokens were recorded with them, not lost with the interrupted round.
+    let t = &reg.rounds(&run).unwrap()[0].timings;
+    let tokens_before = t["rollout_generated_tokens"].as_u64().unwrap();
+    assert!(
+        tokens_before > 0 && t["rollout_generate_s"].as_f64().unwrap() > 0.0,
+        "{t}"
+    );
     drop(reg);
 
     let mut events = Vec::new();
@@ -158,6 +165,14 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
         assert_eq!(same.text, s.text, "a finished rollout was redone");
     }
     assert_eq!(summary.rounds.len(), 2);
+    let t = &reg.rounds(&run).unwrap()[0].timings;
+    let generated: u64 = after.iter().map(|s| s.tokens as u64).sum();
+    assert_eq!(
+        t["rollout_generated_tokens"].as_u64(),
+        Some(generated),
+        "{t}"
+    );
+    assert!(generated > tokens_before);
     let r0 = &summary.rounds[0];
     assert!(r0.stats["verified"].as_u64().unwrap() > 0, "{:?}", r0.stats);
     assert!(r0.promoted, "round 1 should promote: {:?}", r0.reasons);
