@@ -5,15 +5,16 @@
 use crate::changes::Changes;
 use crate::eval::{evalset_id, evaluate, perplexity};
 use crate::evalset::{EvalSet, HeldOut};
+use crate::propose::{Ask, ProposeSettings};
 use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
 use crate::replay::ReplaySettings;
 use crate::rng::{fnv, Rng};
 use crate::rollout::{chat_prompt, chat_stop, generate, raw_prompt, GenStats, Job, Prefixes};
 use crate::score::{gate, GateConfig, SkillScore};
 use crate::skill::{self, Skill};
-use crate::task::Task;
+use crate::task::{Split, Task};
 use crate::trainer::{train, Base, Candidate, Example, TrainSettings};
-use crate::ImproveError;
+use crate::{instructions, ImproveError};
 use autodidact_engine::{AdapterCache, SamplingParams};
 use autodidact_model::{LoraAdapter, Message, Model};
 use serde::{Deserialize, Serialize};
@@ -130,6 +131,10 @@ pub struct ImproveConfig {
     /// Runs recorded before replay existed resume without it.
     #[serde(default = "ReplaySettings::off")]
     pub replay: ReplaySettings,
+    /// Writing requests the model proposes each round (instructions). Runs recorded before
+    /// proposals existed resume without them.
+    #[serde(default = "ProposeSettings::off")]
+    pub propose: ProposeSettings,
     pub gate: GateConfig,
     pub guard_text: Option<PathBuf>,
     pub guard_chunks: usize,
@@ -157,6 +162,7 @@ impl Default for ImproveConfig {
             guard_n: 10,
             train: TrainSettings::default(),
             replay: ReplaySettings::default(),
+            propose: ProposeSettings::default(),
             gate: GateConfig::default(),
             guard_text: None,
             guard_chunks: 8,
@@ -430,7 +436,7 @@ impl<'a> Improver<'a> {
             cfg.budget_s
                 .is_some_and(|b| started.elapsed().as_secs_f64() > b)
         };
-        let targets: Vec<Skill> = cfg
+        let mut targets: Vec<Skill> = cfg
             .skills
             .iter()
             .map(|s| self.skill(s))
@@ -495,6 +501,9 @@ impl<'a> Improver<'a> {
             let tasks = match &existing {
                 Some(_) => self.reg.tasks(run, round)?,
                 None => {
+                    let t0 = Instant::now();
+                    self.propose(run, round, &cfg, &mut targets, &me_adapter, obs)?;
+                    timings["propose_s"] = ms(t0).into();
                     let t0 = Instant::now();
                     let cur = self.curriculum(&cfg, &targets, &held, &me_adapter, round, obs)?;
                     let tasks = self.make_tasks(&cfg, &targets, &held, &cur, round)?;
@@ -832,6 +841,52 @@ impl<'a> Improver<'a> {
 
     /// Per target skill, the lowest levels the current self has not mastered (plain-chat
     /// probe pass rate below 80 %), at most `max_levels` of them.
+    /// The instructions skill's writing requests for a new round: those proposed in earlier
+    /// rounds, and new ones from the current self (kept in the registry, so a resumed run
+    /// practises the same).
+    fn propose(
+        &mut self,
+        run: &str,
+        round: i64,
+        cfg: &ImproveConfig,
+        targets: &mut [Skill],
+        me: &Option<Arc<LoraAdapter>>,
+        obs: Observer,
+    ) -> Result<(), ImproveError> {
+        for s in targets.iter_mut() {
+            let Skill::Instructions(proposed) = s else {
+                continue;
+            };
+            *proposed = self.reg.proposals(run, "instructions", round)?;
+            let seeds: Vec<String> = instructions::requests(Split::Train)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let known: Vec<String> = seeds.iter().chain(proposed.iter()).cloned().collect();
+            let held_out = instructions::requests(Split::Eval);
+            let new = crate::propose::propose(&Ask {
+                model: self.model,
+                adapter: me.clone(),
+                seeds: &seeds,
+                known: &known,
+                held_out: &held_out,
+                settings: &cfg.propose,
+                seed: cfg.seed ^ fnv(format!("propose:{round}").as_bytes()),
+                max_active: cfg.max_active,
+            })?;
+            self.reg.put_proposals(run, round, "instructions", &new)?;
+            if cfg.propose.samples > 0 {
+                obs(&Event::Note(format!(
+                    "instructions: the model proposed {} new writing requests ({} of its own in all)",
+                    new.len(),
+                    proposed.len() + new.len()
+                )));
+            }
+            proposed.extend(new);
+        }
+        Ok(())
+    }
+
     fn curriculum(
         &self,
         cfg: &ImproveConfig,

@@ -341,9 +341,14 @@ pub fn requests(split: Split) -> Vec<&'static str> {
         .collect()
 }
 
-pub fn generate(level: usize, rng: &mut Rng, split: Split) -> Task {
+/// A task of `level`; training tasks draw their request from the seed list's training side
+/// and `proposed` (the model's own requests), held-out tasks from the held-out side alone.
+pub fn generate(level: usize, rng: &mut Rng, split: Split, proposed: &[String]) -> Task {
     let n = LEVELS[level.min(LEVELS.len() - 1)];
-    let reqs = requests(split);
+    let mut reqs = requests(split);
+    if split == Split::Train {
+        reqs.extend(proposed.iter().map(String::as_str));
+    }
     let request = rng.pick(&reqs).to_string();
     let mut list: Vec<Constraint> = Vec::new();
     while list.len() < n {
@@ -446,7 +451,7 @@ mod tests {
         let mut rng = Rng::new(7);
         for level in 0..3 {
             for _ in 0..100 {
-                let t = generate(level, &mut rng, Split::Train);
+                let t = generate(level, &mut rng, Split::Train, &[]);
                 let Check::Constraints { list, request } = &t.check else {
                     panic!("instructions check constraints")
                 };

@@ -21,6 +21,7 @@ pub mod extract;
 mod improve;
 pub mod instructions;
 pub mod plot;
+pub mod propose;
 pub mod registry;
 pub mod replay;
 pub mod report;

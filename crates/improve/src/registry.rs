@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS history(
   at INTEGER NOT NULL, action TEXT NOT NULL, version INTEGER, note TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replay(
   run TEXT NOT NULL, idx INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY(run, idx));
+CREATE TABLE IF NOT EXISTS proposals(
+  run TEXT NOT NULL, round INTEGER NOT NULL, skill TEXT NOT NULL, idx INTEGER NOT NULL,
+  text TEXT NOT NULL, PRIMARY KEY(run, round, skill, idx));
 ";
 
 /// Status of an adapter version.
@@ -522,6 +525,54 @@ impl Registry {
         Ok(rows)
     }
 
+    /// The requests the model proposed for `skill` in the rounds of `run` before `round`, in
+    /// the order they were kept.
+    pub fn proposals(
+        &self,
+        run: &str,
+        skill: &str,
+        round: i64,
+    ) -> Result<Vec<String>, ImproveError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT text FROM proposals WHERE run = ?1 AND skill = ?2 AND round < ?3
+                 ORDER BY round, idx",
+            )
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map(params![run, skill, round], |r| r.get::<_, String>(0))
+            .map_err(|e| self.db(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.db(e))?;
+        Ok(rows)
+    }
+
+    /// Stores one round's proposals for `skill`, replacing any a killed try of the round left.
+    pub fn put_proposals(
+        &mut self,
+        run: &str,
+        round: i64,
+        skill: &str,
+        texts: &[String],
+    ) -> Result<(), ImproveError> {
+        let db = db_error(&self.path);
+        let tx = self.conn.transaction().map_err(&db)?;
+        tx.execute(
+            "DELETE FROM proposals WHERE run = ?1 AND round = ?2 AND skill = ?3",
+            params![run, round, skill],
+        )
+        .map_err(&db)?;
+        for (i, t) in texts.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO proposals(run, round, skill, idx, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run, round, skill, i as i64, t],
+            )
+            .map_err(&db)?;
+        }
+        tx.commit().map_err(&db)
+    }
+
     /// Stores a run's replay texts in one transaction (all or none).
     pub fn put_replay(&mut self, run: &str, texts: &[String]) -> Result<(), ImproveError> {
         let db = db_error(&self.path);
@@ -864,5 +915,37 @@ impl Registry {
             )
             .optional()
             .map_err(|e| self.db(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rounds_proposals_replace_a_killed_tries_and_later_rounds_see_earlier_ones() {
+        let dir = std::env::temp_dir().join(format!("ad-reg-proposals-{}", std::process::id()));
+        let mut reg = Registry::open(&dir.join("registry.sqlite")).unwrap();
+        let texts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        reg.put_proposals("r", 0, "instructions", &texts(&["Write a.", "Write b."]))
+            .unwrap();
+        reg.put_proposals("r", 1, "instructions", &texts(&["Write c."]))
+            .unwrap();
+        reg.put_proposals("r", 1, "instructions", &texts(&["Write d.", "Write e."]))
+            .unwrap();
+        assert_eq!(
+            reg.proposals("r", "instructions", 1).unwrap(),
+            ["Write a.", "Write b."]
+        );
+        assert_eq!(
+            reg.proposals("r", "instructions", 2).unwrap(),
+            ["Write a.", "Write b.", "Write d.", "Write e."]
+        );
+        assert!(reg
+            .proposals("other", "instructions", 9)
+            .unwrap()
+            .is_empty());
+        drop(reg);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

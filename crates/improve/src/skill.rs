@@ -9,7 +9,9 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Skill {
     Arithmetic,
-    Instructions,
+    /// With the writing requests the model has proposed so far in a run (see
+    /// [`crate::propose`]), practised beside the program's seed list; never held out.
+    Instructions(Vec<String>),
     Extract,
     User(Box<UserSkill>),
 }
@@ -17,7 +19,11 @@ pub enum Skill {
 /// The built-in skills plus every `*.toml` / `*.json` in `skills_dir` (sorted by file name).
 /// A missing directory is no error; a bad file is.
 pub fn load_all(skills_dir: &Path) -> Result<Vec<Skill>, ImproveError> {
-    let mut v = vec![Skill::Arithmetic, Skill::Instructions, Skill::Extract];
+    let mut v = vec![
+        Skill::Arithmetic,
+        Skill::Instructions(Vec::new()),
+        Skill::Extract,
+    ];
     let mut files: Vec<_> = match std::fs::read_dir(skills_dir) {
         Ok(rd) => rd
             .flatten()
@@ -66,7 +72,7 @@ impl Skill {
     pub fn name(&self) -> &str {
         match self {
             Skill::Arithmetic => "arithmetic",
-            Skill::Instructions => "instructions",
+            Skill::Instructions(_) => "instructions",
             Skill::Extract => "extract",
             Skill::User(u) => &u.name,
         }
@@ -75,7 +81,7 @@ impl Skill {
     pub fn description(&self) -> String {
         match self {
             Skill::Arithmetic => "+, - and x of n-digit integers, asked in plain chat; exact answer".into(),
-            Skill::Instructions => {
+            Skill::Instructions(_) => {
                 "a writing request with verifiable constraints (case, length, bullets, keywords, sections, ...)".into()
             }
             Skill::Extract => "text to a JSON object with given keys (name, age, city, date)".into(),
@@ -93,7 +99,7 @@ impl Skill {
     pub fn levels(&self) -> Vec<String> {
         match self {
             Skill::Arithmetic => arithmetic::LEVELS.iter().map(|l| l.name()).collect(),
-            Skill::Instructions => instructions::LEVELS
+            Skill::Instructions(_) => instructions::LEVELS
                 .iter()
                 .map(|n| format!("constraints-{n}"))
                 .collect(),
@@ -109,7 +115,7 @@ impl Skill {
     pub fn max_tokens(&self) -> usize {
         match self {
             Skill::Arithmetic => 24,
-            Skill::Instructions => 320,
+            Skill::Instructions(_) => 320,
             Skill::Extract => 96,
             Skill::User(u) => u.max_tokens,
         }
@@ -136,7 +142,7 @@ impl Skill {
     ) -> Result<Task, ImproveError> {
         Ok(match self {
             Skill::Arithmetic => arithmetic::generate(level, rng, split),
-            Skill::Instructions => instructions::generate(level, rng, split),
+            Skill::Instructions(proposed) => instructions::generate(level, rng, split, proposed),
             Skill::Extract => extract::generate(level, rng, split),
             Skill::User(u) => {
                 let idx: Vec<usize> = (0..u.examples.len())
