@@ -101,7 +101,7 @@ pub struct ImproveArgs {
     /// Learning rate (default 2e-4; changeable).
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Comma-separated layers the adapter changes: q,k,v,o,gate,up,down (default all;
+    /// Comma-separated layers the adapter changes: q,k,v,o,gate,up,down (default gate,up,down;
     /// changeable).
     #[arg(long)]
     pub targets: Option<String>,
@@ -120,10 +120,10 @@ pub struct ImproveArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Samples of the base's own free text trained beside the verified answers, so general
-    /// language stays where it was (0: none; default 128).
+    /// language stays where it was (0: none; default 512).
     #[arg(long)]
     pub replay: Option<usize>,
-    /// The replayed text's total loss weight relative to the verified answers' (default 1;
+    /// The replayed text's total loss weight relative to the verified answers' (default 4;
     /// changeable).
     #[arg(long)]
     pub replay_share: Option<f32>,

@@ -160,8 +160,8 @@ mod tests {
             budget_s: Some(60.0),
             lr: Some(1e-4),
             epochs: Some(cfg.train.epochs),
-            replay_share: Some(4.0),
-            targets: Some(vec![Target::Gate, Target::Up, Target::Down]),
+            replay_share: Some(2.0),
+            targets: Some(vec![Target::Q, Target::V]),
             ..Changes::default()
         };
         let said = c.apply(&mut cfg);
@@ -169,12 +169,12 @@ mod tests {
             said,
             vec![
                 "lr 0.0002 -> 0.0001",
-                "targets q,k,v,o,gate,up,down -> gate,up,down",
-                "replay share 1 -> 4"
+                "targets gate,up,down -> q,v",
+                "replay share 4 -> 2"
             ]
         );
-        assert_eq!(cfg.train.targets, [Target::Gate, Target::Up, Target::Down]);
-        assert_eq!((cfg.train.lr, cfg.replay.share), (1e-4, 4.0));
+        assert_eq!(cfg.train.targets, [Target::Q, Target::V]);
+        assert_eq!((cfg.train.lr, cfg.replay.share), (1e-4, 2.0));
         assert_eq!(cfg.budget_s, Some(60.0));
         assert!(Changes::default().apply(&mut cfg).is_empty());
     }

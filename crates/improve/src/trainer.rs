@@ -37,7 +37,8 @@ pub fn targets_text(t: &[Target]) -> String {
 }
 
 impl Default for TrainSettings {
-    /// What took chat-phrased 1-digit addition from 0 % to 99 % in the calibration.
+    /// Rank, rate and epochs of the calibration (chat-phrased 1-digit addition from 0 %
+    /// to 99 %).
     fn default() -> Self {
         TrainSettings {
             rank: 16,
@@ -47,7 +48,11 @@ impl Default for TrainSettings {
             batch: 4,
             seq_len: 512,
             seed: 42,
-            targets: all_targets(),
+            // The feed-forward layers alone: on the real model (one arithmetic round, same
+            // 157 verified examples, 2026-12-07) every linear layer without replay raised the
+            // guard's perplexity 110 %, the feed-forward ones 45 % at the same accuracy; with
+            // replay (512, share 4) they were promoted at +0.5 % (README, "Measured").
+            targets: vec![Target::Gate, Target::Up, Target::Down],
         }
     }
 }
