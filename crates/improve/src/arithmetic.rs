@@ -162,7 +162,118 @@ pub fn phrasings(op: Op, split: Split) -> Vec<&'static str> {
         .collect()
 }
 
-pub fn generate(level: usize, rng: &mut Rng, split: Split) -> Task {
+/// Phrasings the model proposed in a run (see [`crate::propose`]), by operation; practised
+/// beside the program's training phrasings, never held out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Proposed {
+    pub add: Vec<String>,
+    pub sub: Vec<String>,
+    pub mul: Vec<String>,
+}
+
+impl Proposed {
+    pub fn of(&self, op: Op) -> &[String] {
+        match op {
+            Op::Add => &self.add,
+            Op::Sub => &self.sub,
+            Op::Mul => &self.mul,
+        }
+    }
+
+    pub fn of_mut(&mut self, op: Op) -> &mut Vec<String> {
+        match op {
+            Op::Add => &mut self.add,
+            Op::Sub => &mut self.sub,
+            Op::Mul => &mut self.mul,
+        }
+    }
+}
+
+impl Op {
+    pub const ALL: [Op; 3] = [Op::Add, Op::Sub, Op::Mul];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Sub => "sub",
+            Op::Mul => "mul",
+        }
+    }
+
+    /// What a list of this operation's phrasings is headed with.
+    pub fn asking(self) -> &'static str {
+        match self {
+            Op::Add => "to add two numbers {a} and {b}",
+            Op::Sub => "to subtract {b} from {a}",
+            Op::Mul => "to multiply {a} by {b}",
+        }
+    }
+
+    fn keywords(self) -> &'static [&'static str] {
+        match self {
+            Op::Add => &["plus", "+", "add", "sum", "total"],
+            Op::Sub => &["minus", "-", "subtract", "difference", "take"],
+            Op::Mul => &["times", "*", "multipl", "product", " x "],
+        }
+    }
+}
+
+/// Words that ask for something other than one operation on `{a}` and `{b}`.
+const OFF_TASK: &[&str] = &[
+    "less", "more", "than", "divid", "/", "equal", "if ", "half", "double", "twice", "percent",
+    "%", "square", "root", "then", "odd", "even", "bigger", "smaller", "greater",
+];
+
+/// A proposed phrasing the verifier can still check: `{a}` and `{b}` once each, no other
+/// numbers or braces, the operation's words and no other operation's, and for subtraction `{a}`
+/// first (the answer is `a − b`). `None` when it cannot be used.
+pub fn clean_phrasing(line: &str, op: Op) -> Option<String> {
+    let t = line.trim();
+    let words = t.split_whitespace().count();
+    let plain = t.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        && !t.chars().any(|c| c.is_ascii_digit());
+    let once = |p: &str| t.matches(p).count() == 1;
+    let braces = t.matches('{').count() == 2 && t.matches('}').count() == 2;
+    if !(plain && (2..=20).contains(&words) && once("{a}") && once("{b}") && braces) {
+        return None;
+    }
+    let lower = format!(
+        " {} ",
+        t.to_lowercase().replace("{a}", "A").replace("{b}", "B")
+    );
+    let has = |k: &&str| lower.contains(*k);
+    let others = Op::ALL.into_iter().filter(|o| *o != op);
+    let off = OFF_TASK.iter().any(has)
+        || others
+            .flat_map(|o| o.keywords().iter())
+            .any(|k| op.keywords().iter().all(|m| !m.contains(k)) && has(k));
+    if off || !op.keywords().iter().any(has) {
+        return None;
+    }
+    if op == Op::Sub {
+        let spaced = lower.replace(' ', "");
+        let ordered = [
+            "AminusB",
+            "A-B",
+            "BfromA",
+            "BawayfromA",
+            "differencebetweenAandB",
+        ]
+        .iter()
+        .any(|p| spaced.contains(p));
+        let reversed = ["BminusA", "B-A", "AfromB", "AawayfromB"]
+            .iter()
+            .any(|p| spaced.contains(p));
+        if !ordered || reversed {
+            return None;
+        }
+    }
+    Some(t.to_string())
+}
+
+/// A task of `level`; training tasks are asked in the program's training phrasings and the
+/// model's `proposed` ones, held-out tasks in the held-out phrasings alone.
+pub fn generate(level: usize, rng: &mut Rng, split: Split, proposed: &Proposed) -> Task {
     let l = LEVELS[level];
     let (a, b) = l.draw(rng);
     let value = match l.op {
@@ -175,7 +286,10 @@ pub fn generate(level: usize, rng: &mut Rng, split: Split) -> Task {
         Op::Sub => '-',
         Op::Mul => '*',
     };
-    let phr = phrasings(l.op, split);
+    let mut phr: Vec<&str> = phrasings(l.op, split);
+    if split == Split::Train {
+        phr.extend(proposed.of(l.op).iter().map(String::as_str));
+    }
     let prompt = rng
         .pick(&phr)
         .replace("{a}", &a.to_string())
@@ -260,7 +374,7 @@ mod tests {
         let mut rng = Rng::new(3);
         for (i, l) in LEVELS.iter().enumerate() {
             for _ in 0..50 {
-                let t = generate(i, &mut rng, Split::Train);
+                let t = generate(i, &mut rng, Split::Train, &Proposed::default());
                 let Check::Integer { value } = t.check else {
                     panic!("arithmetic checks integers")
                 };
@@ -275,6 +389,30 @@ mod tests {
         assert_eq!(tr.len() + ev.len(), ADD.len());
         assert_eq!(LEVELS[0].space(), 100);
         assert_eq!(LEVELS[1].space(), 55);
+    }
+
+    #[test]
+    fn proposed_phrasings_must_stay_checkable() {
+        let ok = |l: &str, op| clean_phrasing(l, op).is_some();
+        assert!(ok("What is the sum of {a} and {b}?", Op::Add));
+        assert!(ok("Add {a} + {b} = ?", Op::Add));
+        assert!(ok("How much is {a} minus {b}?", Op::Sub));
+        assert!(ok("Please take {b} away from {a}.", Op::Sub));
+        assert!(ok("Can you work out {a} x {b}?", Op::Mul));
+        assert!(
+            !ok("Tell me the sum of {a} and {b} minus 4.", Op::Add),
+            "a number"
+        );
+        assert!(
+            !ok("How can I know if {a} + b is small?", Op::Add),
+            "one placeholder"
+        );
+        assert!(!ok("Tell me how many times is {a} less than {b}.", Op::Mul));
+        assert!(!ok("What is {a} plus {b} times {a}?", Op::Add), "twice");
+        assert!(!ok("What is {b} minus {a}?", Op::Sub), "reversed");
+        assert!(!ok("Subtract {a} from {b}.", Op::Sub), "reversed");
+        assert!(!ok("What is {a} plus {b}?", Op::Mul), "another operation");
+        assert!(!ok("Say {a} and {b}.", Op::Add), "no operation");
     }
 
     #[test]

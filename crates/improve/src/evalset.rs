@@ -215,14 +215,16 @@ mod tests {
     fn written_once_read_back_and_tamper_evident() {
         let dir = std::env::temp_dir().join(format!("ad-evalset-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let a = EvalSet::open(&dir, &Skill::Arithmetic).unwrap();
-        let b = EvalSet::open(&dir, &Skill::Arithmetic).unwrap();
+        let a = EvalSet::open(&dir, &Skill::Arithmetic(Default::default())).unwrap();
+        let b = EvalSet::open(&dir, &Skill::Arithmetic(Default::default())).unwrap();
         assert_eq!(a.tasks, b.tasks);
         assert_eq!(a.tasks.iter().filter(|t| t.sub == "add-1").count(), 30);
         let held = HeldOut::new(std::slice::from_ref(&a));
         let mut rng = Rng::new(5);
         for _ in 0..500 {
-            let t = held.train_task(&Skill::Arithmetic, 0, &mut rng).unwrap();
+            let t = held
+                .train_task(&Skill::Arithmetic(Default::default()), 0, &mut rng)
+                .unwrap();
             assert!(held.check(&t).is_ok());
         }
         assert!(held.check(&a.tasks[0]).is_err());
@@ -230,7 +232,7 @@ mod tests {
         let (head, body) = text.split_once('\n').unwrap();
         std::fs::write(&a.path, format!("{head}\n{}", body.replacen('+', "-", 1))).unwrap();
         assert!(matches!(
-            EvalSet::open(&dir, &Skill::Arithmetic),
+            EvalSet::open(&dir, &Skill::Arithmetic(Default::default())),
             Err(ImproveError::EvalSetChanged { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -5,7 +5,7 @@
 use crate::changes::Changes;
 use crate::eval::{evalset_id, evaluate, perplexity};
 use crate::evalset::{EvalSet, HeldOut};
-use crate::propose::{Ask, ProposeSettings};
+use crate::propose::{Ask, ProposeSettings, REQUESTS_HEADER};
 use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
 use crate::replay::ReplaySettings;
 use crate::rng::{fnv, Rng};
@@ -14,7 +14,7 @@ use crate::score::{gate, GateConfig, SkillScore};
 use crate::skill::{self, Skill};
 use crate::task::{Split, Task};
 use crate::trainer::{train, Base, Candidate, Example, TrainSettings};
-use crate::{instructions, ImproveError};
+use crate::{arithmetic, instructions, ImproveError};
 use autodidact_engine::{AdapterCache, SamplingParams};
 use autodidact_model::{LoraAdapter, Message, Model};
 use serde::{Deserialize, Serialize};
@@ -170,6 +170,17 @@ impl Default for ImproveConfig {
             budget_s: None,
         }
     }
+}
+
+/// One kind of list the model continues with proposals, and how its lines are kept.
+struct ProposalList<'a> {
+    /// The registry's name for it.
+    key: &'a str,
+    what: &'a str,
+    header: &'a str,
+    seeds: &'a [&'a str],
+    held_out: &'a [&'a str],
+    clean: &'a dyn Fn(&str) -> Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -853,38 +864,95 @@ impl<'a> Improver<'a> {
         me: &Option<Arc<LoraAdapter>>,
         obs: Observer,
     ) -> Result<(), ImproveError> {
+        let mut notes = Vec::new();
         for s in targets.iter_mut() {
-            let Skill::Instructions(proposed) = s else {
-                continue;
-            };
-            *proposed = self.reg.proposals(run, "instructions", round)?;
-            let seeds: Vec<String> = instructions::requests(Split::Train)
-                .into_iter()
-                .map(String::from)
-                .collect();
-            let known: Vec<String> = seeds.iter().chain(proposed.iter()).cloned().collect();
-            let held_out = instructions::requests(Split::Eval);
-            let new = crate::propose::propose(&Ask {
-                model: self.model,
-                adapter: me.clone(),
-                seeds: &seeds,
-                known: &known,
-                held_out: &held_out,
-                settings: &cfg.propose,
-                seed: cfg.seed ^ fnv(format!("propose:{round}").as_bytes()),
-                max_active: cfg.max_active,
-            })?;
-            self.reg.put_proposals(run, round, "instructions", &new)?;
-            if cfg.propose.samples > 0 {
-                obs(&Event::Note(format!(
-                    "instructions: the model proposed {} new writing requests ({} of its own in all)",
-                    new.len(),
-                    proposed.len() + new.len()
-                )));
+            match s {
+                Skill::Instructions(proposed) => {
+                    let seeds = instructions::requests(Split::Train);
+                    let held_out = instructions::requests(Split::Eval);
+                    let list = ProposalList {
+                        key: "instructions",
+                        what: "writing requests",
+                        header: REQUESTS_HEADER,
+                        seeds: &seeds,
+                        held_out: &held_out,
+                        clean: &crate::propose::clean,
+                    };
+                    notes.push(self.propose_list(run, round, cfg, me, &list, proposed)?);
+                }
+                Skill::Arithmetic(proposed) => {
+                    for op in arithmetic::Op::ALL {
+                        let seeds = arithmetic::phrasings(op, Split::Train);
+                        let held_out = arithmetic::phrasings(op, Split::Eval);
+                        let key = format!("arithmetic:{}", op.name());
+                        let header = format!("Ways people ask an assistant {}:", op.asking());
+                        let clean = move |l: &str| arithmetic::clean_phrasing(l, op);
+                        let list = ProposalList {
+                            key: &key,
+                            what: "phrasings",
+                            header: &header,
+                            seeds: &seeds,
+                            held_out: &held_out,
+                            clean: &clean,
+                        };
+                        notes.push(self.propose_list(
+                            run,
+                            round,
+                            cfg,
+                            me,
+                            &list,
+                            proposed.of_mut(op),
+                        )?);
+                    }
+                }
+                _ => {}
             }
-            proposed.extend(new);
+        }
+        if cfg.propose.samples > 0 {
+            for n in notes {
+                obs(&Event::Note(n));
+            }
         }
         Ok(())
+    }
+
+    /// One list's proposals for a new round: the earlier rounds' from the registry, then new
+    /// ones from the current self, stored before the round's tasks are drawn. Returns what to
+    /// tell the user.
+    fn propose_list(
+        &mut self,
+        run: &str,
+        round: i64,
+        cfg: &ImproveConfig,
+        me: &Option<Arc<LoraAdapter>>,
+        list: &ProposalList,
+        proposed: &mut Vec<String>,
+    ) -> Result<String, ImproveError> {
+        *proposed = self.reg.proposals(run, list.key, round)?;
+        let seeds: Vec<String> = list.seeds.iter().map(|s| s.to_string()).collect();
+        let known: Vec<String> = seeds.iter().chain(proposed.iter()).cloned().collect();
+        let new = crate::propose::propose(&Ask {
+            model: self.model,
+            adapter: me.clone(),
+            header: list.header,
+            seeds: &seeds,
+            clean: list.clean,
+            known: &known,
+            held_out: list.held_out,
+            settings: &cfg.propose,
+            seed: cfg.seed ^ fnv(format!("propose:{round}:{}", list.key).as_bytes()),
+            max_active: cfg.max_active,
+        })?;
+        self.reg.put_proposals(run, round, list.key, &new)?;
+        let said = format!(
+            "{}: the model proposed {} new {} ({} of its own in all)",
+            list.key,
+            new.len(),
+            list.what,
+            proposed.len() + new.len()
+        );
+        proposed.extend(new);
+        Ok(said)
     }
 
     fn curriculum(

@@ -1,8 +1,8 @@
-//! Writing requests the model proposes itself: the current self, as a raw text model, continues
-//! a numbered list of requests drawn from the skill's training-side seed list. A new line is
-//! kept when it reads as one request, is no near-copy of a seed or of another proposal, and
-//! shares no run of words with any held-out request — so practice widens beyond the program's
-//! list while evaluation stays disjoint from it.
+//! Tasks the model proposes itself: the current self, as a raw text model, continues a
+//! numbered list drawn from a skill's training-side seeds (writing requests; ways of asking for
+//! a sum). A new line is kept when the skill can still check it, it is no near-copy of a seed or
+//! of another proposal, and it shares no run of words with anything held out — so practice
+//! widens beyond the program's lists while evaluation stays disjoint from them.
 use crate::rng::{fnv, Rng};
 use crate::rollout::{generate, raw_prompt, Job, Prefixes};
 use crate::task::normalize;
@@ -42,8 +42,10 @@ impl ProposeSettings {
     }
 }
 
-/// Words in a row that make a proposal count as overlapping a held-out request.
+/// Words in a row that make a proposal count as overlapping a held-out one.
 const HELD_OUT_RUN: usize = 4;
+/// The first line of a list of writing requests.
+pub const REQUESTS_HEADER: &str = "Writing requests people asked an assistant:";
 /// Share of words in common (Jaccard) that makes two requests near-copies.
 const NEAR_COPY: f64 = 0.6;
 
@@ -61,9 +63,9 @@ fn runs(s: &str, n: usize) -> HashSet<String> {
     w.windows(n).map(|x| x.join(" ")).collect()
 }
 
-/// The list a proposal continues: `examples` numbered, then the next number.
-pub fn list_prompt(examples: &[&str]) -> String {
-    let mut text = String::from("Writing requests people asked an assistant:\n");
+/// The list a proposal continues: `header`, `examples` numbered, then the next number.
+pub fn list_prompt(header: &str, examples: &[&str]) -> String {
+    let mut text = format!("{header}\n");
     for (i, e) in examples.iter().enumerate() {
         text.push_str(&format!("{}. {e}\n", i + 1));
     }
@@ -91,9 +93,14 @@ pub fn clean(line: &str) -> Option<String> {
         .then(|| t.to_string())
 }
 
-/// Keeps the proposals of `lines` (in order) that pass [`clean`], are no near-copy of `known`
+/// Keeps the proposals of `lines` (in order) that `clean` accepts, are no near-copy of `known`
 /// or of an earlier kept one, and share no run of words with any of `held_out`.
-pub fn select(lines: &[String], known: &[String], held_out: &[&str]) -> Vec<String> {
+pub fn select(
+    lines: &[String],
+    known: &[String],
+    held_out: &[&str],
+    clean: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let held: Vec<(HashSet<String>, HashSet<String>)> = held_out
         .iter()
         .map(|h| (word_set(h), runs(&normalize(h), HELD_OUT_RUN)))
@@ -120,9 +127,13 @@ pub fn select(lines: &[String], known: &[String], held_out: &[&str]) -> Vec<Stri
 pub struct Ask<'a> {
     pub model: &'a Model,
     pub adapter: Option<Arc<LoraAdapter>>,
-    /// Requests the lists are drawn from (the training side's).
+    /// The lists' first line.
+    pub header: &'a str,
+    /// What the lists are drawn from (the training side's).
     pub seeds: &'a [String],
-    /// Requests kept so far (seeds and earlier rounds' proposals): no near-copies of them.
+    /// Whether a line can be used, and as what.
+    pub clean: &'a dyn Fn(&str) -> Option<String>,
+    /// What is kept so far (seeds and earlier rounds' proposals): no near-copies of them.
     pub known: &'a [String],
     pub held_out: &'a [&'a str],
     pub settings: &'a ProposeSettings,
@@ -148,7 +159,7 @@ pub fn propose(a: &Ask) -> Result<Vec<String>, ImproveError> {
                 }
             }
             Job {
-                prompt: raw_prompt(a.model, &list_prompt(&shown)),
+                prompt: raw_prompt(a.model, &list_prompt(a.header, &shown)),
                 params: SamplingParams {
                     temperature: a.settings.temperature,
                     seed: a.seed ^ fnv(format!("propose:{i}").as_bytes()),
@@ -165,7 +176,7 @@ pub fn propose(a: &Ask) -> Result<Vec<String>, ImproveError> {
         lines[i] = o.text;
         Ok(())
     })?;
-    Ok(select(&lines, a.known, a.held_out))
+    Ok(select(&lines, a.known, a.held_out, a.clean))
 }
 
 #[cfg(test)]
@@ -207,7 +218,7 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(
-            select(&lines, &known, &held),
+            select(&lines, &known, &held, &clean),
             [
                 "Describe a quiet morning in a small village.",
                 "Give advice on learning to cook at home."
@@ -217,7 +228,7 @@ mod tests {
 
     #[test]
     fn the_list_ends_at_the_next_number() {
-        let p = list_prompt(&["Write a haiku.", "Describe a cat."]);
-        assert!(p.ends_with("1. Write a haiku.\n2. Describe a cat.\n3."));
+        let p = list_prompt(REQUESTS_HEADER, &["Write a haiku.", "Describe a cat."]);
+        assert!(p.ends_with(":\n1. Write a haiku.\n2. Describe a cat.\n3."));
     }
 }

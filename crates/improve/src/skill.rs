@@ -8,7 +8,8 @@ use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Skill {
-    Arithmetic,
+    /// With the phrasings the model has proposed so far in a run.
+    Arithmetic(arithmetic::Proposed),
     /// With the writing requests the model has proposed so far in a run (see
     /// [`crate::propose`]), practised beside the program's seed list; never held out.
     Instructions(Vec<String>),
@@ -20,7 +21,7 @@ pub enum Skill {
 /// A missing directory is no error; a bad file is.
 pub fn load_all(skills_dir: &Path) -> Result<Vec<Skill>, ImproveError> {
     let mut v = vec![
-        Skill::Arithmetic,
+        Skill::Arithmetic(Default::default()),
         Skill::Instructions(Vec::new()),
         Skill::Extract,
     ];
@@ -71,7 +72,7 @@ pub fn select(all: &[Skill], names: &[String]) -> Result<Vec<Skill>, ImproveErro
 impl Skill {
     pub fn name(&self) -> &str {
         match self {
-            Skill::Arithmetic => "arithmetic",
+            Skill::Arithmetic(_) => "arithmetic",
             Skill::Instructions(_) => "instructions",
             Skill::Extract => "extract",
             Skill::User(u) => &u.name,
@@ -80,7 +81,7 @@ impl Skill {
 
     pub fn description(&self) -> String {
         match self {
-            Skill::Arithmetic => "+, - and x of n-digit integers, asked in plain chat; exact answer".into(),
+            Skill::Arithmetic(_) => "+, - and x of n-digit integers, asked in plain chat; exact answer".into(),
             Skill::Instructions(_) => {
                 "a writing request with verifiable constraints (case, length, bullets, keywords, sections, ...)".into()
             }
@@ -98,7 +99,7 @@ impl Skill {
     /// Names of the difficulty levels, easiest first.
     pub fn levels(&self) -> Vec<String> {
         match self {
-            Skill::Arithmetic => arithmetic::LEVELS.iter().map(|l| l.name()).collect(),
+            Skill::Arithmetic(_) => arithmetic::LEVELS.iter().map(|l| l.name()).collect(),
             Skill::Instructions(_) => instructions::LEVELS
                 .iter()
                 .map(|n| format!("constraints-{n}"))
@@ -114,7 +115,7 @@ impl Skill {
     /// Longest reply worth waiting for.
     pub fn max_tokens(&self) -> usize {
         match self {
-            Skill::Arithmetic => 24,
+            Skill::Arithmetic(_) => 24,
             Skill::Instructions(_) => 320,
             Skill::Extract => 96,
             Skill::User(u) => u.max_tokens,
@@ -125,7 +126,7 @@ impl Skill {
     /// training side keeps most problems.
     pub fn eval_size(&self, level: usize, n: usize) -> usize {
         match self {
-            Skill::Arithmetic => n.min((arithmetic::LEVELS[level].space() * 3 / 10) as usize),
+            Skill::Arithmetic(_) => n.min((arithmetic::LEVELS[level].space() * 3 / 10) as usize),
             Skill::User(u) => (0..u.examples.len())
                 .filter(|i| u.is_eval_example(*i))
                 .count(),
@@ -141,7 +142,7 @@ impl Skill {
         split: Split,
     ) -> Result<Task, ImproveError> {
         Ok(match self {
-            Skill::Arithmetic => arithmetic::generate(level, rng, split),
+            Skill::Arithmetic(proposed) => arithmetic::generate(level, rng, split, proposed),
             Skill::Instructions(proposed) => instructions::generate(level, rng, split, proposed),
             Skill::Extract => extract::generate(level, rng, split),
             Skill::User(u) => {
