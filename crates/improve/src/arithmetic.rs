@@ -341,13 +341,23 @@ pub fn integers(s: &str) -> Vec<i64> {
     out
 }
 
-/// Right when the reply's last number is the answer; well-formed when it has a number at all.
+/// Whether `reply` ends with a number: nothing after its last digit but punctuation, closing
+/// marks and spaces.
+fn ends_with_number(reply: &str) -> bool {
+    reply
+        .trim_end_matches(|c: char| c.is_whitespace() || ".!?)]\"'*".contains(c))
+        .ends_with(|c: char| c.is_ascii_digit())
+}
+
+/// Right when the reply ends with the answer as its last number ("9", "4 + 5 = 9.", "The sum
+/// is 9."); text after it ("9 help me", "9 because …") is wrong, as training on it would teach
+/// the assistant to run on after answering. Well-formed when it has a number at all.
 pub fn verify(task: &Task, value: i64, reply: &str, cut_off: bool) -> Verdict {
     if let Some(d) = degenerate(&task.prompt, reply, cut_off, false) {
         return Verdict::degenerate(d);
     }
     let nums = integers(reply);
-    let pass = nums.last() == Some(&value);
+    let pass = nums.last() == Some(&value) && ends_with_number(reply);
     Verdict {
         pass,
         score: pass as u8 as f32,
@@ -427,6 +437,11 @@ mod tests {
         };
         assert!(verify(&t, 9, "9", false).pass);
         assert!(verify(&t, 9, "4 + 5 = 9.", false).pass);
+        assert!(verify(&t, 9, "The sum of 4 and 5 is **9**.", false).pass);
+        for runs_on in ["9 help me", "9 because 9 is odd.", "4 + 5 = 9 Thank you"] {
+            let v = verify(&t, 9, runs_on, false);
+            assert!(!v.pass && v.format_ok, "{runs_on}");
+        }
         let v = verify(&t, 9, "It is 8.", false);
         assert!(!v.pass && v.format_ok);
         let v = verify(&t, 9, "I do not know.", false);

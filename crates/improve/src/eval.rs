@@ -43,7 +43,8 @@ pub fn evalset_id(set: &EvalSet, n: usize) -> String {
 
 /// The version of the rules every verdict applies (degenerate replies): scores stored under
 /// older rules are measured again rather than compared with new ones. 2: garbled replies.
-pub const VERDICT_RULES: u32 = 2;
+/// 3: an arithmetic reply must end with its answer.
+pub const VERDICT_RULES: u32 = 3;
 
 /// Greedy replies to `tasks` in plain chat, verified.
 pub fn evaluate(

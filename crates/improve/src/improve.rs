@@ -642,7 +642,7 @@ impl<'a> Improver<'a> {
                     summary.stopped_by_budget = true;
                     break;
                 }
-                let examples = self.training_examples(run, round, &cfg, &held)?;
+                let examples = self.training_examples(run, round, &cfg, &held, &targets)?;
                 if examples.is_empty() {
                     let reasons = vec!["no verified samples to learn from".to_string()];
                     let mut st = stats.clone();
@@ -1257,6 +1257,7 @@ impl<'a> Improver<'a> {
         round: i64,
         cfg: &ImproveConfig,
         held: &HeldOut,
+        targets: &[Skill],
     ) -> Result<Vec<Example>, ImproveError> {
         let mut seen = BTreeSet::new();
         let mut per_key: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -1267,10 +1268,14 @@ impl<'a> Improver<'a> {
                 user: t.prompt.clone(),
                 answer: text.trim().to_string(),
             };
-            // Verified before garbled replies were refused (a run resumed across that change).
-            let garbled = crate::task::degenerate(&t.prompt, &e.answer, false, true)
-                == Some(crate::task::Degenerate::Garbled);
-            if e.answer.is_empty() || garbled || !seen.insert(e.clone()) {
+            // Verified again under today's rules: a run resumed across a change of them (garbled
+            // replies, arithmetic answers that run on) trains only on what passes now.
+            let skill = targets
+                .iter()
+                .find(|s| s.name() == t.skill)
+                .ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))?;
+            let passes = skill.verify(&t, &e.answer, false).pass;
+            if e.answer.is_empty() || !passes || !seen.insert(e.clone()) {
                 continue;
             }
             let c = per_key.entry((t.skill.clone(), t.key.clone())).or_default();
