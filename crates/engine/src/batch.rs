@@ -564,7 +564,11 @@ impl Active {
             sampled: &sampled,
         });
         self.emitted = end;
-        self.logprobs.push(sampled);
+        // The end-of-generation token ends the reply but is no part of it (OpenAI's logprobs
+        // list the content's tokens; `usage` counts `generated`).
+        if !model.tokenizer.is_eog(tok) {
+            self.logprobs.push(sampled);
+        }
         self.last = Some(tok);
         if !keep_going && self.finish.is_none() {
             self.finish = Some(FinishReason::Cancelled);

@@ -764,8 +764,11 @@ fn stream(
             let choice = match ev {
                 Event::Token { text, sampled } => {
                     state.metrics.observe_token(&mut last[i], start);
+                    // The end-of-generation token only flushes text; it has no logprob entry.
+                    let eog = m.tokenizer.is_eog(sampled.token);
                     match kind {
                         StreamKind::Chat { logprobs } => {
+                            let logprobs = logprobs && !eog;
                             if text.is_empty() && !logprobs {
                                 continue;
                             }
@@ -775,6 +778,7 @@ fn stream(
                             json!([{"index": i, "delta": {"content": text}, "logprobs": lp, "finish_reason": null}])
                         }
                         StreamKind::Text { logprobs } => {
+                            let logprobs = logprobs && !eog;
                             if text.is_empty() && !logprobs {
                                 continue;
                             }

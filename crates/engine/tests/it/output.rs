@@ -195,3 +195,38 @@ fn json_object_output_is_always_a_valid_prefix_and_parses_when_done() {
         }
     }
 }
+
+/// A reply ended by the end-of-generation token has one logprob per generated token: the end
+/// token itself is no part of the content (OpenAI's logprobs, `usage`'s completion tokens).
+#[test]
+fn the_end_token_has_no_logprob_entry() {
+    let reqs: Vec<Request> = (0..64)
+        .map(|seed| Request {
+            prompt: prompt(6, seed),
+            params: SamplingParams {
+                temperature: 1.5,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed,
+                max_tokens: 40,
+                top_logprobs: Some(1),
+                ..SamplingParams::default()
+            },
+            ..Default::default()
+        })
+        .collect();
+    let done = generate(&model(), gen_config(), reqs, |_| true).unwrap();
+    let ended = done
+        .iter()
+        .filter(|c| c.finish == FinishReason::Stop)
+        .count();
+    assert!(ended > 0, "some sample drew the end token");
+    for c in &done {
+        assert_eq!(c.logprobs.len(), c.tokens.len());
+        assert!(
+            c.logprobs.iter().all(|s| s.token != 1),
+            "no entry for <eos>"
+        );
+    }
+}
