@@ -650,7 +650,7 @@ impl<'a> Improver<'a> {
                     st["reasons"] = serde_json::to_value(&reasons).expect("strings serialize");
                     self.reg
                         .update_round(run, round, "done", None, &timings, &st)?;
-                    obs(&Event::Note(format!("round {round}: {}", reasons[0])));
+                    obs(&Event::Note(format!("round {}: {}", round + 1, reasons[0])));
                     summary.rounds.push(RoundSummary {
                         round,
                         candidate: None,
@@ -835,7 +835,7 @@ impl<'a> Improver<'a> {
             .map(|r| {
                 format!(
                     "round {}: {} ({})",
-                    r.round,
+                    r.round + 1,
                     match (r.candidate, r.promoted) {
                         (Some(v), true) => format!("v{v} promoted"),
                         (Some(v), false) => format!("v{v} rejected"),
