@@ -369,6 +369,17 @@ impl<'a> Improver<'a> {
 
     /// Starts a new run.
     pub fn start(&mut self, cfg: ImproveConfig, obs: Observer) -> Result<Summary, ImproveError> {
+        let mut cfg = cfg;
+        // A candidate is trained from the base on this run's data alone, so what the current
+        // self was promoted for must be guarded, or a run for another skill would lose it.
+        for s in self.current_self_skills()? {
+            if !cfg.skills.contains(&s) && !cfg.guard_skills.contains(&s) {
+                obs(&Event::Note(format!(
+                    "guarding {s}: the current self was promoted for it, and a candidate that loses it is rejected"
+                )));
+                cfg.guard_skills.push(s);
+            }
+        }
         for s in cfg.skills.iter().chain(&cfg.guard_skills) {
             self.skill(s)?;
         }
@@ -382,6 +393,17 @@ impl<'a> Improver<'a> {
         self.reg
             .create_run(&id, &self.model_name, &cfg.skills, &conf)?;
         self.drive(&id, cfg, obs)
+    }
+
+    /// The skills of the run that produced the current self (none for the base).
+    fn current_self_skills(&self) -> Result<Vec<String>, ImproveError> {
+        let Some(v) = self.reg.current()? else {
+            return Ok(Vec::new());
+        };
+        let Some(a) = self.reg.adapter(v)? else {
+            return Ok(Vec::new());
+        };
+        Ok(self.reg.run(&a.run)?.map(|r| r.skills).unwrap_or_default())
     }
 
     /// Continues `run` from its last committed step, with `changes` to the settings of the

@@ -208,6 +208,31 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
         .unwrap();
     assert_eq!(again.rounds.len(), 2);
     assert_eq!(reg.samples(&run, 0).unwrap().len(), 48 * 16);
+    // A run for another skill guards the one the current self was promoted for: its candidate
+    // is trained from the base on arithmetic alone and would lose it.
+    let mut other = config(&home);
+    other.skills = vec!["arithmetic".into()];
+    other.rounds = 1;
+    other.tasks_per_round = 4;
+    other.samples_per_task = 1;
+    other.eval_n = 2;
+    other.guard_n = 2;
+    other.replay = ReplaySettings::off();
+    let mut notes = Vec::new();
+    let s2 = imp
+        .start(other, &mut |e| {
+            if let Event::Note(n) = e {
+                notes.push(n.clone());
+            }
+            true
+        })
+        .unwrap();
+    let row = reg.run(&s2.run).unwrap().unwrap();
+    assert_eq!(row.config["guard_skills"], serde_json::json!(["stop"]));
+    assert!(
+        notes.iter().any(|n| n.starts_with("guarding stop")),
+        "{notes:?}"
+    );
     let cur = current_self(&home).unwrap().unwrap();
     // Rollback returns to the base (or the earlier version) in one step.
     let mut reg = reg;
