@@ -219,9 +219,12 @@ impl Op {
 }
 
 /// Words that ask for something other than one operation on `{a}` and `{b}`.
+/// (From the base's own proposals: "How many terms are in {a} + {b}?", "How many ways are there
+/// to make {a} * {b}?", "How do you say {a} times {b}?", "Is {a} multiplied by {b}?".)
 const OFF_TASK: &[&str] = &[
     "less", "more", "than", "divid", "/", "equal", "if ", "half", "double", "twice", "percent",
-    "%", "square", "root", "then", "odd", "even", "bigger", "smaller", "greater",
+    "%", "square", "root", "then", "odd", "even", "bigger", "smaller", "greater", "how many",
+    "ways", "term", " say", " see ", "a number", "how long", " use ",
 ];
 
 /// A proposed phrasing the verifier can still check: `{a}` and `{b}` once each, no other
@@ -241,6 +244,10 @@ pub fn clean_phrasing(line: &str, op: Op) -> Option<String> {
         " {} ",
         t.to_lowercase().replace("{a}", "A").replace("{b}", "B")
     );
+    // A yes-or-no question has no number for an answer.
+    if lower.starts_with(" is ") || lower.starts_with(" are ") {
+        return None;
+    }
     let has = |k: &&str| lower.contains(*k);
     let others = Op::ALL.into_iter().filter(|o| *o != op);
     let off = OFF_TASK.iter().any(has)
@@ -423,6 +430,23 @@ mod tests {
         assert!(!ok("Subtract {a} from {b}.", Op::Sub), "reversed");
         assert!(!ok("What is {a} plus {b}?", Op::Mul), "another operation");
         assert!(!ok("Say {a} and {b}.", Op::Add), "no operation");
+        for other_question in [
+            "How many terms are in {a} + {b}?",
+            "How many ways are there to make {a} * {b}?",
+            "How do you say {a} times {b}?",
+            "Is {a} multiplied by {b}?",
+            "I need a number to multiply by {a} times {b}.",
+            "Add {a} to {b} and see how it changes.",
+        ] {
+            let op = if other_question.contains("Add") || other_question.contains('+') {
+                Op::Add
+            } else {
+                Op::Mul
+            };
+            assert!(!ok(other_question, op), "{other_question}");
+        }
+        assert!(ok("I want to know the product of {a} and {b}.", Op::Mul));
+        assert!(ok("How can I find {a} minus {b}?", Op::Sub));
     }
 
     #[test]
