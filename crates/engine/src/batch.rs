@@ -49,7 +49,8 @@ pub enum FinishReason {
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub prompt_tokens: usize,
-    /// Prompt tokens whose KV came from a parked cache instead of being computed.
+    /// Prompt tokens whose KV came from a parked cache or a sequence in flight instead of being
+    /// computed.
     pub cached_tokens: usize,
     pub tokens: Vec<u32>,
     pub text: String,

@@ -24,6 +24,9 @@ fn zeroed_f16(n: usize) -> Vec<f16> {
 pub struct SeqCache {
     pub(crate) layers: Vec<LayerKv>,
     len: usize,
+    /// Lowest position the sliding rings still hold beyond what `len` implies: truncating or
+    /// copying a prefix leaves older rows that belong to positions no longer in the sequence.
+    ring_from: usize,
     n_ctx: usize,
     /// Tokens per forward call the sliding rings were sized for.
     max_batch: usize,
@@ -49,6 +52,7 @@ impl SeqCache {
         SeqCache {
             layers,
             len: 0,
+            ring_from: 0,
             n_ctx,
             max_batch,
             window: c.sliding_window,
@@ -74,6 +78,7 @@ impl SeqCache {
 
     pub fn clear(&mut self) {
         self.len = 0;
+        self.ring_from = 0;
     }
 
     /// Keeps only the first `len` positions, for reusing a shared prompt prefix. Returns false (and
@@ -87,16 +92,26 @@ impl SeqCache {
             for l in &self.layers {
                 if l.cap < self.n_ctx {
                     // The next query (at `len`) needs positions len+1-w .. len-1 still in the ring.
-                    let oldest_kept = self.len.saturating_sub(l.cap);
                     let needed = (len + 1).saturating_sub(w);
-                    if needed < oldest_kept {
+                    if needed < self.ring_held_from(l.cap) {
                         return false;
                     }
                 }
             }
         }
+        // Rows of positions before `len - cap` were overwritten by the positions cut off here.
+        for l in &self.layers {
+            if l.cap < self.n_ctx {
+                self.ring_from = self.ring_from.max(self.len.saturating_sub(l.cap));
+            }
+        }
         self.len = len;
         true
+    }
+
+    /// The oldest position a ring of `cap` rows still holds.
+    fn ring_held_from(&self, cap: usize) -> usize {
+        self.len.saturating_sub(cap).max(self.ring_from)
     }
 
     /// Makes this cache hold `src`'s first `len` positions (and nothing after): sequences that
@@ -118,14 +133,20 @@ impl SeqCache {
         // The positions of each layer to copy: all of them for full attention; for a ring, those
         // it still holds, which must reach back to what the query at `len` attends to.
         let mut spans = Vec::with_capacity(self.layers.len());
+        let mut ring_from = 0;
         for l in &src.layers {
-            let held_from = src.len.saturating_sub(l.cap);
-            let from = len.saturating_sub(l.cap).max(held_from);
-            if let Some(w) = self.window {
-                if l.cap < self.n_ctx && (len + 1).saturating_sub(w) < from {
-                    return false;
+            let from = if l.cap < self.n_ctx {
+                let from = len.saturating_sub(l.cap).max(src.ring_held_from(l.cap));
+                if let Some(w) = self.window {
+                    if (len + 1).saturating_sub(w) < from {
+                        return false;
+                    }
                 }
-            }
+                ring_from = ring_from.max(from);
+                from
+            } else {
+                0
+            };
             spans.push(from);
         }
         for ((dst, s), from) in self.layers.iter_mut().zip(&src.layers).zip(spans) {
@@ -137,6 +158,8 @@ impl SeqCache {
             }
         }
         self.len = len;
+        // Rows below what was copied hold whatever this cache held before.
+        self.ring_from = ring_from;
         true
     }
 

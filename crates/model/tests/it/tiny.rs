@@ -340,4 +340,26 @@ fn a_copied_prefix_continues_like_the_original() {
         feed(&mut late, &tokens[65..]),
         feed(&mut long, &tokens[65..])
     );
+
+    // A copy's ring holds only what was copied (positions 22..61 of a donor at 70), and a
+    // truncated ring only what survived: neither may later be cut back to positions whose
+    // rows were never written or were overwritten (the query at 25 needs 18..24).
+    let mut donor = m.new_cache(80, 40);
+    feed(&mut donor, &tokens[..40]);
+    feed(&mut donor, &tokens[40..]);
+    let mut copy = m.new_cache(80, 40);
+    assert!(copy.copy_prefix_from(&donor, 61));
+    feed(&mut copy, &tokens[61..63]);
+    assert!(!copy.truncate(25), "rows of 13..21 were never written");
+    assert!(copy.truncate(58));
+    assert!(donor.truncate(65));
+    assert!(
+        !donor.truncate(25),
+        "rows of 18..21 were overwritten by 66..69"
+    );
+    let mut again = m.new_cache(80, 40);
+    assert!(
+        !again.copy_prefix_from(&donor, 25),
+        "nor copied from such a ring"
+    );
 }
