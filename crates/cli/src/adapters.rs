@@ -73,6 +73,16 @@ pub enum Format {
 
 /// `--adapter`: a stored name or a path to a GGUF-LoRA file or PEFT directory. A stored adapter
 /// trained on another base than `base` is refused.
+/// [`resolve`] for an optional `--adapter`.
+pub fn resolve_opt(
+    store: &Store,
+    what: Option<&str>,
+    m: &Model,
+    base: &ResolvedModel,
+) -> Result<Option<Arc<LoraAdapter>>> {
+    what.map(|a| resolve(store, a, m, base)).transpose()
+}
+
 pub fn resolve(
     store: &Store,
     what: &str,

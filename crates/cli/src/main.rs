@@ -312,9 +312,7 @@ fn run() -> Result<()> {
             adapter,
         } => {
             let (m, base) = load(&store, &model)?;
-            let adapter = adapter
-                .map(|a| adapters::resolve(&store, &a, &m, &base))
-                .transpose()?;
+            let adapter = adapters::resolve_opt(&store, adapter.as_deref(), &m, &base)?;
             let params = SamplingParams {
                 temperature,
                 top_k,
@@ -366,9 +364,7 @@ fn run() -> Result<()> {
             adapter,
         } => {
             let (m, base) = load(&store, &model)?;
-            let adapter = adapter
-                .map(|a| adapters::resolve(&store, &a, &m, &base))
-                .transpose()?;
+            let adapter = adapters::resolve_opt(&store, adapter.as_deref(), &m, &base)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             perplexity(&m, adapter.as_deref(), &text, serve::clamp_ctx(ctx, &m))?;

@@ -629,14 +629,7 @@ impl<'a> Improver<'a> {
                     }
                 }
                 if summary.stopped_by_budget {
-                    self.reg.update_round(
-                        run,
-                        round,
-                        "rollouts",
-                        None,
-                        &timings,
-                        &serde_json::json!({}),
-                    )?;
+                    // Each committed chunk already recorded its time with the round.
                     break;
                 }
                 self.reg.update_round(
