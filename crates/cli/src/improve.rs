@@ -73,6 +73,10 @@ pub struct ImproveArgs {
     /// Tasks per round (default 600; changeable).
     #[arg(long)]
     pub tasks: Option<usize>,
+    /// Levels of each skill practised at once: the lowest ones the current self has not
+    /// mastered (default 3; changeable).
+    #[arg(long)]
+    pub levels: Option<usize>,
     /// Samples per task, one in plain chat and the rest under the few-shot scaffold (default 4;
     /// changeable).
     #[arg(short = 'k', long)]
@@ -464,6 +468,7 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                 budget_s: budget,
                 rounds: args.rounds,
                 tasks_per_round: args.tasks,
+                max_levels: args.levels,
                 samples_per_task: args.samples,
                 shots: args.shots,
                 temperature: args.temperature,
@@ -488,6 +493,9 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                     ),
                 })
             };
+            if args.levels == Some(0) {
+                bail!("--levels must be at least 1");
+            }
             let d = ImproveConfig::default();
             let rank = args.rank.unwrap_or(d.train.rank);
             let cfg = ImproveConfig {
@@ -499,6 +507,7 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                 guard_skills: args.guard_skills.clone(),
                 rounds: args.rounds.unwrap_or(d.rounds),
                 tasks_per_round: args.tasks.unwrap_or(d.tasks_per_round),
+                max_levels: args.levels.unwrap_or(d.max_levels),
                 samples_per_task: args.samples.unwrap_or(d.samples_per_task),
                 shots: args.shots.unwrap_or(d.shots),
                 temperature: args.temperature.unwrap_or(d.temperature),

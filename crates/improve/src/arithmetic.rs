@@ -311,6 +311,84 @@ pub fn generate(level: usize, rng: &mut Rng, split: Split, proposed: &Proposed) 
     }
 }
 
+/// The operands and operation of an arithmetic task, read back from its key (`47+38`).
+pub fn operands(key: &str) -> Option<(i64, Op, i64)> {
+    let at = key.find(['+', '-', '*'])?;
+    let op = match &key[at..at + 1] {
+        "+" => Op::Add,
+        "-" => Op::Sub,
+        _ => Op::Mul,
+    };
+    Some((key[..at].parse().ok()?, op, key[at + 1..].parse().ok()?))
+}
+
+/// The nonzero place values of `n`, largest first (`358` → 300, 50, 8).
+fn places(n: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut p = 1;
+    while p <= n {
+        let d = n / p % 10;
+        if d > 0 {
+            out.push(d * p);
+        }
+        p *= 10;
+    }
+    out.reverse();
+    out
+}
+
+/// A demonstration's answer, worked in steps when an operand has more than one digit: the
+/// second operand is added or subtracted one place value at a time (47 + 38: 47 + 30 = 77,
+/// 77 + 8 = 85), and a product is split into the first operand's place values times the
+/// second (or, with two multi-digit operands, the first times each place of the second), then
+/// summed; the whole answer comes last, as the verifier wants it. A one-digit problem gets the
+/// bare number. Steps by place value measured better than bare answers and than column-wise
+/// carrying on the base (see the README); they are only ever demonstrations of a scaffold: the
+/// training targets are the model's own replies that imitate them and reach the right answer.
+pub fn worked(a: i64, op: Op, b: i64) -> String {
+    let value = match op {
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Mul => a * b,
+    };
+    if a < 10 && b < 10 {
+        return value.to_string();
+    }
+    let mut steps = Vec::new();
+    let whole;
+    match op {
+        Op::Add | Op::Sub => {
+            let (sym, sign) = if op == Op::Add { ('+', 1) } else { ('-', -1) };
+            whole = format!("{a} {sym} {b} = {value}");
+            let mut acc = a;
+            for part in places(b) {
+                let next = acc + sign * part;
+                steps.push(format!("{acc} {sym} {part} = {next}"));
+                acc = next;
+            }
+        }
+        Op::Mul => {
+            whole = format!("{a} × {b} = {value}");
+            let products: Vec<(i64, i64, i64)> = if b < 10 {
+                places(a).into_iter().map(|p| (p, b, p * b)).collect()
+            } else {
+                places(b).into_iter().map(|p| (a, p, a * p)).collect()
+            };
+            for (x, y, p) in &products {
+                steps.push(format!("{x} × {y} = {p}"));
+            }
+            if products.len() > 1 {
+                let sum: Vec<String> = products.iter().map(|(_, _, p)| p.to_string()).collect();
+                steps.push(format!("{} = {value}", sum.join(" + ")));
+            }
+        }
+    }
+    if steps.len() <= 1 {
+        return format!("{whole}.");
+    }
+    format!("{}. So {whole}.", steps.join(". "))
+}
+
 /// Every integer in `s`, with thousands separators (`1,234`) and signs read.
 pub fn integers(s: &str) -> Vec<i64> {
     let b = s.as_bytes();
@@ -447,6 +525,41 @@ mod tests {
         }
         assert!(ok("I want to know the product of {a} and {b}.", Op::Mul));
         assert!(ok("How can I find {a} minus {b}?", Op::Sub));
+    }
+
+    #[test]
+    fn worked_answers_are_right_and_end_with_the_answer() {
+        assert_eq!(worked(4, Op::Add, 5), "9");
+        assert_eq!(
+            worked(47, Op::Add, 38),
+            "47 + 30 = 77. 77 + 8 = 85. So 47 + 38 = 85."
+        );
+        assert_eq!(
+            worked(72, Op::Sub, 38),
+            "72 - 30 = 42. 42 - 8 = 34. So 72 - 38 = 34."
+        );
+        assert_eq!(worked(72, Op::Sub, 40), "72 - 40 = 32.");
+        assert_eq!(
+            worked(47, Op::Mul, 6),
+            "40 × 6 = 240. 7 × 6 = 42. 240 + 42 = 282. So 47 × 6 = 282."
+        );
+        assert_eq!(
+            worked(47, Op::Mul, 36),
+            "47 × 30 = 1410. 47 × 6 = 282. 1410 + 282 = 1692. So 47 × 36 = 1692."
+        );
+        assert_eq!(operands("47-38"), Some((47, Op::Sub, 38)));
+        let mut rng = Rng::new(5);
+        for level in 0..LEVELS.len() {
+            for _ in 0..200 {
+                let t = generate(level, &mut rng, Split::Train, &Proposed::default());
+                let Check::Integer { value } = t.check else {
+                    panic!("arithmetic checks integers")
+                };
+                let (a, op, b) = operands(&t.key).expect("keys hold operands");
+                let w = worked(a, op, b);
+                assert!(verify(&t, value, &w, false).pass, "{} -> {w}", t.key);
+            }
+        }
     }
 
     #[test]

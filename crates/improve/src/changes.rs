@@ -15,6 +15,8 @@ pub struct Changes {
     pub budget_s: Option<f64>,
     pub rounds: Option<usize>,
     pub tasks_per_round: Option<usize>,
+    /// Levels of a skill practised at once.
+    pub max_levels: Option<usize>,
     pub samples_per_task: Option<usize>,
     pub shots: Option<usize>,
     pub temperature: Option<f32>,
@@ -58,6 +60,7 @@ impl Changes {
         let zero = [
             ("rounds", self.rounds),
             ("tasks", self.tasks_per_round),
+            ("levels", self.max_levels),
             ("samples", self.samples_per_task),
             ("batch", self.max_active),
             ("epochs", self.epochs),
@@ -103,6 +106,7 @@ impl Changes {
             &mut cfg.tasks_per_round,
             self.tasks_per_round,
         );
+        set(&mut said, "levels", &mut cfg.max_levels, self.max_levels);
         set(
             &mut said,
             "samples",

@@ -10,7 +10,7 @@ use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
 use crate::replay::ReplaySettings;
 use crate::rng::{fnv, Rng};
 use crate::rollout::{chat_prompt, chat_stop, generate, raw_prompt, GenStats, Job, Prefixes};
-use crate::score::{gate, GateConfig, SkillScore};
+use crate::score::{gate, Focus, GateConfig, SkillScore};
 use crate::skill::{self, Skill};
 use crate::task::{Split, Task};
 use crate::trainer::{train, Base, Candidate, Example, TrainSettings};
@@ -791,7 +791,21 @@ impl<'a> Improver<'a> {
             };
             add_time(&mut timings, "guard_s", ms(t0));
             // 6. Gate.
-            let verdict = gate(&cfg.gate, &cfg.skills, &cur_scores, &cand_scores, ppl);
+            let foci: Vec<Focus> = cfg
+                .skills
+                .iter()
+                .map(|skill| Focus {
+                    skill: skill.clone(),
+                    levels: tasks
+                        .iter()
+                        .filter(|t| &t.skill == skill)
+                        .map(|t| t.sub.clone())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                })
+                .collect();
+            let verdict = gate(&cfg.gate, &foci, &cur_scores, &cand_scores, ppl);
             let reason = verdict.reasons.join("; ");
             let still_candidate = self
                 .reg
@@ -865,8 +879,6 @@ impl<'a> Improver<'a> {
         Ok(summary)
     }
 
-    /// Per target skill, the lowest levels the current self has not mastered (plain-chat
-    /// probe pass rate below 80 %), at most `max_levels` of them.
     /// The instructions skill's writing requests for a new round: those proposed in earlier
     /// rounds, and new ones from the current self (kept in the registry, so a resumed run
     /// practises the same).
@@ -970,6 +982,8 @@ impl<'a> Improver<'a> {
         Ok(said)
     }
 
+    /// Per target skill, the lowest levels the current self has not mastered (plain-chat
+    /// probe pass rate below 80 %), at most `max_levels` of them.
     fn curriculum(
         &self,
         cfg: &ImproveConfig,
@@ -1094,7 +1108,7 @@ impl<'a> Improver<'a> {
                 if d.key == task.key {
                     continue;
                 }
-                if let Some(a) = s.reference_answer(&d) {
+                if let Some(a) = s.demonstration(&d) {
                     demos.push((d.prompt, a));
                 }
             }
@@ -1168,6 +1182,12 @@ impl<'a> Improver<'a> {
             let single_line = demos.iter().all(|(_, a)| !a.contains('\n'));
             for k in 0..cfg.samples_per_task.max(1) {
                 let scaffolded = k > 0 && source != "none";
+                // Demonstrations go on a raw question-and-answer page, which a raw base
+                // continues best, or as earlier chat turns when they span lines. A trained
+                // current self has learned the chat turn, so every other sample of its shows
+                // one-line demonstrations as chat turns too; the round's stats say which
+                // form passed more often.
+                let as_chat = !demos.is_empty() && (!single_line || (me.is_some() && k % 2 == 0));
                 // From the run's seed, not its id: `--seed` reproduces a run's rollouts.
                 let seed = fnv(format!("sample:{round}:{ti}:{k}").as_bytes()) ^ cfg.seed;
                 let mut params = SamplingParams {
@@ -1182,7 +1202,7 @@ impl<'a> Improver<'a> {
                 } else if demos.is_empty() {
                     params.stop = vec!["\nQ:".into()];
                     raw_prompt(self.model, &format!("Q: {}\nA:", t.prompt))
-                } else if single_line {
+                } else if !as_chat {
                     let mut text = String::new();
                     for (q, a) in &demos {
                         text.push_str(&format!("Q: {q}\nA: {a}\n\n"));
@@ -1204,7 +1224,12 @@ impl<'a> Improver<'a> {
                     params,
                     adapter: me.clone(),
                 });
-                meta.push((ti, k, if scaffolded { source } else { "none" }, s));
+                let label = match (scaffolded, as_chat) {
+                    (false, _) => "none".to_string(),
+                    (true, false) => source.to_string(),
+                    (true, true) => format!("{source}/chat"),
+                };
+                meta.push((ti, k, label, s));
             }
         }
         let mut rows = Vec::with_capacity(jobs.len());
@@ -1215,7 +1240,7 @@ impl<'a> Improver<'a> {
             cfg.max_active,
             Prefixes::Shared,
             |i, o| {
-                let (ti, k, source, s) = meta[i];
+                let (ti, k, ref source, s) = meta[i];
                 let t0 = Instant::now();
                 let text = o.text.trim().to_string();
                 // A raw-scaffold reply that stopped at its newline ended as it should.
@@ -1224,7 +1249,7 @@ impl<'a> Improver<'a> {
                 rows.push(SampleRow {
                     task: ti as i64,
                     k: k as i64,
-                    scaffold: source.into(),
+                    scaffold: source.clone(),
                     text,
                     tokens: o.tokens as i64,
                     cut_off: o.cut_off,
@@ -1313,10 +1338,19 @@ impl<'a> Improver<'a> {
         let samples = self.reg.samples(run, round)?;
         let mut rates: LevelRates = BTreeMap::new();
         let mut degenerate: BTreeMap<&str, usize> = BTreeMap::new();
+        // Per level and scaffold form: [samples, passes].
+        let mut by_scaffold: BTreeMap<String, BTreeMap<&str, [usize; 2]>> = BTreeMap::new();
         for s in &samples {
             let Some(t) = tasks.get(s.task as usize) else {
                 continue;
             };
+            let b = by_scaffold
+                .entry(t.sub.clone())
+                .or_default()
+                .entry(s.scaffold.as_str())
+                .or_default();
+            b[0] += 1;
+            b[1] += s.verdict.pass as usize;
             let r = rates.entry((t.sub.clone(), t.level)).or_default();
             let off = if s.scaffold == "none" { 0 } else { 2 };
             r[off] += 1;
@@ -1343,6 +1377,7 @@ impl<'a> Improver<'a> {
             "degenerate_share": deg as f64 / n.max(1) as f64,
             "degenerate": degenerate,
             "levels": levels,
+            "by_scaffold": by_scaffold,
         }))
     }
 }

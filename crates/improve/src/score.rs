@@ -90,10 +90,48 @@ pub struct GateVerdict {
     pub reasons: Vec<String>,
 }
 
+/// A skill the gate wants improved, and the levels the round practised: the gain is tested
+/// where the round worked, which the curriculum fixed before anything was scored (the whole
+/// skill when `levels` is empty). A gain on three levels of eleven is otherwise diluted by eight
+/// that did not move, and a real one is rejected as noise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Focus {
+    pub skill: String,
+    pub levels: Vec<String>,
+}
+
+impl Focus {
+    /// `score` pooled over the focus levels (all levels when none are named or none match).
+    fn pooled(&self, score: &SkillScore) -> LevelScore {
+        let mut t = LevelScore {
+            sub: self.levels.join(", "),
+            ..Default::default()
+        };
+        for l in score.levels.iter().filter(|l| self.levels.contains(&l.sub)) {
+            t.n += l.n;
+            t.correct += l.correct;
+            t.format_ok += l.format_ok;
+            t.degenerate += l.degenerate;
+        }
+        if t.n == 0 {
+            return score.total();
+        }
+        t
+    }
+
+    fn name(&self, n: usize) -> String {
+        if self.levels.is_empty() || n == 0 {
+            self.skill.clone()
+        } else {
+            format!("{} (practised: {})", self.skill, self.levels.join(", "))
+        }
+    }
+}
+
 /// Compares a candidate with the current self on every skill both were scored on.
 pub fn gate(
     cfg: &GateConfig,
-    targets: &[String],
+    targets: &[Focus],
     current: &[SkillScore],
     candidate: &[SkillScore],
     ppl: Option<(f64, f64)>,
@@ -106,24 +144,33 @@ pub fn gate(
             continue;
         };
         let (a, b) = (cur.total(), c.total());
-        if targets.contains(&c.skill) {
-            let z = z_improvement(&a, &b);
+        if let Some(f) = targets.iter().find(|f| f.skill == c.skill) {
+            let (fa, fb) = (f.pooled(cur), f.pooled(c));
+            let name = f.name(
+                cur.levels
+                    .iter()
+                    .filter(|l| f.levels.contains(&l.sub))
+                    .count(),
+            );
+            let z = z_improvement(&fa, &fb);
             if z >= cfg.z {
                 improved = true;
                 reasons.push(format!(
-                    "{}: {:.1} % -> {:.1} % (z = {z:.2} >= {:.2})",
-                    c.skill,
+                    "{name}: {:.1} % -> {:.1} % (z = {z:.2} >= {:.2}); whole skill {:.1} % -> {:.1} %",
+                    100.0 * fa.accuracy(),
+                    100.0 * fb.accuracy(),
+                    cfg.z,
                     100.0 * a.accuracy(),
                     100.0 * b.accuracy(),
-                    cfg.z
                 ));
             } else {
                 reasons.push(format!(
-                    "{}: {:.1} % -> {:.1} % is no significant gain (z = {z:.2} < {:.2})",
-                    c.skill,
+                    "{name}: {:.1} % -> {:.1} % is no significant gain (z = {z:.2} < {:.2}); whole skill {:.1} % -> {:.1} %",
+                    100.0 * fa.accuracy(),
+                    100.0 * fb.accuracy(),
+                    cfg.z,
                     100.0 * a.accuracy(),
                     100.0 * b.accuracy(),
-                    cfg.z
                 ));
             }
             for lb in &c.levels {
@@ -192,10 +239,67 @@ mod tests {
         }
     }
 
+    fn whole(skill: &str) -> Focus {
+        Focus {
+            skill: skill.into(),
+            levels: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_gain_is_tested_on_the_practised_levels() {
+        let lv = |sub: &str, correct, n| LevelScore {
+            sub: sub.into(),
+            n,
+            correct,
+            format_ok: n,
+            degenerate: 0,
+        };
+        let sk = |levels| SkillScore {
+            skill: "a".into(),
+            evalset: "x".into(),
+            levels,
+        };
+        // 8 of 20 -> 15 of 20 on the practised level; eight other levels stay at 0 of 20.
+        let mut cur = vec![lv("p", 8, 20)];
+        let mut cand = vec![lv("p", 15, 20)];
+        for i in 0..8 {
+            cur.push(lv(&format!("o{i}"), 0, 20));
+            cand.push(lv(&format!("o{i}"), 0, 20));
+        }
+        let cfg = GateConfig::default();
+        let diluted = gate(
+            &cfg,
+            &[whole("a")],
+            &[sk(cur.clone())],
+            &[sk(cand.clone())],
+            None,
+        );
+        assert!(!diluted.promote, "{:?}", diluted.reasons);
+        let focus = Focus {
+            skill: "a".into(),
+            levels: vec!["p".into()],
+        };
+        let v = gate(
+            &cfg,
+            std::slice::from_ref(&focus),
+            &[sk(cur.clone())],
+            &[sk(cand.clone())],
+            None,
+        );
+        assert!(v.promote, "{:?}", v.reasons);
+        assert!(v.reasons[0].contains("practised: p"), "{:?}", v.reasons);
+        // A regression elsewhere still rejects.
+        cand[3].correct = 0;
+        cur[3].correct = 10;
+        let v = gate(&cfg, &[focus], &[sk(cur)], &[sk(cand)], None);
+        assert!(!v.promote, "{:?}", v.reasons);
+    }
+
     #[test]
     fn gate_needs_a_significant_gain_and_no_regression() {
         let cfg = GateConfig::default();
-        let t = vec!["a".to_string()];
+        let t = vec![whole("a")];
         let yes = gate(
             &cfg,
             &t,

@@ -115,7 +115,8 @@ impl Skill {
     /// Longest reply worth waiting for.
     pub fn max_tokens(&self) -> usize {
         match self {
-            Skill::Arithmetic(_) => 24,
+            // Room for an answer worked column by column (3-digit addition: about 60 tokens).
+            Skill::Arithmetic(_) => 96,
             Skill::Instructions(_) => 320,
             Skill::Extract => 96,
             Skill::User(u) => u.max_tokens,
@@ -178,6 +179,17 @@ impl Skill {
                 degenerate: None,
             },
         }
+    }
+
+    /// A demonstration's answer for `task`: the reference answer, worked step by step where
+    /// the skill knows how (multi-digit arithmetic, see [`arithmetic::worked`]).
+    pub fn demonstration(&self, task: &Task) -> Option<String> {
+        if let (Check::Integer { .. }, Some((a, op, b))) =
+            (&task.check, arithmetic::operands(&task.key))
+        {
+            return Some(arithmetic::worked(a, op, b));
+        }
+        self.reference_answer(task)
     }
 
     /// The answer a program knows (arithmetic, extract) or the skill file gives, for few-shot
