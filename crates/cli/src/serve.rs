@@ -157,6 +157,8 @@ pub fn run(
     if let Some(chat) = memory {
         let user = args.user.clone().unwrap_or_else(autodidact_memory::os_user);
         autodidact_memory::validate_user_id(&user)?;
+        // Opened once now, so a missing or wrong passphrase stops the start, not a request.
+        chat.open(&user).map_err(crate::memory::locked_hint)?;
         eprintln!(
             "memory on for user {user} ({}{}); --no-memory turns it off",
             chat.dir().display(),

@@ -12,6 +12,7 @@
 //! let hits = memory.recall(&alice, "what is my name?", &autodidact_memory::text::estimate_tokens);
 //! assert_eq!(hits.unwrap()[0].memory.text, "The user's name is Alice.");
 //! ```
+use crate::crypt::Passphrase;
 use crate::error::Result;
 use crate::extract::RuleExtractor;
 use crate::ingest::Pipeline;
@@ -53,6 +54,7 @@ impl Default for RecallConfig {
 pub struct ChatMemory {
     dir: PathBuf,
     embedder: Option<Arc<dyn Embedder + Send + Sync>>,
+    key: Option<Passphrase>,
     pub recall: RecallConfig,
 }
 
@@ -90,8 +92,16 @@ impl ChatMemory {
         ChatMemory {
             dir,
             embedder,
+            key: None,
             recall: RecallConfig::default(),
         }
+    }
+
+    /// Opens every user's database with `key` (see [`crate::crypt`]); new ones are created
+    /// encrypted.
+    pub fn with_passphrase(mut self, key: Option<Passphrase>) -> Self {
+        self.key = key;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -104,7 +114,7 @@ impl ChatMemory {
 
     /// `user`'s memory (the id is validated: it names the one file this handle can read).
     pub fn open(&self, user: &str) -> Result<UserMemory> {
-        UserMemory::open(&self.dir, user)
+        UserMemory::open_with(&self.dir, user, self.key.as_ref())
     }
 
     /// The query's vector, when there is an embedder.

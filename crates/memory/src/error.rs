@@ -18,6 +18,18 @@ pub enum MemoryError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("memory database {path} is encrypted: it opens only with its passphrase")]
+    Encrypted { path: PathBuf },
+    #[error(
+        "memory database {path} is not encrypted: encrypt it before opening it with a passphrase"
+    )]
+    NotEncrypted { path: PathBuf },
+    #[error("the passphrase does not open memory database {path} (or the file is damaged)")]
+    WrongPassphrase { path: PathBuf },
+    #[error("a passphrase cannot be empty")]
+    EmptyPassphrase,
+    #[error("no memory database at {path}")]
+    NoStore { path: PathBuf },
     #[error("memory database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("memory database {path} has schema version {found}; this build understands up to {supported}")]

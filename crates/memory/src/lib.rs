@@ -16,6 +16,7 @@
 //! ```
 pub mod bench;
 pub mod chat;
+pub mod crypt;
 pub mod embed;
 mod error;
 pub mod export;
@@ -29,6 +30,7 @@ pub mod time;
 mod types;
 mod vectors;
 
+pub use crypt::{file_state, rekey, FileState, Passphrase};
 pub use error::{MemoryError, Result};
 pub use export::Export;
 pub use extract::{Candidate, Extractor, ModelExtractor, RuleExtractor};

@@ -1,5 +1,6 @@
 //! `UserMemory`: one user's database file, opened only through a validated user id, and every
 //! write to it (each one transaction).
+use crate::crypt::Passphrase;
 use crate::error::{MemoryError, Result};
 use crate::schema;
 use crate::text::{normalize, overlap};
@@ -98,6 +99,12 @@ impl UserMemory {
     /// Opens (creating if needed) `user`'s database in `dir`. The directory is made 0700 and the
     /// file 0600 before SQLite touches it; SQLite gives its -wal and -shm files the same mode.
     pub fn open(dir: &Path, user: &str) -> Result<UserMemory> {
+        Self::open_with(dir, user, None)
+    }
+
+    /// Opens `user`'s database with its passphrase (`None`: a plain database). A new database
+    /// opened with a passphrase is created encrypted (see [`crate::crypt`]).
+    pub fn open_with(dir: &Path, user: &str, key: Option<&Passphrase>) -> Result<UserMemory> {
         let path = user_db_path(dir, user)?;
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         #[cfg(unix)]
@@ -118,6 +125,7 @@ impl UserMemory {
             path: path.clone(),
             source,
         })?;
+        crate::crypt::unlock(&conn, &path, key)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL: a killed writer leaves the last committed state. FULL: committed means on disk.
         // secure_delete: freed pages are zeroed, so a forgotten text is not left in free space.

@@ -161,6 +161,16 @@ pub fn api_error(e: MemoryError) -> ApiError {
         MemoryError::BadConfidence { .. } => {
             ApiError::bad_request(e.to_string()).param("confidence")
         }
+        MemoryError::Encrypted { .. }
+        | MemoryError::NotEncrypted { .. }
+        | MemoryError::WrongPassphrase { .. } => {
+            log::warn!("memory store: {e}");
+            ApiError::bad_request(
+                "this user's memory is locked with a passphrase this server was not given",
+            )
+            .status(StatusCode::FORBIDDEN)
+            .code("memory_locked")
+        }
         MemoryError::NotEmpty { .. }
         | MemoryError::Json { .. }
         | MemoryError::BadInput { .. }

@@ -10,10 +10,19 @@ impl Home {
     }
 
     fn run(&self, user: &str, args: &[&str]) -> Output {
-        crate::bin()
-            .env("AUTODIDACT_HOME", self.0.path())
+        self.run_with(user, args, &[])
+    }
+
+    fn run_with(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = crate::bin();
+        c.env("AUTODIDACT_HOME", self.0.path())
             .env_remove("AUTODIDACT_USER")
-            .args(["memory", "--user", user])
+            .env_remove("AUTODIDACT_MEMORY_KEY")
+            .env_remove("AUTODIDACT_MEMORY_KEY_FILE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(["memory", "--user", user])
             .args(args)
             .output()
             .unwrap()
@@ -142,4 +151,56 @@ fn ingest_export_import_wipe() {
         .is_empty());
     let bad = h.run("kari", &["ingest", export.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not valid JSON"));
+}
+
+#[test]
+fn encrypt_lock_rekey_and_decrypt_a_store() {
+    let h = Home::new();
+    h.ok("eve", &["add", "The user's locker code is 4711-quince."]);
+    let key = [("AUTODIDACT_MEMORY_KEY", "open sesame")];
+    let out = h.run_with("eve", &["encrypt"], &key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = h.0.path().join("memory/eve.sqlite3");
+    let bytes = std::fs::read(&db).unwrap();
+    assert!(!bytes.windows(6).any(|w| w == b"quince"));
+    assert!(!bytes.starts_with(b"SQLite format 3"));
+    // Locked without the passphrase or with a wrong one: an error that says what to set, and
+    // nothing printed.
+    for env in [&[][..], &[("AUTODIDACT_MEMORY_KEY", "open sesam")][..]] {
+        let out = h.run_with("eve", &["list"], env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty());
+        assert!(
+            err.contains("AUTODIDACT_MEMORY_KEY") && !err.contains("ERROR CORE"),
+            "{err}"
+        );
+    }
+    let listed = h.run_with("eve", &["list"], &key);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("4711-quince"));
+    // A new passphrase from a file; the old one no longer opens it.
+    let f = h.0.path().join("new-key");
+    std::fs::write(&f, "second secret\n").unwrap();
+    let out = h.run_with(
+        "eve",
+        &["rekey", "--new-key-file", f.to_str().unwrap()],
+        &key,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!h.run_with("eve", &["list"], &key).status.success());
+    let by_file = [("AUTODIDACT_MEMORY_KEY_FILE", f.to_str().unwrap())];
+    let out = h.run_with("eve", &["decrypt"], &by_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(h.ok("eve", &["list"]).contains("4711-quince"));
 }

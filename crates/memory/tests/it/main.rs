@@ -1,5 +1,6 @@
 //! Integration tests of the memory store through its public API.
 mod crash;
+mod crypt;
 mod export;
 mod forget;
 mod ingest;

@@ -466,3 +466,39 @@ async fn without_memory_the_routes_say_it_is_off_and_chat_has_no_field() {
     .await;
     assert!(r.json().get("memories").is_none(), "{}", r.body);
 }
+
+#[tokio::test]
+async fn an_encrypted_store_opens_only_with_the_servers_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem_dir = dir.path().join("memory");
+    let key = autodidact_memory::Passphrase::new("server secret").unwrap();
+    let mut st = state(512, 2, 8);
+    let chat = ChatMemory::new(mem_dir.clone(), None).with_passphrase(Some(key));
+    st.memory = Some(Arc::new(MemoryService::new(chat, "owner".into())));
+    let r = post(
+        &st,
+        "/v1/memories",
+        &json!({"text": "The user grows saffron.", "kind": "fact"}),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    assert_eq!(
+        texts(&get(&st, "/v1/memories").await),
+        ["The user grows saffron."]
+    );
+    let bytes = std::fs::read(mem_dir.join("owner.sqlite3")).unwrap();
+    assert!(!bytes.windows(7).any(|w| w == b"saffron"));
+    // Another user's store, encrypted with another passphrase: refused, nothing leaks.
+    let other = autodidact_memory::Passphrase::new("not the server's").unwrap();
+    let mut m = autodidact_memory::UserMemory::open_with(&mem_dir, "guest", Some(&other)).unwrap();
+    m.remember(autodidact_memory::NewMemory::new(
+        "The guest hides keys under the mat.",
+        autodidact_memory::Kind::Fact,
+    ))
+    .unwrap();
+    drop(m);
+    let r = get(&st, "/v1/memories?user=guest").await;
+    let e = r.error(403, "locked with a passphrase");
+    assert_eq!(e["code"], "memory_locked");
+    assert!(!r.body.contains("mat") && !r.body.contains(mem_dir.to_str().unwrap()));
+}

@@ -1,0 +1,169 @@
+//! Encryption at rest: a user's database can be kept encrypted with a passphrase (SQLCipher:
+//! every page, the write-ahead log included, is AES-256 encrypted and authenticated; the key is
+//! derived from the passphrase with PBKDF2-HMAC-SHA512). Without the passphrase the file is
+//! indistinguishable from random bytes: no SQLite header, no text.
+use crate::error::{MemoryError, Result};
+use crate::store::{user_db_path, UserMemory};
+use rusqlite::Connection;
+use std::io::Read;
+use std::path::Path;
+
+/// A store's passphrase. Its `Debug` form does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passphrase(String);
+
+impl Passphrase {
+    /// Refuses an empty passphrase (it would encrypt with a key anyone can guess).
+    pub fn new(s: impl Into<String>) -> Result<Passphrase> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(MemoryError::EmptyPassphrase);
+        }
+        Ok(Passphrase(s))
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(…)")
+    }
+}
+
+/// What a database file's first bytes say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// No file yet, or an empty one: it is created the way it is opened.
+    New,
+    /// A plain SQLite database.
+    Plain,
+    /// Not a plain SQLite database: encrypted (or something else altogether).
+    Encrypted,
+}
+
+/// Reads the header of the database at `path`.
+pub fn file_state(path: &Path) -> Result<FileState> {
+    let mut head = [0u8; 16];
+    let n = match std::fs::File::open(path) {
+        Ok(mut f) => f.read(&mut head).map_err(|source| MemoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::New),
+        Err(source) => {
+            return Err(MemoryError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(match n {
+        0 => FileState::New,
+        _ if &head[..n] == b"SQLite format 3\0" => FileState::Plain,
+        _ => FileState::Encrypted,
+    })
+}
+
+/// Gives `conn` its key (before anything else reads the file) and checks that it opens the
+/// file: a wrong or missing passphrase is told apart from a damaged file.
+pub(crate) fn unlock(conn: &Connection, path: &Path, key: Option<&Passphrase>) -> Result<()> {
+    let state = file_state(path)?;
+    match (state, key) {
+        (FileState::Plain, Some(_)) => {
+            return Err(MemoryError::NotEncrypted {
+                path: path.to_path_buf(),
+            })
+        }
+        (FileState::Encrypted, None) => {
+            return Err(MemoryError::Encrypted {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => {}
+    }
+    if let Some(k) = key {
+        conn.pragma_update(None, "key", &k.0)?;
+        // A wrong passphrase is reported as an error below; SQLCipher's own log (set to stderr
+        // when the key activates it) would print it a second time.
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    }
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase && key.is_some() =>
+        {
+            Err(MemoryError::WrongPassphrase {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => Err(MemoryError::Open {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Rewrites `user`'s database under `dir` with a new passphrase: `old` opens it (`None`: it is
+/// plain), `new` encrypts the copy (`None`: a plain copy). The copy is written beside the
+/// original, synced, and renamed over it, so an interruption leaves the old file whole.
+pub fn rekey(
+    dir: &Path,
+    user: &str,
+    old: Option<&Passphrase>,
+    new: Option<&Passphrase>,
+) -> Result<()> {
+    let path = user_db_path(dir, user)?;
+    if file_state(&path)? == FileState::New {
+        return Err(MemoryError::NoStore { path });
+    }
+    let tmp = path.with_extension("sqlite3.rekey");
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let mem = UserMemory::open_with(dir, user, old)?;
+        let version: i64 = mem
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        mem.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        let io = |source| MemoryError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        create_private(&tmp).map_err(io)?;
+        let key = new.map(|k| k.0.as_str()).unwrap_or("");
+        mem.conn.execute(
+            "ATTACH DATABASE ?1 AS rekeyed KEY ?2",
+            rusqlite::params![tmp.to_string_lossy(), key],
+        )?;
+        mem.conn
+            .query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))?;
+        mem.conn.execute_batch(&format!(
+            "PRAGMA rekeyed.user_version = {version}; DETACH DATABASE rekeyed;"
+        ))?;
+    }
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| MemoryError::Io { path: p, source }
+    };
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    // Opening checks the new key and gives the file its journal mode again.
+    UserMemory::open_with(dir, user, new)?;
+    Ok(())
+}
+
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create_new(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path).map(drop)
+}
