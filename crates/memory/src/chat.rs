@@ -272,6 +272,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_denial_closes_the_fact_it_denies_and_only_that_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = ChatMemory::new(dir.path().to_path_buf(), None);
+        let mut m = memory.open("u").unwrap();
+        let say = |m: &mut UserMemory, user| {
+            let t = FinishedTurn {
+                conversation: Some("c"),
+                user,
+                reply: "ok",
+            };
+            memory.learn(m, &t).unwrap()
+        };
+        let current = |m: &UserMemory| -> Vec<String> {
+            m.list(false).unwrap().into_iter().map(|x| x.text).collect()
+        };
+        say(
+            &mut m,
+            "I'm allergic to peanuts. I live in Lyon. I work at Acme.",
+        );
+        // A denial of something else closes nothing.
+        say(&mut m, "I don't live in Berlin.");
+        assert!(current(&m).contains(&"The user lives in Lyon.".to_string()));
+        assert!(current(&m).contains(&"The user does not live in Berlin.".to_string()));
+        say(
+            &mut m,
+            "I'm not allergic to peanuts anymore. I no longer work at Acme.",
+        );
+        let now = current(&m);
+        for closed in [
+            "The user is allergic to peanuts.",
+            "The user works at Acme.",
+        ] {
+            assert!(!now.contains(&closed.to_string()), "{now:?}");
+            // Closed, not deleted: the old fact is in the full list with a successor.
+            let all = m.list(true).unwrap();
+            let old = all.iter().find(|x| x.text == closed).unwrap();
+            assert!(old.valid_until.is_some() && old.superseded_by.is_some());
+        }
+        assert!(now.contains(&"The user is not allergic to peanuts.".to_string()));
+        assert!(now.contains(&"The user no longer works at Acme.".to_string()));
+        assert!(now.contains(&"The user lives in Lyon.".to_string()));
+        // Said again, the denial is one memory; the positive again reopens the slot.
+        say(&mut m, "I am not allergic to peanuts.");
+        say(&mut m, "I'm allergic to peanuts after all.");
+        let now = current(&m);
+        assert!(
+            now.contains(&"The user is allergic to peanuts after all.".to_string())
+                || now.contains(&"The user is allergic to peanuts.".to_string()),
+            "{now:?}"
+        );
+        assert!(!now.iter().any(|t| t.contains("not allergic")), "{now:?}");
+    }
+
+    #[test]
     fn learning_keys_conversations_and_recall_needs_a_word_or_a_near_vector() {
         let dir = tempfile::tempdir().unwrap();
         let memory = ChatMemory::new(dir.path().to_path_buf(), None);

@@ -21,6 +21,10 @@ pub struct Candidate {
     pub confidence: f32,
     /// Which extractor found it ("rules", "model").
     pub by: &'static str,
+    /// For a denial ("I'm not allergic to peanuts", "I no longer live in Paris"): the value that
+    /// no longer holds. It closes its slot's current memory only when that memory names the
+    /// value; otherwise the denial is kept as a fact of its own.
+    pub denies: Option<String>,
 }
 
 impl Candidate {
@@ -57,6 +61,17 @@ struct Rule {
     re: Regex,
     /// Builds the candidate from the pattern's captures (`verb` when the rule has one, value).
     make: fn(verb: &str, value: &str) -> Made,
+    /// Whether the sentence denies its value (see [`Candidate::denies`]).
+    denial: bool,
+}
+
+/// "does not" or "no longer", as the user said it.
+fn negation(verb: &str) -> &'static str {
+    if verb.to_lowercase().contains("longer") {
+        "no longer"
+    } else {
+        "does not"
+    }
 }
 
 fn rules() -> &'static [Rule] {
@@ -65,8 +80,57 @@ fn rules() -> &'static [Rule] {
         let r = |p: &str, make| Rule {
             re: Regex::new(&format!("(?i){p}")).expect("static pattern"),
             make,
+            denial: false,
+        };
+        let not = |p: &str, make| Rule {
+            denial: true,
+            ..r(p, make)
         };
         vec![
+            not(
+                r"\bI(?:'m|’m|\s+am)\s+(not|no\s+longer)\s+allergic\s+to\s+(.+)",
+                |_, v| {
+                    Some((
+                        format!("The user is not allergic to {v}."),
+                        Kind::Fact,
+                        Some(format!("allergy:{}", slot_key(v))),
+                    ))
+                },
+            ),
+            not(
+                r"\bI\s+(no\s+longer|don't|don’t|do\s+not)\s+live\s+in\s+(.+)",
+                |verb, v| {
+                    let phrase = match negation(verb) {
+                        "no longer" => "no longer lives",
+                        _ => "does not live",
+                    };
+                    place(v).map(|v| (format!("The user {phrase} in {v}."), Kind::Fact, Some("home".into())))
+                },
+            ),
+            not(
+                r"\bI\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+(?:at|for)\s+(.+)",
+                |verb, v| {
+                    let phrase = match negation(verb) {
+                        "no longer" => "no longer works",
+                        _ => "does not work",
+                    };
+                    Some((format!("The user {phrase} at {v}."), Kind::Fact, Some("employer".into())))
+                },
+            ),
+            not(
+                r"\bI\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+as\s+(?:an?\s+)?(.+)",
+                |verb, v| {
+                    let phrase = match negation(verb) {
+                        "no longer" => "no longer works",
+                        _ => "does not work",
+                    };
+                    Some((
+                        format!("The user {phrase} as {}.", with_article(v)),
+                        Kind::Fact,
+                        Some("job".into()),
+                    ))
+                },
+            ),
             r(r"\bmy name is()\s+(.+)", |_, v| {
                 Some((format!("The user's name is {v}."), Kind::Fact, Some("name".into())))
             }),
@@ -211,6 +275,7 @@ const TRAILING: &[&str] = &[
     " these days",
     " nowadays",
     " as well",
+    " after all",
     " too",
     " again",
     " as i said",
@@ -491,6 +556,7 @@ impl Extractor for RuleExtractor {
                         subject: None,
                         confidence: 1.0,
                         by: "rules",
+                        denies: None,
                     });
                     continue;
                 }
@@ -508,7 +574,8 @@ impl Extractor for RuleExtractor {
                 if lower == "not" || lower.starts_with("not ") || lower.starts_with("no longer") {
                     continue;
                 }
-                if let Some((text, kind, subject)) = (rule.make)(verb, &third_person(&value)) {
+                let value = third_person(&value);
+                if let Some((text, kind, subject)) = (rule.make)(verb, &value) {
                     if !out.iter().any(|o| o.text == text) {
                         out.push(Candidate {
                             text,
@@ -516,6 +583,7 @@ impl Extractor for RuleExtractor {
                             subject,
                             confidence: 0.9,
                             by: "rules",
+                            denies: rule.denial.then_some(value),
                         });
                     }
                 }
@@ -630,6 +698,7 @@ impl Extractor for ModelExtractor {
                 subject: None,
                 confidence: 0.6,
                 by: "model",
+                denies: None,
             })
             .collect())
     }

@@ -101,7 +101,11 @@ impl Pipeline<'_> {
                     vector: v.clone(),
                 });
             }
-            out.push((c, mem.remember(m)?));
+            let applied = match &c.denies {
+                Some(v) => mem.remember_denial(m, v)?,
+                None => mem.remember(m)?,
+            };
+            out.push((c, applied));
         }
         Ok(out)
     }

@@ -496,6 +496,30 @@ impl UserMemory {
         Ok(Decision::Add)
     }
 
+    /// Remembers a denial of `value` ("The user no longer lives in Paris."): when the current
+    /// memory of `m`'s slot names `value`, the denial closes it (kept in history) and takes its
+    /// place; otherwise nothing it contradicts is remembered, and it is kept as a fact of its
+    /// own, outside the slot, so that it cannot close a different value ("I don't live in
+    /// Berlin" leaves "lives in Paris" alone).
+    pub fn remember_denial(&mut self, mut m: NewMemory, value: &str) -> Result<Applied> {
+        let d = self.decide(&m)?;
+        if let (Decision::Invalidate { old } | Decision::Update { id: old }, Some(_)) =
+            (&d, &m.subject)
+        {
+            let old_norm = normalize(&self.get(*old)?.text);
+            let v = normalize(value);
+            if !v.is_empty() && format!(" {old_norm} ").contains(&format!(" {v} ")) {
+                let old = *old;
+                return self.apply(m, Decision::Invalidate { old });
+            }
+        }
+        if matches!(d, Decision::Noop { .. }) {
+            return self.apply(m, d);
+        }
+        m.subject = None;
+        self.remember(m)
+    }
+
     /// Decides and applies: the one call for "remember this".
     pub fn remember(&mut self, m: NewMemory) -> Result<Applied> {
         let d = self.decide(&m)?;
