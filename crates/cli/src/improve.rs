@@ -671,6 +671,17 @@ pub fn runs(store: &Store, cmd: RunsCmd) -> Result<()> {
                         })
                         .collect();
                     println!("  practised: {}", practised.join(", "));
+                    let out: Vec<&str> = levels
+                        .iter()
+                        .filter(|l| l["out_of_reach"].as_bool() == Some(true))
+                        .filter_map(|l| l["sub"].as_str())
+                        .collect();
+                    if !out.is_empty() {
+                        println!(
+                            "  out of reach (the current self's attempts almost never passed): {}",
+                            out.join(", ")
+                        );
+                    }
                 }
                 println!("  timings: {}", rd.timings);
                 if let Some(v) = rd.candidate {
