@@ -76,12 +76,13 @@ pub struct Learned {
     pub millis: f64,
 }
 
-/// The conversation title a client's key (or the day) maps to.
+/// The conversation title a client's key (or the day) maps to. The two never meet: a key
+/// spelled like a date ("2026-12-07") is its own conversation, not that day's.
 fn conversation_title(key: Option<&str>) -> String {
     match key {
         Some(k) => format!("chat {}", k.chars().take(128).collect::<String>()),
         None => format!(
-            "chat {}",
+            "day {}",
             &crate::time::format_ms(crate::time::now_ms())[..10]
         ),
     }
@@ -352,6 +353,18 @@ mod tests {
             )
             .unwrap();
         assert_ne!(other.conversation, a.conversation);
+        let today = &crate::time::format_ms(crate::time::now_ms())[..10];
+        let dated = memory
+            .learn(
+                &mut m,
+                &FinishedTurn {
+                    conversation: Some(today),
+                    user: "hi",
+                    reply: "hello",
+                },
+            )
+            .unwrap();
+        assert_ne!(dated.conversation, other.conversation, "a key is not the day");
         m.remember(NewMemory::new("The user plays chess.", Kind::Fact))
             .unwrap();
         let est = crate::text::estimate_tokens;
