@@ -98,6 +98,12 @@ pub enum MemoryCmd {
         memories: usize,
         #[arg(long, default_value_t = 200)]
         queries: usize,
+        /// Synthetic users, each with a dataset of its own (seeds 42, 43, …).
+        #[arg(long, default_value_t = 10)]
+        users: usize,
+        /// Also print each question whose evidence was missed, with what came back.
+        #[arg(long)]
+        misses: bool,
     },
     /// Encrypt the store with the passphrase in AUTODIDACT_MEMORY_KEY (or the first line of the
     /// file AUTODIDACT_MEMORY_KEY_FILE names). From then on `memory`, `run` and `serve` need it.
@@ -298,7 +304,18 @@ pub fn run(
             sessions,
             memories,
             queries,
-        } => bench(home, embedder, sessions, memories, queries, &load_model)?,
+            users,
+            misses,
+        } => {
+            let cfg = BenchArgs {
+                sessions,
+                memories,
+                queries,
+                users,
+                misses,
+            };
+            bench(home, embedder, &cfg, &load_model)?
+        }
         MemoryCmd::List { all, json } => {
             let list = mem.list(all)?;
             if json {
@@ -466,14 +483,27 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn bench(
-    home: &Path,
-    embedder: Option<&dyn Embedder>,
+struct BenchArgs {
     sessions: usize,
     memories: usize,
     queries: usize,
+    users: usize,
+    misses: bool,
+}
+
+fn bench(
+    home: &Path,
+    embedder: Option<&dyn Embedder>,
+    cfg: &BenchArgs,
     load_model: &dyn Fn(&str) -> Result<std::sync::Arc<autodidact_model::Model>>,
 ) -> Result<()> {
+    let BenchArgs {
+        sessions,
+        memories,
+        queries,
+        users,
+        misses,
+    } = *cfg;
     use autodidact_memory::bench;
     let work = home
         .join("tmp")
@@ -489,12 +519,19 @@ fn bench(
             Some(m) => m.tokenizer.encode(t, false, false).len(),
             None => autodidact_memory::text::estimate_tokens(t),
         };
-        let ds = bench::generate(sessions, 42);
-        let turns: usize = ds.file.sessions.iter().map(|s| s.turns.len()).sum();
+        let users = users.max(1);
+        let sets: Vec<bench::Dataset> = (0..users)
+            .map(|u| bench::generate(sessions, 42 + u as u64))
+            .collect();
+        let turns: usize = sets
+            .iter()
+            .flat_map(|d| &d.file.sessions)
+            .map(|s| s.turns.len())
+            .sum();
         println!(
-            "dataset: {} sessions, {turns} turns, {} questions; tokens counted with {}",
-            ds.file.sessions.len(),
-            ds.questions.len(),
+            "dataset: {users} users × {} sessions, {turns} turns, {} questions; tokens counted with {}",
+            sets[0].file.sessions.len(),
+            sets.iter().map(|d| d.questions.len()).sum::<usize>(),
             if chat.is_some() {
                 "gemma3-270m's tokenizer"
             } else {
@@ -508,9 +545,23 @@ fn bench(
         println!("| retrieval | type | questions | recall@5 | leaks | ingest turns/s | context tokens/query |");
         println!("|---|---|---|---|---|---|---|");
         for (name, e) in modes {
-            let mut mem = UserMemory::open(&work, &format!("recall-{}", name.replace('+', "-")))?;
             let p = bench::pipeline(vec![&RuleExtractor], e);
-            let (r, tps) = bench::run_recall(&mut mem, &ds, &p, 5, &count)?;
+            let mut report: Option<bench::RecallReport> = None;
+            let (mut turns_done, mut ingest_s) = (0.0, 0.0);
+            for (u, ds) in sets.iter().enumerate() {
+                let mut mem =
+                    UserMemory::open(&work, &format!("recall-{}-{u}", name.replace('+', "-")))?;
+                let (r, tps) = bench::run_recall(&mut mem, ds, &p, 5, &count)?;
+                let n: usize = ds.file.sessions.iter().map(|s| s.turns.len()).sum();
+                turns_done += n as f64;
+                ingest_s += n as f64 / tps;
+                match &mut report {
+                    Some(all) => all.merge(r),
+                    None => report = Some(r),
+                }
+            }
+            let r = report.expect("at least one user");
+            let tps = turns_done / ingest_s;
             for (ty, s) in &r.by_type {
                 let recall = if s.questions == 0 {
                     "-".to_string()
@@ -527,6 +578,14 @@ fn bench(
                 r.overall(),
                 r.mean_context_tokens
             );
+            if misses {
+                for m in &r.misses {
+                    println!(
+                        "  missed ({name}, {}): {:?} got {:?}",
+                        m.kind, m.question, m.retrieved
+                    );
+                }
+            }
         }
         if memories > 0 {
             let mut mem = UserMemory::open(&work, "latency")?;

@@ -355,14 +355,40 @@ pub struct TypeScore {
     pub leaks: usize,
 }
 
+/// A question whose gold evidence was not among the top k, and what came back instead.
+#[derive(Debug, Clone, Serialize)]
+pub struct Miss {
+    pub kind: &'static str,
+    pub question: String,
+    pub retrieved: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RecallReport {
     pub k: usize,
     pub by_type: BTreeMap<&'static str, TypeScore>,
     pub mean_context_tokens: f64,
+    /// Questions asked in all (the mean above is over these).
+    pub asked: usize,
+    pub misses: Vec<Miss>,
 }
 
 impl RecallReport {
+    /// Adds `other`'s questions (another user's dataset) to this report.
+    pub fn merge(&mut self, other: RecallReport) {
+        let total = self.mean_context_tokens * self.asked as f64
+            + other.mean_context_tokens * other.asked as f64;
+        self.asked += other.asked;
+        self.mean_context_tokens = total / self.asked.max(1) as f64;
+        for (ty, s) in other.by_type {
+            let t = self.by_type.entry(ty).or_default();
+            t.questions += s.questions;
+            t.hits_at_k += s.hits_at_k;
+            t.leaks += s.leaks;
+        }
+        self.misses.extend(other.misses);
+    }
+
     /// Recall over the types that have gold evidence.
     pub fn overall(&self) -> f64 {
         let (h, n) = self
@@ -400,6 +426,7 @@ pub fn run_recall(
         }
     }
     let mut by_type: BTreeMap<&'static str, TypeScore> = BTreeMap::new();
+    let mut misses = Vec::new();
     let mut tokens = 0usize;
     for question in &ds.questions {
         let qv = match pipeline.embedder {
@@ -430,9 +457,13 @@ pub fn run_recall(
                     .any(|s| s.turn.is_some_and(|t| gold.contains(&t)))
             }) {
                 score.hits_at_k += 1;
+            } else {
+                misses.push(Miss {
+                    kind: question.kind,
+                    question: question.text.clone(),
+                    retrieved: hits.iter().map(|h| h.memory.text.clone()).collect(),
+                });
             }
-        } else {
-            score.questions += 0;
         }
         let lower: Vec<String> = hits.iter().map(|h| h.memory.text.to_lowercase()).collect();
         if question
@@ -447,6 +478,8 @@ pub fn run_recall(
         k,
         by_type,
         mean_context_tokens: tokens as f64 / ds.questions.len().max(1) as f64,
+        asked: ds.questions.len(),
+        misses,
     };
     Ok((report, turns_per_s))
 }

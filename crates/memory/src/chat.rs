@@ -314,16 +314,39 @@ mod tests {
         assert!(now.contains(&"The user is not allergic to peanuts.".to_string()));
         assert!(now.contains(&"The user no longer works at Acme.".to_string()));
         assert!(now.contains(&"The user lives in Lyon.".to_string()));
+        // A denial of a longer value closes nothing ("York" is not "New York").
+        say(&mut m, "I live in New York.");
+        say(&mut m, "I don't live in York.");
+        assert!(current(&m).contains(&"The user lives in New York.".to_string()));
+        // Not the user's own statement: no denial.
+        for not_a_denial in [
+            "If I'm not allergic to peanuts, I'll eat the cake.",
+            "My sister thinks I'm not allergic to peanuts, but I am.",
+            "I hope I'm not allergic to shellfish.",
+            "Suppose I no longer work at Globex.",
+            "You said I don't live in New York.",
+            "I don't work as hard as I used to.",
+            "I don't work for free.",
+            "I don't live in the past.",
+        ] {
+            let l = say(&mut m, not_a_denial);
+            assert!(l.applied.is_empty(), "{not_a_denial}: {:?}", l.applied);
+        }
         // Said again, the denial is one memory; the positive again reopens the slot.
         say(&mut m, "I am not allergic to peanuts.");
         say(&mut m, "I'm allergic to peanuts after all.");
         let now = current(&m);
         assert!(
-            now.contains(&"The user is allergic to peanuts after all.".to_string())
-                || now.contains(&"The user is allergic to peanuts.".to_string()),
+            now.contains(&"The user is allergic to peanuts.".to_string()),
             "{now:?}"
         );
         assert!(!now.iter().any(|t| t.contains("not allergic")), "{now:?}");
+        // A denial stored while nothing it denies was remembered is closed by the affirmation.
+        say(&mut m, "I don't live in Berlin.");
+        say(&mut m, "I live in Berlin.");
+        let now = current(&m);
+        assert!(now.contains(&"The user lives in Berlin.".to_string()), "{now:?}");
+        assert!(!now.iter().any(|t| t.contains("not live in Berlin")), "{now:?}");
     }
 
     #[test]
@@ -364,7 +387,10 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_ne!(dated.conversation, other.conversation, "a key is not the day");
+        assert_ne!(
+            dated.conversation, other.conversation,
+            "a key is not the day"
+        );
         m.remember(NewMemory::new("The user plays chess.", Kind::Fact))
             .unwrap();
         let est = crate::text::estimate_tokens;

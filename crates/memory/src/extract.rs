@@ -21,9 +21,9 @@ pub struct Candidate {
     pub confidence: f32,
     /// Which extractor found it ("rules", "model").
     pub by: &'static str,
-    /// For a denial ("I'm not allergic to peanuts", "I no longer live in Paris"): the value that
-    /// no longer holds. It closes its slot's current memory only when that memory names the
-    /// value; otherwise the denial is kept as a fact of its own.
+    /// For a denial ("I'm not allergic to peanuts", "I no longer live in Paris"): the
+    /// affirmative memory it denies ("The user is allergic to peanuts."). The denial closes that
+    /// memory when it is current, word for word, and a later affirmation closes the denial.
     pub denies: Option<String>,
 }
 
@@ -61,8 +61,35 @@ struct Rule {
     re: Regex,
     /// Builds the candidate from the pattern's captures (`verb` when the rule has one, value).
     make: fn(verb: &str, value: &str) -> Made,
-    /// Whether the sentence denies its value (see [`Candidate::denies`]).
-    denial: bool,
+    /// For a denial: the affirmative memory it denies, from the value (see
+    /// [`Candidate::denies`]).
+    denial: Option<fn(value: &str) -> String>,
+}
+
+/// A value that names something (a place, an employer): it starts with a capital letter, after
+/// an optional "the". "I don't live in the past", "I don't work for free" name nothing.
+fn named(v: &str) -> Option<&str> {
+    let rest = v.strip_prefix("the ").unwrap_or(v);
+    rest.chars()
+        .next()
+        .is_some_and(|c| c.is_uppercase())
+        .then_some(v)
+}
+
+/// An allergen: a named or common noun, not a pronoun ("them", "it") or "the user".
+fn named_or_common(v: &str) -> Option<&str> {
+    let lower = v.to_lowercase();
+    let vague = [
+        "it",
+        "them",
+        "that",
+        "this",
+        "those",
+        "these",
+        "anything",
+        "something",
+    ];
+    (!vague.contains(&lower.as_str()) && !lower.starts_with("the user")).then_some(v)
 }
 
 /// "does not" or "no longer", as the user said it.
@@ -80,45 +107,55 @@ fn rules() -> &'static [Rule] {
         let r = |p: &str, make| Rule {
             re: Regex::new(&format!("(?i){p}")).expect("static pattern"),
             make,
-            denial: false,
+            denial: None,
         };
-        let not = |p: &str, make| Rule {
-            denial: true,
-            ..r(p, make)
+        // A denial counts only when the sentence starts with it ("I'm not allergic to …",
+        // "But I no longer live in …"): not after "if", "suppose", "I hope", "she thinks",
+        // "you said", where it is not the user's own statement of fact.
+        const OPENING: &str = r"^\s*(?:(?:but|and|so|well|actually|honestly|also|oh|no|ok|okay|update)[,:]?\s+)*";
+        let not = |p: &str, make, affirm| Rule {
+            denial: Some(affirm),
+            ..r(&format!("{OPENING}{p}"), make)
         };
         vec![
             not(
-                r"\bI(?:'m|’m|\s+am)\s+(not|no\s+longer)\s+allergic\s+to\s+(.+)",
+                r"I(?:'m|’m|\s+am)\s+(not|no\s+longer)\s+allergic\s+to\s+(.+)",
                 |_, v| {
-                    Some((
-                        format!("The user is not allergic to {v}."),
-                        Kind::Fact,
-                        Some(format!("allergy:{}", slot_key(v))),
-                    ))
+                    named_or_common(v).map(|v| {
+                        (
+                            format!("The user is not allergic to {v}."),
+                            Kind::Fact,
+                            None,
+                        )
+                    })
                 },
+                |v| format!("The user is allergic to {v}."),
             ),
             not(
-                r"\bI\s+(no\s+longer|don't|don’t|do\s+not)\s+live\s+in\s+(.+)",
+                r"I\s+(no\s+longer|don't|don’t|do\s+not)\s+live\s+in\s+(.+)",
                 |verb, v| {
                     let phrase = match negation(verb) {
                         "no longer" => "no longer lives",
                         _ => "does not live",
                     };
-                    place(v).map(|v| (format!("The user {phrase} in {v}."), Kind::Fact, Some("home".into())))
+                    named(v).map(|v| (format!("The user {phrase} in {v}."), Kind::Fact, None))
                 },
+                |v| format!("The user lives in {v}."),
             ),
             not(
-                r"\bI\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+(?:at|for)\s+(.+)",
+                r"I\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+(?:at|for)\s+(.+)",
                 |verb, v| {
                     let phrase = match negation(verb) {
                         "no longer" => "no longer works",
                         _ => "does not work",
                     };
-                    Some((format!("The user {phrase} at {v}."), Kind::Fact, Some("employer".into())))
+                    named(v).map(|v| (format!("The user {phrase} at {v}."), Kind::Fact, None))
                 },
+                |v| format!("The user works at {v}."),
             ),
             not(
-                r"\bI\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+as\s+(?:an?\s+)?(.+)",
+                // The article is required: "I don't work as hard as …" is no job.
+                r"I\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+as\s+an?\s+(.+)",
                 |verb, v| {
                     let phrase = match negation(verb) {
                         "no longer" => "no longer works",
@@ -127,9 +164,10 @@ fn rules() -> &'static [Rule] {
                     Some((
                         format!("The user {phrase} as {}.", with_article(v)),
                         Kind::Fact,
-                        Some("job".into()),
+                        None,
                     ))
                 },
+                |v| format!("The user works as {}.", with_article(v)),
             ),
             r(r"\bmy name is()\s+(.+)", |_, v| {
                 Some((format!("The user's name is {v}."), Kind::Fact, Some("name".into())))
@@ -271,6 +309,7 @@ fn with_article(v: &str) -> String {
 const TRAILING: &[&str] = &[
     " now",
     " anymore",
+    " any longer",
     " any more",
     " these days",
     " nowadays",
@@ -583,7 +622,7 @@ impl Extractor for RuleExtractor {
                             subject,
                             confidence: 0.9,
                             by: "rules",
-                            denies: rule.denial.then_some(value),
+                            denies: rule.denial.map(|affirm| affirm(&value)),
                         });
                     }
                 }

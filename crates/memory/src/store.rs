@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 /// Near-duplicates by wording: content-word overlap at or above this is the same memory.
 const SAME_WORDS: f64 = 0.85;
+/// The subject a denial is filed under, followed by the normalized affirmation it denies.
+const DENIAL: &str = "not:";
 /// Near-duplicates by meaning, when both sides have vectors.
 const SAME_VECTOR: f32 = 0.95;
 
@@ -496,38 +498,62 @@ impl UserMemory {
         Ok(Decision::Add)
     }
 
-    /// Remembers a denial of `value` ("The user no longer lives in Paris."): when the current
-    /// memory of `m`'s slot names `value`, the denial closes it (kept in history) and takes its
-    /// place; otherwise nothing it contradicts is remembered, and it is kept as a fact of its
-    /// own, outside the slot, so that it cannot close a different value ("I don't live in
-    /// Berlin" leaves "lives in Paris" alone).
-    pub fn remember_denial(&mut self, mut m: NewMemory, value: &str) -> Result<Applied> {
-        let d = self.decide(&m)?;
-        if let (Decision::Invalidate { old } | Decision::Update { id: old }, Some(_)) =
-            (&d, &m.subject)
-        {
-            let old_norm = normalize(&self.get(*old)?.text);
-            let v = normalize(value);
-            if !v.is_empty() && format!(" {old_norm} ").contains(&format!(" {v} ")) {
-                let old = *old;
-                return self.apply(m, Decision::Invalidate { old });
+    /// Remembers a denial `m` of the affirmative memory `affirmed` ("The user no longer lives
+    /// in Paris." of "The user lives in Paris."): when `affirmed` is current, word for word,
+    /// the denial closes it (kept in history) and takes its place; otherwise it is kept on its
+    /// own. Either way it is filed under the affirmation, so that saying the affirmation again
+    /// closes the denial ([`UserMemory::remember`]).
+    pub fn remember_denial(&mut self, mut m: NewMemory, affirmed: &str) -> Result<Applied> {
+        let key = normalize(affirmed);
+        m.subject = Some(format!("{DENIAL}{key}"));
+        let current: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM memories WHERE norm = ?1 AND valid_until IS NULL \
+                 ORDER BY id DESC LIMIT 1",
+                [&key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match current {
+            Some(old) if !key.is_empty() => self.apply(m, Decision::Invalidate { old }),
+            _ => {
+                let d = self.decide(&m)?;
+                self.apply(m, d)
             }
         }
-        if matches!(d, Decision::Noop { .. }) {
-            return self.apply(m, d);
-        }
-        m.subject = None;
-        self.remember(m)
     }
 
-    /// Decides and applies: the one call for "remember this".
+    /// Decides and applies: the one call for "remember this". A current denial of exactly this
+    /// memory ("The user is not allergic to peanuts." for "The user is allergic to peanuts.")
+    /// is closed by it.
     pub fn remember(&mut self, m: NewMemory) -> Result<Applied> {
-        let d = self.decide(&m)?;
-        self.apply(m, d)
+        let denial: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM memories WHERE subject = ?1 AND valid_until IS NULL \
+                 ORDER BY id DESC LIMIT 1",
+                [format!("{DENIAL}{}", normalize(&m.text))],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let d = match (denial, self.decide(&m)?) {
+            // The slot's own change (a new home) is the decision; the denial closes beside it.
+            (Some(_), d @ (Decision::Invalidate { .. } | Decision::Update { .. })) => d,
+            (Some(old), _) => Decision::Invalidate { old },
+            (None, d) => d,
+        };
+        self.apply_closing(m, d, denial)
     }
 
     /// Applies a decision (from `decide`, or a caller's own) in one transaction.
     pub fn apply(&mut self, m: NewMemory, d: Decision) -> Result<Applied> {
+        self.apply_closing(m, d, None)
+    }
+
+    /// [`UserMemory::apply`], also closing memory `also` (a denial the new memory contradicts)
+    /// in the same transaction.
+    fn apply_closing(&mut self, m: NewMemory, d: Decision, also: Option<i64>) -> Result<Applied> {
         Self::check_new(&m)?;
         let emb = m
             .embedding
@@ -608,6 +634,28 @@ impl UserMemory {
             add_source(&tx, applied.id(), src)?;
         }
         let touched = applied.id();
+        let also = also.filter(|a| {
+            *a != touched && !matches!(applied, Applied::Superseded { old, .. } if old == *a)
+        });
+        if let Some(old) = also {
+            let changed = tx.execute(
+                "UPDATE memories SET valid_until = max(valid_from, ?2), superseded_by = ?3, \
+                 updated = ?4 WHERE id = ?1 AND valid_until IS NULL",
+                params![old, at, touched, now],
+            )?;
+            if changed > 0 {
+                let (old_text, _) = memory_text_conf(&tx, old)?;
+                history(
+                    &tx,
+                    old,
+                    now,
+                    Op::Invalidate,
+                    &old_text,
+                    None,
+                    &format!("superseded by #{touched}"),
+                )?;
+            }
+        }
         let write_vec = match applied {
             Applied::Reaffirmed { .. } => None,
             _ => emb.as_ref(),
@@ -622,6 +670,9 @@ impl UserMemory {
         let mut cache = self.vectors.borrow_mut();
         if let Some((cached_model, ix)) = cache.as_mut() {
             if let Applied::Superseded { old, .. } = applied {
+                ix.set_current(old, false);
+            }
+            if let Some(old) = also {
                 ix.set_current(old, false);
             }
             if let Applied::Updated { id } = applied {
