@@ -6,8 +6,8 @@ use autodidact_memory::extract::{Extractor, ModelExtractor, RuleExtractor};
 use autodidact_memory::ingest::{IngestFile, Pipeline};
 use autodidact_memory::time::format_ms;
 use autodidact_memory::{
-    rekey, user_db_path, Embedder, Embedding, Export, Hit, Kind, Memory, NewMemory, Passphrase,
-    Query, UserMemory,
+    file_state, rekey, user_db_path, Embedder, Embedding, Export, FileState, Hit, Kind, Memory,
+    NewMemory, Passphrase, Query, UserMemory,
 };
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -266,6 +266,9 @@ pub fn run(
             let Some(key) = passphrase()? else {
                 bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the passphrase to encrypt with");
             };
+            if file_state(&user_db_path(&dir, &user)?)? == FileState::Encrypted {
+                bail!("{user}'s memory is already encrypted; `autodidact memory rekey --new-key-file FILE` changes its passphrase");
+            }
             rekey(&dir, &user, None, Some(&key)).map_err(locked_hint)?;
             println!("encrypted {}", user_db_path(&dir, &user)?.display());
             return Ok(());
@@ -274,6 +277,9 @@ pub fn run(
             let Some(key) = passphrase()? else {
                 bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the store's passphrase");
             };
+            if file_state(&user_db_path(&dir, &user)?)? == FileState::Plain {
+                bail!("{user}'s memory is not encrypted");
+            }
             rekey(&dir, &user, Some(&key), None).map_err(locked_hint)?;
             println!("decrypted {}", user_db_path(&dir, &user)?.display());
             return Ok(());

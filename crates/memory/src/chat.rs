@@ -345,8 +345,14 @@ mod tests {
         say(&mut m, "I don't live in Berlin.");
         say(&mut m, "I live in Berlin.");
         let now = current(&m);
-        assert!(now.contains(&"The user lives in Berlin.".to_string()), "{now:?}");
-        assert!(!now.iter().any(|t| t.contains("not live in Berlin")), "{now:?}");
+        assert!(
+            now.contains(&"The user lives in Berlin.".to_string()),
+            "{now:?}"
+        );
+        assert!(
+            !now.iter().any(|t| t.contains("not live in Berlin")),
+            "{now:?}"
+        );
     }
 
     #[test]

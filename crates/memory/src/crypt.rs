@@ -42,12 +42,15 @@ pub enum FileState {
 
 /// Reads the header of the database at `path`.
 pub fn file_state(path: &Path) -> Result<FileState> {
-    let mut head = [0u8; 16];
+    let mut head = Vec::with_capacity(16);
     let n = match std::fs::File::open(path) {
-        Ok(mut f) => f.read(&mut head).map_err(|source| MemoryError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?,
+        Ok(f) => f
+            .take(16)
+            .read_to_end(&mut head)
+            .map_err(|source| MemoryError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::New),
         Err(source) => {
             return Err(MemoryError::Io {
@@ -105,8 +108,10 @@ pub(crate) fn unlock(conn: &Connection, path: &Path, key: Option<&Passphrase>) -
 }
 
 /// Rewrites `user`'s database under `dir` with a new passphrase: `old` opens it (`None`: it is
-/// plain), `new` encrypts the copy (`None`: a plain copy). The copy is written beside the
-/// original, synced, and renamed over it, so an interruption leaves the old file whole.
+/// plain), `new` encrypts the copy (`None`: a plain copy). Refused while another connection
+/// has the store open (a running server or chat): its writes would go to the replaced file.
+/// The copy is written beside the original, synced and renamed over it, so an interruption
+/// leaves the old file whole; a failed copy is removed.
 pub fn rekey(
     dir: &Path,
     user: &str,
@@ -117,44 +122,93 @@ pub fn rekey(
     if file_state(&path)? == FileState::New {
         return Err(MemoryError::NoStore { path });
     }
-    let tmp = path.with_extension("sqlite3.rekey");
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = Scratch::new(path.with_extension("sqlite3.rekey"));
     {
         let mem = UserMemory::open_with(dir, user, old)?;
+        let in_use = || MemoryError::InUse { path: path.clone() };
+        // Leaving WAL mode needs every other connection gone; this one then keeps an exclusive
+        // lock, so nobody can open the store until the copy has replaced it.
+        let mode: String = mem
+            .conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+            .map_err(|_| in_use())?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(in_use());
+        }
+        mem.conn
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
+            .map_err(|_| in_use())?;
         let version: i64 = mem
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        mem.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-        let io = |source| MemoryError::Io {
-            path: tmp.clone(),
-            source,
+        let Some(tmp_str) = tmp.0.to_str() else {
+            return Err(MemoryError::BadInput {
+                what: "memory directory",
+                message: "its path is not valid UTF-8".into(),
+            });
         };
-        create_private(&tmp).map_err(io)?;
+        create_private(&tmp.0).map_err(|source| MemoryError::Io {
+            path: tmp.0.clone(),
+            source,
+        })?;
         let key = new.map(|k| k.0.as_str()).unwrap_or("");
         mem.conn.execute(
             "ATTACH DATABASE ?1 AS rekeyed KEY ?2",
-            rusqlite::params![tmp.to_string_lossy(), key],
+            rusqlite::params![tmp_str, key],
         )?;
         mem.conn
             .query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))?;
         mem.conn.execute_batch(&format!(
             "PRAGMA rekeyed.user_version = {version}; DETACH DATABASE rekeyed;"
         ))?;
+        std::fs::File::open(&tmp.0)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| MemoryError::Io {
+                path: tmp.0.clone(),
+                source,
+            })?;
+        // Renamed while the lock is held: no one can have opened the old file meanwhile.
+        std::fs::rename(&tmp.0, &path).map_err(|source| MemoryError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        tmp.keep();
     }
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| MemoryError::Io { path: p, source }
-    };
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    // Opening checks the new key and gives the file its journal mode again.
+    // Opening checks the new key and puts the file back in WAL mode.
     UserMemory::open_with(dir, user, new)?;
     Ok(())
+}
+
+/// A temporary database file and its journals, removed unless kept.
+struct Scratch(std::path::PathBuf, std::cell::Cell<bool>);
+
+impl Scratch {
+    fn new(path: std::path::PathBuf) -> Self {
+        let s = Scratch(path, std::cell::Cell::new(false));
+        s.remove();
+        s
+    }
+
+    fn keep(&self) {
+        self.1.set(true);
+    }
+
+    fn remove(&self) {
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.1.get() {
+            self.remove();
+        }
+    }
 }
 
 fn create_private(path: &Path) -> std::io::Result<()> {

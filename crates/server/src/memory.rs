@@ -166,7 +166,7 @@ pub fn api_error(e: MemoryError) -> ApiError {
         | MemoryError::WrongPassphrase { .. } => {
             log::warn!("memory store: {e}");
             ApiError::bad_request(
-                "this user's memory is locked with a passphrase this server was not given",
+                "this user's memory does not open with this server's passphrase setting",
             )
             .status(StatusCode::FORBIDDEN)
             .code("memory_locked")

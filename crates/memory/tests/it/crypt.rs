@@ -132,3 +132,32 @@ fn a_plain_store_is_encrypted_rekeyed_and_decrypted_whole() {
         Err(MemoryError::NoStore { .. })
     ));
 }
+
+#[test]
+fn a_store_open_elsewhere_is_not_rekeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut other = UserMemory::open(dir.path(), "carol").unwrap();
+    other
+        .remember(NewMemory::new(format!("The user hums {SECRET}."), Kind::Fact))
+        .unwrap();
+    let k = Passphrase::new("k").unwrap();
+    assert!(matches!(
+        rekey(dir.path(), "carol", None, Some(&k)),
+        Err(MemoryError::InUse { .. })
+    ));
+    // The other connection goes on writing to the same, still plain, file; nothing is left
+    // beside it.
+    other
+        .remember(NewMemory::new("The user naps at noon.", Kind::Fact))
+        .unwrap();
+    drop(other);
+    let m = UserMemory::open(dir.path(), "carol").unwrap();
+    assert_eq!(m.list(false).unwrap().len(), 2);
+    assert!(std::fs::read_dir(dir.path())
+        .unwrap()
+        .all(|e| !e.unwrap().file_name().to_string_lossy().contains("rekey")));
+    drop(m);
+    rekey(dir.path(), "carol", None, Some(&k)).unwrap();
+    let m = UserMemory::open_with(dir.path(), "carol", Some(&k)).unwrap();
+    assert_eq!(m.list(false).unwrap().len(), 2);
+}

@@ -498,7 +498,7 @@ async fn an_encrypted_store_opens_only_with_the_servers_passphrase() {
     .unwrap();
     drop(m);
     let r = get(&st, "/v1/memories?user=guest").await;
-    let e = r.error(403, "locked with a passphrase");
+    let e = r.error(403, "does not open with this server's passphrase");
     assert_eq!(e["code"], "memory_locked");
     assert!(!r.body.contains("mat") && !r.body.contains(mem_dir.to_str().unwrap()));
 }
