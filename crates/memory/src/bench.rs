@@ -242,7 +242,8 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         kind: "updated",
         text: "Which city do I live in?".into(),
         gold_turns: vec![t],
-        forbidden: vec![c1.into()],
+        // The user's old home; a friend may well live there.
+        forbidden: vec![format!("user lives in {c1}")],
     });
     let (e1, e2) = two(
         &mut b.rng,
@@ -261,7 +262,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         kind: "updated",
         text: "Where do I work?".into(),
         gold_turns: vec![t],
-        forbidden: vec![e1.into()],
+        forbidden: vec![format!("user works at {e1}")],
     });
 
     // contradicted: a preference reversed.

@@ -169,6 +169,31 @@ fn rules() -> &'static [Rule] {
                 },
                 |v| format!("The user works as {}.", with_article(v)),
             ),
+            // Someone close to the user, by name: remembered as theirs, never as the user's.
+            r(
+                r"\bmy\s+((?:best\s+|old\s+|little\s+|big\s+|older\s+|younger\s+)?(?:friend|sister|brother|mother|father|mom|mum|dad|son|daughter|wife|husband|partner|boyfriend|girlfriend|boss|colleague|coworker|cousin|aunt|uncle|neighbou?r|roommate|flatmate|grandmother|grandfather|grandma|grandpa)\s+[A-Z][\w'’-]+)\s+(?:now\s+)?(lives\s+in|works\s+at|works\s+for|works\s+as|is\s+allergic\s+to|loves|likes|hates)\s+(.+)",
+                |who, v| {
+                    let (who, rest) = who.split_once('\u{1}')?;
+                    let name = who.split_whitespace().last()?;
+                    // A name, not "my friend who …" (the pattern itself ignores case).
+                    if !name.starts_with(|c: char| c.is_uppercase()) {
+                        return None;
+                    }
+                    let name = name.to_lowercase();
+                    let verb = rest.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let slot = match verb.as_str() {
+                        "lives in" => "home".to_string(),
+                        "works at" | "works for" => "employer".to_string(),
+                        "works as" => "job".to_string(),
+                        _ => format!("{verb}:{}", slot_key(v)),
+                    };
+                    Some((
+                        format!("The user's {who} {verb} {v}."),
+                        Kind::Fact,
+                        Some(format!("person:{name}:{slot}")),
+                    ))
+                },
+            ),
             r(r"\bmy name is()\s+(.+)", |_, v| {
                 Some((format!("The user's name is {v}."), Kind::Fact, Some("name".into())))
             }),
@@ -604,8 +629,14 @@ impl Extractor for RuleExtractor {
                 let Ok(Some(c)) = rule.re.captures(s) else {
                     continue;
                 };
-                let verb = c.get(1).map(|m| m.as_str()).unwrap_or("");
-                let Some(value) = c.get(2).and_then(|m| clause_value(m.as_str())) else {
+                // The last group is the value; the ones before it (usually one verb) are
+                // passed joined by U+0001.
+                let last = c.len() - 1;
+                let verb = (1..last)
+                    .map(|i| c.get(i).map_or("", |m| m.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("\u{1}");
+                let Some(value) = c.get(last).and_then(|m| clause_value(m.as_str())) else {
                     continue;
                 };
                 // "My name is not important" names nothing.
@@ -614,7 +645,7 @@ impl Extractor for RuleExtractor {
                     continue;
                 }
                 let value = third_person(&value);
-                if let Some((text, kind, subject)) = (rule.make)(verb, &value) {
+                if let Some((text, kind, subject)) = (rule.make)(&verb, &value) {
                     if !out.iter().any(|o| o.text == text) {
                         out.push(Candidate {
                             text,
@@ -897,7 +928,21 @@ mod tests {
     #[test]
     fn questions_and_other_people_are_not_the_user() {
         assert!(texts("Do I live in Paris?").is_empty());
-        assert!(texts("My friend Tom lives in Berlin.").is_empty());
+        // About someone else: theirs, never the user's.
+        assert_eq!(
+            texts("My friend Tom lives in Berlin."),
+            vec![(
+                "The user's friend Tom lives in Berlin.".to_string(),
+                Some("person:tom:home".to_string())
+            )]
+        );
+        assert_eq!(
+            texts("My older sister Ines works at Globex now."),
+            vec![(
+                "The user's older sister Ines works at Globex.".to_string(),
+                Some("person:ines:employer".to_string())
+            )]
+        );
         assert!(texts("Where should I live in ten years?").is_empty());
         assert!(texts("I used to live in Rome.").is_empty());
     }

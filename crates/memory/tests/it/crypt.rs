@@ -138,7 +138,10 @@ fn a_store_open_elsewhere_is_not_rekeyed() {
     let dir = tempfile::tempdir().unwrap();
     let mut other = UserMemory::open(dir.path(), "carol").unwrap();
     other
-        .remember(NewMemory::new(format!("The user hums {SECRET}."), Kind::Fact))
+        .remember(NewMemory::new(
+            format!("The user hums {SECRET}."),
+            Kind::Fact,
+        ))
         .unwrap();
     let k = Passphrase::new("k").unwrap();
     assert!(matches!(
@@ -153,9 +156,11 @@ fn a_store_open_elsewhere_is_not_rekeyed() {
     drop(other);
     let m = UserMemory::open(dir.path(), "carol").unwrap();
     assert_eq!(m.list(false).unwrap().len(), 2);
-    assert!(std::fs::read_dir(dir.path())
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
         .unwrap()
-        .all(|e| !e.unwrap().file_name().to_string_lossy().contains("rekey")));
+        .file_name()
+        .to_string_lossy()
+        .contains("rekey")));
     drop(m);
     rekey(dir.path(), "carol", None, Some(&k)).unwrap();
     let m = UserMemory::open_with(dir.path(), "carol", Some(&k)).unwrap();

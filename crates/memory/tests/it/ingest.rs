@@ -27,13 +27,15 @@ fn ingest_orders_sessions_links_turns_and_applies_decisions() {
         .ingest(&mut m, &IngestFile::from_json(FILE).unwrap(), &[])
         .unwrap();
     assert_eq!((stats.sessions, stats.turns), (2, 5));
-    assert_eq!((stats.added, stats.reaffirmed, stats.superseded), (3, 1, 1));
+    assert_eq!((stats.added, stats.reaffirmed, stats.superseded), (4, 1, 1));
     let current: Vec<String> = m.list(false).unwrap().into_iter().map(|x| x.text).collect();
+    // The friend's home is the friend's: it does not close the user's.
     assert_eq!(
         current,
         [
             "The user's name is Rui.",
             "The user likes tea.",
+            "The user's friend Ana lives in Faro.",
             "The user lives in Lisbon."
         ]
     );
