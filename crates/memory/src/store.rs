@@ -601,23 +601,8 @@ impl UserMemory {
                 Applied::Updated { id }
             }
             Decision::Invalidate { old } => {
-                let (old_text, _) = memory_text_conf(&tx, old)?;
                 let new = insert_memory(&tx, &m, at, now)?;
-                // An old fact stops holding when the new one starts (never before it began).
-                tx.execute(
-                    "UPDATE memories SET valid_until = max(valid_from, ?2), superseded_by = ?3, \
-                     updated = ?4 WHERE id = ?1",
-                    params![old, at, new, now],
-                )?;
-                history(
-                    &tx,
-                    old,
-                    now,
-                    Op::Invalidate,
-                    &old_text,
-                    None,
-                    &format!("superseded by #{new}"),
-                )?;
+                close_memory(&tx, old, at, new, now)?;
                 history(
                     &tx,
                     new,
@@ -638,23 +623,7 @@ impl UserMemory {
             *a != touched && !matches!(applied, Applied::Superseded { old, .. } if old == *a)
         });
         if let Some(old) = also {
-            let changed = tx.execute(
-                "UPDATE memories SET valid_until = max(valid_from, ?2), superseded_by = ?3, \
-                 updated = ?4 WHERE id = ?1 AND valid_until IS NULL",
-                params![old, at, touched, now],
-            )?;
-            if changed > 0 {
-                let (old_text, _) = memory_text_conf(&tx, old)?;
-                history(
-                    &tx,
-                    old,
-                    now,
-                    Op::Invalidate,
-                    &old_text,
-                    None,
-                    &format!("superseded by #{touched}"),
-                )?;
-            }
+            close_memory(&tx, old, at, touched, now)?;
         }
         let write_vec = match applied {
             Applied::Reaffirmed { .. } => None,
@@ -891,6 +860,29 @@ impl UserMemory {
         let (_, ix) = cache.as_ref().expect("filled above");
         Ok(ix.top_k(query, k, include_invalid))
     }
+}
+
+/// Closes memory `old`: it stops holding when `by` starts (never before it began itself), and
+/// its history says so. False when it was already closed.
+fn close_memory(tx: &Transaction, old: i64, at: i64, by: i64, now: i64) -> Result<bool> {
+    let changed = tx.execute(
+        "UPDATE memories SET valid_until = max(valid_from, ?2), superseded_by = ?3, \
+         updated = ?4 WHERE id = ?1 AND valid_until IS NULL",
+        params![old, at, by, now],
+    )?;
+    if changed > 0 {
+        let (old_text, _) = memory_text_conf(tx, old)?;
+        history(
+            tx,
+            old,
+            now,
+            Op::Invalidate,
+            &old_text,
+            None,
+            &format!("superseded by #{by}"),
+        )?;
+    }
+    Ok(changed > 0)
 }
 
 fn memory_text_conf(tx: &Transaction, id: i64) -> Result<(String, f64)> {
