@@ -147,6 +147,9 @@ fn key_from_file(path: &Path) -> Result<Passphrase> {
 /// The memory passphrase: AUTODIDACT_MEMORY_KEY, or the first line of the file
 /// AUTODIDACT_MEMORY_KEY_FILE names; `None` when neither is set.
 pub fn passphrase() -> Result<Option<Passphrase>> {
+    if std::env::var_os(KEY_ENV).is_some() && std::env::var_os(KEY_FILE_ENV).is_some() {
+        bail!("both {KEY_ENV} and {KEY_FILE_ENV} are set: set one");
+    }
     if let Some(k) = std::env::var_os(KEY_ENV) {
         let k = k
             .into_string()

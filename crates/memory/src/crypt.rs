@@ -13,11 +13,17 @@ use std::path::Path;
 pub struct Passphrase(String);
 
 impl Passphrase {
-    /// Refuses an empty passphrase (it would encrypt with a key anyone can guess).
+    /// Refuses an empty passphrase (it would encrypt with a key anyone can guess) and one
+    /// spelled as a raw key (`x'…'`), which SQLCipher would use as the key itself, without
+    /// deriving one from it.
     pub fn new(s: impl Into<String>) -> Result<Passphrase> {
         let s = s.into();
         if s.is_empty() {
             return Err(MemoryError::EmptyPassphrase);
+        }
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("x'") && lower.ends_with('\'') {
+            return Err(MemoryError::RawKeyPassphrase);
         }
         Ok(Passphrase(s))
     }

@@ -28,6 +28,8 @@ pub enum MemoryError {
     WrongPassphrase { path: PathBuf },
     #[error("a passphrase cannot be empty")]
     EmptyPassphrase,
+    #[error("a passphrase cannot have the form x'…' (SQLCipher would take it as a raw key)")]
+    RawKeyPassphrase,
     #[error("memory database {path} is open elsewhere (a running serve or run): stop it first")]
     InUse { path: PathBuf },
     #[error("no memory database at {path}")]

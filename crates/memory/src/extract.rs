@@ -519,6 +519,7 @@ const UNCHANGED: &[&str] = &[
 
 /// Adverbs that may stand between "I" and its verb ("I always take the train").
 const ADVERBS: &[&str] = &[
+    "no longer",
     "always",
     "never",
     "often",
@@ -893,6 +894,10 @@ mod tests {
             ),
             ("my sister visits me", "the user's sister visits the user"),
             ("I think I like jazz", "the user thinks the user likes jazz"),
+            (
+                "I no longer work at Acme",
+                "the user no longer works at Acme",
+            ),
         ] {
             assert_eq!(third_person(i), o);
         }

@@ -179,6 +179,13 @@ fn encrypt_lock_rekey_and_decrypt_a_store() {
             "{err}"
         );
     }
+    // Both ways of giving it at once: refused rather than one silently winning.
+    let both = [
+        ("AUTODIDACT_MEMORY_KEY", "open sesame"),
+        ("AUTODIDACT_MEMORY_KEY_FILE", "/nonexistent"),
+    ];
+    let out = h.run_with("eve", &["list"], &both);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set one"));
     let listed = h.run_with("eve", &["list"], &key);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("4711-quince"));
     // A new passphrase from a file; the old one no longer opens it.

@@ -74,6 +74,10 @@ fn an_encrypted_store_reveals_nothing_without_its_passphrase() {
     assert!(hits[0].memory.text.contains(SECRET));
     assert_eq!(m.integrity_check().unwrap(), "ok");
     assert!(Passphrase::new("").is_err());
+    assert!(matches!(
+        Passphrase::new("x'2DD29CA851E7B56E4697B0E1F08507293D761A05CE4D1B628663F411A8086D99'"),
+        Err(MemoryError::RawKeyPassphrase)
+    ));
     assert_eq!(format!("{key:?}"), "Passphrase(…)");
 }
 
