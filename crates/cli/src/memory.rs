@@ -164,6 +164,39 @@ pub fn passphrase() -> Result<Option<Passphrase>> {
     }
 }
 
+/// `memory encrypt|decrypt|rekey`: the store rewritten under its new passphrase (or none);
+/// returns what to tell the user.
+fn change_key(dir: &Path, user: &str, cmd: &MemoryCmd) -> Result<String> {
+    let path = user_db_path(dir, user)?;
+    let state = file_state(&path)?;
+    let Some(key) = passphrase()? else {
+        let which = match cmd {
+            MemoryCmd::Encrypt => "the passphrase to encrypt with",
+            MemoryCmd::Decrypt => "the store's passphrase",
+            _ => "the store's current passphrase",
+        };
+        bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to {which}");
+    };
+    let (old, new, done) = match cmd {
+        MemoryCmd::Encrypt if state == FileState::Encrypted => bail!(
+            "{user}'s memory is already encrypted; `autodidact memory rekey --new-key-file FILE` changes its passphrase"
+        ),
+        MemoryCmd::Encrypt => (None, Some(key), "encrypted"),
+        MemoryCmd::Decrypt if state == FileState::Plain => {
+            bail!("{user}'s memory is not encrypted")
+        }
+        MemoryCmd::Decrypt => (Some(key), None, "decrypted"),
+        MemoryCmd::Rekey { new_key_file } => (
+            Some(key),
+            Some(key_from_file(new_key_file)?),
+            "new passphrase set for",
+        ),
+        _ => unreachable!("only the key commands come here"),
+    };
+    rekey(dir, user, old.as_ref(), new.as_ref()).map_err(locked_hint)?;
+    Ok(format!("{done} {}", path.display()))
+}
+
 /// Says what to do about a store that a passphrase (or its absence) does not open.
 pub fn locked_hint(e: autodidact_memory::MemoryError) -> anyhow::Error {
     use autodidact_memory::MemoryError as E;
@@ -265,38 +298,8 @@ pub fn run(
             println!("{}", pull_embedder(home)?.display());
             return Ok(());
         }
-        MemoryCmd::Encrypt => {
-            let Some(key) = passphrase()? else {
-                bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the passphrase to encrypt with");
-            };
-            if file_state(&user_db_path(&dir, &user)?)? == FileState::Encrypted {
-                bail!("{user}'s memory is already encrypted; `autodidact memory rekey --new-key-file FILE` changes its passphrase");
-            }
-            rekey(&dir, &user, None, Some(&key)).map_err(locked_hint)?;
-            println!("encrypted {}", user_db_path(&dir, &user)?.display());
-            return Ok(());
-        }
-        MemoryCmd::Decrypt => {
-            let Some(key) = passphrase()? else {
-                bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the store's passphrase");
-            };
-            if file_state(&user_db_path(&dir, &user)?)? == FileState::Plain {
-                bail!("{user}'s memory is not encrypted");
-            }
-            rekey(&dir, &user, Some(&key), None).map_err(locked_hint)?;
-            println!("decrypted {}", user_db_path(&dir, &user)?.display());
-            return Ok(());
-        }
-        MemoryCmd::Rekey { new_key_file } => {
-            let Some(key) = passphrase()? else {
-                bail!("set {KEY_ENV} (or {KEY_FILE_ENV}) to the store's current passphrase");
-            };
-            let new = key_from_file(new_key_file)?;
-            rekey(&dir, &user, Some(&key), Some(&new)).map_err(locked_hint)?;
-            println!(
-                "new passphrase set for {}",
-                user_db_path(&dir, &user)?.display()
-            );
+        MemoryCmd::Encrypt | MemoryCmd::Decrypt | MemoryCmd::Rekey { .. } => {
+            println!("{}", change_key(&dir, &user, &args.cmd)?);
             return Ok(());
         }
         _ => {}

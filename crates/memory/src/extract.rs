@@ -92,12 +92,12 @@ fn named_or_common(v: &str) -> Option<&str> {
     (!vague.contains(&lower.as_str()) && !lower.starts_with("the user")).then_some(v)
 }
 
-/// "does not" or "no longer", as the user said it.
-fn negation(verb: &str) -> &'static str {
-    if verb.to_lowercase().contains("longer") {
-        "no longer"
+/// The user's verb denied as they said it: "no longer lives" or "does not live".
+fn denied(said: &str, base: &str, third: &str) -> String {
+    if said.to_lowercase().contains("longer") {
+        format!("no longer {third}")
     } else {
-        "does not"
+        format!("does not {base}")
     }
 }
 
@@ -134,10 +134,7 @@ fn rules() -> &'static [Rule] {
             not(
                 r"I\s+(no\s+longer|don't|don’t|do\s+not)\s+live\s+in\s+(.+)",
                 |verb, v| {
-                    let phrase = match negation(verb) {
-                        "no longer" => "no longer lives",
-                        _ => "does not live",
-                    };
+                    let phrase = denied(verb, "live", "lives");
                     named(v).map(|v| (format!("The user {phrase} in {v}."), Kind::Fact, None))
                 },
                 |v| format!("The user lives in {v}."),
@@ -145,10 +142,7 @@ fn rules() -> &'static [Rule] {
             not(
                 r"I\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+(?:at|for)\s+(.+)",
                 |verb, v| {
-                    let phrase = match negation(verb) {
-                        "no longer" => "no longer works",
-                        _ => "does not work",
-                    };
+                    let phrase = denied(verb, "work", "works");
                     named(v).map(|v| (format!("The user {phrase} at {v}."), Kind::Fact, None))
                 },
                 |v| format!("The user works at {v}."),
@@ -157,10 +151,7 @@ fn rules() -> &'static [Rule] {
                 // The article is required: "I don't work as hard as …" is no job.
                 r"I\s+(no\s+longer|don't|don’t|do\s+not)\s+work\s+as\s+an?\s+(.+)",
                 |verb, v| {
-                    let phrase = match negation(verb) {
-                        "no longer" => "no longer works",
-                        _ => "does not work",
-                    };
+                    let phrase = denied(verb, "work", "works");
                     Some((
                         format!("The user {phrase} as {}.", with_article(v)),
                         Kind::Fact,
