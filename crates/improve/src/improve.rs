@@ -995,15 +995,26 @@ impl<'a> Improver<'a> {
     /// current self made (its own attempts, not an earlier self's).
     fn reach(&self, run: &str, round: i64, me: Option<i64>) -> Result<Reach, ImproveError> {
         let mut out = Reach::new();
-        for r in self.reg.rounds(run)? {
-            if r.idx >= round {
-                continue;
+        let rounds: Vec<_> = self
+            .reg
+            .rounds(run)?
+            .into_iter()
+            .filter(|r| r.idx < round)
+            .collect();
+        // Who made each round's rollouts: its candidate's parent. A round with no candidate
+        // (nothing verified) promoted nothing, so the self of the round after it made it too,
+        // and the current self made the latest ones.
+        let mut maker = me;
+        let mut makers = Vec::with_capacity(rounds.len());
+        for r in rounds.iter().rev() {
+            if let Some(v) = r.candidate {
+                maker = self.reg.adapter(v)?.and_then(|a| a.parent);
             }
-            let parent = match r.candidate {
-                Some(v) => self.reg.adapter(v)?.and_then(|a| a.parent),
-                None => continue,
-            };
-            if parent != me {
+            makers.push(maker);
+        }
+        makers.reverse();
+        for (r, maker) in rounds.iter().zip(makers) {
+            if maker != me {
                 continue;
             }
             let tasks = self.reg.tasks(run, r.idx)?;
