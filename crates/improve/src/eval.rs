@@ -98,6 +98,7 @@ pub fn evaluate(
             l.correct += r.pass as usize;
             l.format_ok += r.format_ok as usize;
             l.degenerate += r.degenerate.is_some() as usize;
+            l.passes.push(r.pass);
         }
     }
     levels.retain(|l| l.n > 0);

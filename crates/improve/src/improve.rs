@@ -341,7 +341,13 @@ impl<'a> Improver<'a> {
     ) -> Result<(SkillScore, Option<GenStats>), ImproveError> {
         let set = self.eval_set(skill)?;
         let key = self.subject_key(who);
-        if let Some(s) = self.reg.score(&key, skill.name(), &evalset_id(&set, n))? {
+        if let Some(s) = self
+            .reg
+            .score(&key, skill.name(), &evalset_id(&set, n))?
+            .filter(SkillScore::has_passes)
+        {
+            // A score stored before task-by-task verdicts were kept is measured again, so the
+            // gate can pair it with a candidate's.
             return Ok((s, None));
         }
         let ad = self.adapter_of(who)?;

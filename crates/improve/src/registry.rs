@@ -76,6 +76,9 @@ CREATE TABLE IF NOT EXISTS metrics(
   subject TEXT NOT NULL, skill TEXT NOT NULL, sub TEXT NOT NULL, evalset TEXT NOT NULL,
   n INTEGER NOT NULL, correct INTEGER NOT NULL, format_ok INTEGER NOT NULL,
   degenerate INTEGER NOT NULL, PRIMARY KEY(subject, skill, sub, evalset));
+CREATE TABLE IF NOT EXISTS metric_passes(
+  subject TEXT NOT NULL, skill TEXT NOT NULL, sub TEXT NOT NULL, evalset TEXT NOT NULL,
+  passes TEXT NOT NULL, PRIMARY KEY(subject, skill, sub, evalset));
 CREATE TABLE IF NOT EXISTS guard(
   subject TEXT NOT NULL, text_hash TEXT NOT NULL, ppl REAL NOT NULL, PRIMARY KEY(subject, text_hash));
 CREATE TABLE IF NOT EXISTS current(
@@ -828,6 +831,7 @@ impl Registry {
                         correct: r.get::<_, i64>(4)? as usize,
                         format_ok: r.get::<_, i64>(5)? as usize,
                         degenerate: r.get::<_, i64>(6)? as usize,
+                        passes: Vec::new(),
                     },
                 ))
             })
@@ -859,6 +863,18 @@ impl Registry {
                 params![subject, s.skill, l.sub, s.evalset, l.n as i64, l.correct as i64, l.format_ok as i64, l.degenerate as i64],
             )
             .map_err(&db)?;
+            // One character per task, `1` for a pass, in the held-out set's order.
+            let passes: String = l
+                .passes
+                .iter()
+                .map(|&p| if p { '1' } else { '0' })
+                .collect();
+            tx.execute(
+                "INSERT OR REPLACE INTO metric_passes(subject, skill, sub, evalset, passes)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![subject, s.skill, l.sub, s.evalset, passes],
+            )
+            .map_err(&db)?;
         }
         tx.commit().map_err(&db)
     }
@@ -872,8 +888,10 @@ impl Registry {
         let mut st = self
             .conn
             .prepare(
-                "SELECT sub, n, correct, format_ok, degenerate FROM metrics
-                 WHERE subject = ?1 AND skill = ?2 AND evalset = ?3 ORDER BY rowid",
+                "SELECT m.sub, m.n, m.correct, m.format_ok, m.degenerate, p.passes FROM metrics m
+                 LEFT JOIN metric_passes p ON p.subject = m.subject AND p.skill = m.skill
+                   AND p.sub = m.sub AND p.evalset = m.evalset
+                 WHERE m.subject = ?1 AND m.skill = ?2 AND m.evalset = ?3 ORDER BY m.rowid",
             )
             .map_err(|e| self.db(e))?;
         let levels = st
@@ -884,6 +902,12 @@ impl Registry {
                     correct: r.get::<_, i64>(2)? as usize,
                     format_ok: r.get::<_, i64>(3)? as usize,
                     degenerate: r.get::<_, i64>(4)? as usize,
+                    passes: r
+                        .get::<_, Option<String>>(5)?
+                        .unwrap_or_default()
+                        .chars()
+                        .map(|c| c == '1')
+                        .collect(),
                 })
             })
             .map_err(|e| self.db(e))?

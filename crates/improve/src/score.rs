@@ -10,6 +10,10 @@ pub struct LevelScore {
     pub correct: usize,
     pub format_ok: usize,
     pub degenerate: usize,
+    /// Each held-out task's verdict, in the set's order (empty for scores stored before they
+    /// were kept): two subjects scored on the same tasks are compared task by task.
+    #[serde(skip)]
+    pub passes: Vec<bool>,
 }
 
 impl LevelScore {
@@ -18,6 +22,11 @@ impl LevelScore {
     }
     pub fn interval(&self) -> (f64, f64) {
         wilson(self.correct, self.n)
+    }
+
+    /// Whether every task's verdict is known.
+    pub fn has_passes(&self) -> bool {
+        self.passes.len() == self.n
     }
 }
 
@@ -48,23 +57,37 @@ impl SkillScore {
     pub fn accuracy(&self) -> f64 {
         self.total().accuracy()
     }
+
+    /// Whether every level carries its tasks' verdicts.
+    pub fn has_passes(&self) -> bool {
+        self.levels.iter().all(LevelScore::has_passes)
+    }
 }
 
 /// The gate's thresholds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct GateConfig {
-    /// One-sided z of the two-proportion test the target skill must clear (1.645: p < 0.05).
+    /// One-sided z of the two-proportion test the target skill must clear (1.645: p < 0.05),
+    /// used only where the two subjects' task-by-task verdicts are not both known.
     pub z: f64,
+    /// Largest one-sided p of the paired (exact McNemar) test the target skill must clear.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
     /// Largest drop in accuracy any other skill, or any level of a target skill, may show.
     pub tolerance: f64,
     /// Largest relative rise in guard perplexity against the base (0.02: +2 %).
     pub max_ppl_rise: f64,
 }
 
+fn default_alpha() -> f64 {
+    0.05
+}
+
 impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             z: 1.645,
+            alpha: default_alpha(),
             tolerance: 0.05,
             max_ppl_rise: 0.02,
         }
@@ -81,6 +104,71 @@ pub fn z_improvement(a: &LevelScore, b: &LevelScore) -> f64 {
         return 0.0;
     }
     (p2 - p1) / se
+}
+
+/// Two subjects scored on the same tasks, compared task by task: `gained` tasks only the second
+/// passes, `lost` tasks only the first, and `p`, the one-sided exact McNemar p-value of a gain
+/// that large if neither were better (a binomial tail over the discordant tasks at one half).
+/// Tasks both pass or both fail say nothing about which is better, so the paired test does not
+/// pay for them as the two-proportion test does: with 20 tasks a level, a gain of 9 tasks and a
+/// loss of 1 is significant here and not there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Paired {
+    pub gained: usize,
+    pub lost: usize,
+    pub p: f64,
+}
+
+/// `P(X >= k)` for `X ~ Binomial(n, 1/2)`.
+fn binomial_tail_half(n: usize, k: usize) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n {
+        return 0.0;
+    }
+    // Terms in log space: C(n, i) / 2^n underflows for n in the thousands.
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_c = 0.0f64; // ln C(n, 0)
+    let mut sum = 0.0;
+    for i in 0..=n {
+        if i > 0 {
+            ln_c += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        if i >= k {
+            sum += (ln_c + ln_half_n).exp();
+        }
+    }
+    sum.min(1.0)
+}
+
+/// The paired comparison of `b` against `a` over `levels` (every level when empty), or `None`
+/// when a level's task-by-task verdicts are missing or the two were scored on different tasks.
+pub fn paired(a: &SkillScore, b: &SkillScore, levels: &[String]) -> Option<Paired> {
+    let (mut gained, mut lost, mut any) = (0, 0, false);
+    for la in a
+        .levels
+        .iter()
+        .filter(|l| levels.is_empty() || levels.contains(&l.sub))
+    {
+        let lb = b.levels.iter().find(|l| l.sub == la.sub)?;
+        if !la.has_passes() || !lb.has_passes() || la.n != lb.n {
+            return None;
+        }
+        any = true;
+        for (x, y) in la.passes.iter().zip(&lb.passes) {
+            match (x, y) {
+                (false, true) => gained += 1,
+                (true, false) => lost += 1,
+                _ => {}
+            }
+        }
+    }
+    any.then(|| Paired {
+        gained,
+        lost,
+        p: binomial_tail_half(gained + lost, gained),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,26 +240,52 @@ pub fn gate(
                     .filter(|l| f.levels.contains(&l.sub))
                     .count(),
             );
-            let z = z_improvement(&fa, &fb);
-            if z >= cfg.z {
-                improved = true;
-                reasons.push(format!(
-                    "{name}: {:.1} % -> {:.1} % (z = {z:.2} >= {:.2}); whole skill {:.1} % -> {:.1} %",
-                    100.0 * fa.accuracy(),
-                    100.0 * fb.accuracy(),
-                    cfg.z,
-                    100.0 * a.accuracy(),
-                    100.0 * b.accuracy(),
-                ));
+            let whole = format!(
+                "whole skill {:.1} % -> {:.1} %",
+                100.0 * a.accuracy(),
+                100.0 * b.accuracy()
+            );
+            let (fa_pct, fb_pct) = (100.0 * fa.accuracy(), 100.0 * fb.accuracy());
+            let focus_levels = if f
+                .levels
+                .iter()
+                .any(|l| cur.levels.iter().any(|x| &x.sub == l))
+            {
+                f.levels.as_slice()
             } else {
-                reasons.push(format!(
-                    "{name}: {:.1} % -> {:.1} % is no significant gain (z = {z:.2} < {:.2}); whole skill {:.1} % -> {:.1} %",
-                    100.0 * fa.accuracy(),
-                    100.0 * fb.accuracy(),
-                    cfg.z,
-                    100.0 * a.accuracy(),
-                    100.0 * b.accuracy(),
-                ));
+                &[]
+            };
+            if let Some(pr) = paired(cur, c, focus_levels) {
+                let test = format!(
+                    "{} tasks gained, {} lost, paired p = {:.3}",
+                    pr.gained, pr.lost, pr.p
+                );
+                if pr.p < cfg.alpha && pr.gained > pr.lost {
+                    improved = true;
+                    reasons.push(format!(
+                        "{name}: {fa_pct:.1} % -> {fb_pct:.1} % ({test} < {}); {whole}",
+                        cfg.alpha
+                    ));
+                } else {
+                    reasons.push(format!(
+                        "{name}: {fa_pct:.1} % -> {fb_pct:.1} % is no significant gain ({test}, not < {}); {whole}",
+                        cfg.alpha
+                    ));
+                }
+            } else {
+                let z = z_improvement(&fa, &fb);
+                if z >= cfg.z {
+                    improved = true;
+                    reasons.push(format!(
+                        "{name}: {fa_pct:.1} % -> {fb_pct:.1} % (z = {z:.2} >= {:.2}); {whole}",
+                        cfg.z
+                    ));
+                } else {
+                    reasons.push(format!(
+                        "{name}: {fa_pct:.1} % -> {fb_pct:.1} % is no significant gain (z = {z:.2} < {:.2}); {whole}",
+                        cfg.z
+                    ));
+                }
             }
             for lb in &c.levels {
                 if let Some(la) = cur.levels.iter().find(|l| l.sub == lb.sub) {
@@ -235,6 +349,7 @@ mod tests {
                 correct,
                 format_ok: n,
                 degenerate: 0,
+                passes: Vec::new(),
             }],
         }
     }
@@ -254,6 +369,7 @@ mod tests {
             correct,
             format_ok: n,
             degenerate: 0,
+            passes: Vec::new(),
         };
         let sk = |levels| SkillScore {
             skill: "a".into(),
@@ -326,5 +442,98 @@ mod tests {
             Some((10.0, 10.3)),
         );
         assert!(!ppl.promote && ppl.reasons.iter().any(|r| r.contains("perplexity")));
+    }
+
+    fn with_passes(sub: &str, passes: &[bool]) -> LevelScore {
+        LevelScore {
+            sub: sub.into(),
+            n: passes.len(),
+            correct: passes.iter().filter(|&&p| p).count(),
+            format_ok: passes.len(),
+            degenerate: 0,
+            passes: passes.to_vec(),
+        }
+    }
+
+    fn skill(levels: Vec<LevelScore>) -> SkillScore {
+        SkillScore {
+            skill: "a".into(),
+            evalset: "x".into(),
+            levels,
+        }
+    }
+
+    #[test]
+    fn binomial_tail_matches_hand_counts() {
+        // P(X >= 9 | n = 10) = (10 + 1) / 1024.
+        assert!((binomial_tail_half(10, 9) - 11.0 / 1024.0).abs() < 1e-12);
+        assert_eq!(binomial_tail_half(5, 0), 1.0);
+        assert_eq!(binomial_tail_half(5, 6), 0.0);
+        // Large n neither overflows nor underflows: the upper half of 4,001 is one half.
+        assert!((binomial_tail_half(4001, 2001) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn paired_test_counts_only_tasks_that_changed() {
+        // 20 tasks: 8 both pass, 9 only the candidate passes, 1 only the current self, 2 neither.
+        let mut a = vec![true; 8];
+        let mut b = vec![true; 8];
+        a.extend([false; 9]);
+        b.extend([true; 9]);
+        a.push(true);
+        b.push(false);
+        a.extend([false; 2]);
+        b.extend([false; 2]);
+        let (cur, cand) = (
+            skill(vec![with_passes("p", &a)]),
+            skill(vec![with_passes("p", &b)]),
+        );
+        let pr = paired(&cur, &cand, &[]).unwrap();
+        assert_eq!((pr.gained, pr.lost), (9, 1));
+        assert!((pr.p - 11.0 / 1024.0).abs() < 1e-12);
+        // A gain the two-proportion test misses: 9/20 -> 14/20 with no task lost (z = 1.60,
+        // paired p = 1/32).
+        let focus = [Focus {
+            skill: "a".into(),
+            levels: vec!["p".into()],
+        }];
+        let cfg = GateConfig::default();
+        let v = gate(
+            &cfg,
+            &focus,
+            std::slice::from_ref(&cur),
+            std::slice::from_ref(&cand),
+            None,
+        );
+        assert!(v.promote, "{:?}", v.reasons);
+        assert!(
+            v.reasons[0].contains("9 tasks gained, 1 lost"),
+            "{:?}",
+            v.reasons
+        );
+        let c2: Vec<bool> = (0..20).map(|i| i < 14).collect();
+        let a2: Vec<bool> = (0..20).map(|i| i < 9).collect();
+        let (cur2, cand2) = (
+            skill(vec![with_passes("p", &a2)]),
+            skill(vec![with_passes("p", &c2)]),
+        );
+        assert!(z_improvement(&cur2.levels[0], &cand2.levels[0]) < cfg.z);
+        let v = gate(&cfg, &focus, &[cur2], &[cand2], None);
+        assert!(v.promote, "{:?}", v.reasons);
+        // Every task changing, 11 one way and 9 the other, is no gain.
+        let flip: Vec<bool> = a.iter().map(|p| !p).collect();
+        let v = gate(
+            &cfg,
+            &focus,
+            std::slice::from_ref(&cur),
+            &[skill(vec![with_passes("p", &flip)])],
+            None,
+        );
+        assert!(!v.promote, "{:?}", v.reasons);
+        // Different task counts, or verdicts missing, are not paired.
+        assert!(paired(&cur, &skill(vec![with_passes("p", &b[..19])]), &[]).is_none());
+        let mut bare = cand.clone();
+        bare.levels[0].passes.clear();
+        assert!(paired(&cur, &bare, &[]).is_none());
     }
 }

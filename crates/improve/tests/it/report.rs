@@ -15,6 +15,7 @@ fn score(correct: usize) -> SkillScore {
             correct,
             format_ok: 18,
             degenerate: 1,
+            passes: Vec::new(),
         }],
     }
 }
