@@ -524,11 +524,13 @@ impl Run<'_> {
         })
     }
 
-    /// Reference log-probabilities (adapter off) of each pair's chosen and rejected answer.
+    /// Reference log-probabilities of each pair's chosen and rejected answer, under the policy
+    /// training starts from: the base with the adapter off, or the adapter the run continues
+    /// (DPO after SFT measures its preference against the SFT model, as in the DPO paper).
     fn reference(&self, prefs: &[&Preference]) -> Result<Vec<[f64; 2]>, TrainError> {
         let base = Trainer {
             model: self.model,
-            adapter: None,
+            adapter: self.init,
             output_t: None,
         };
         let seqs: Vec<Sequence> = prefs

@@ -191,6 +191,50 @@ fn dpo_prefers_the_chosen_answers() {
 }
 
 #[test]
+fn dpo_after_sft_measures_against_the_sft_adapter() {
+    let m = model(Arch::Llama);
+    let (_, sft) = train(
+        &m,
+        config(Method::Sft),
+        &Data::Sft {
+            train: sft_data(),
+            val: Vec::new(),
+        },
+        &tmp("dpo-init").join("s.ckpt"),
+        false,
+        None,
+    );
+    let prefs: Vec<Preference> = (0..8u32)
+        .map(|i| Preference {
+            prompt: vec![2, 10 + i],
+            chosen: vec![40 + (i * 7) % 16, 1],
+            rejected: vec![80 + i, 1],
+        })
+        .collect();
+    let run = Run {
+        model: &m,
+        config: config(Method::Dpo { beta: 0.5 }),
+        checkpoint: None,
+        resume: false,
+        init: Some(&sft),
+        exact_output_grad: false,
+    };
+    let out = run
+        .train(
+            &Data::Dpo {
+                train: prefs,
+                val: Vec::new(),
+            },
+            &mut |_| Flow::Continue,
+        )
+        .unwrap();
+    // The SFT adapter already prefers the chosen answers; measured against itself, the first
+    // step is the even odds of a policy equal to its reference, not a head start.
+    let first = out.history[0].loss;
+    assert!((first - std::f32::consts::LN_2).abs() < 1e-3, "{first}");
+}
+
+#[test]
 fn data_files_report_bad_lines_and_mask_prompts() {
     let m = model(Arch::Gemma3);
     let dir = tmp("data");
