@@ -6,7 +6,7 @@ use autodidact_improve::evalset::EvalSet;
 use autodidact_improve::replay::ReplaySettings;
 use autodidact_improve::report::{write_report, RunReport};
 use autodidact_improve::skill::{load_all, select};
-use autodidact_improve::trainer::TrainSettings;
+use autodidact_improve::trainer::{DpoSettings, TrainSettings};
 use autodidact_improve::{
     current_self, Changes, Event, ImproveConfig, Improver, Paths, Phase, Registry, Skill,
     SkillScore,
@@ -136,6 +136,13 @@ pub struct ImproveArgs {
     /// changeable).
     #[arg(long, value_name = "K")]
     pub replay_top_k: Option<usize>,
+    /// After SFT, train DPO with this beta on pairs of the model's own passed and failed
+    /// answers to one task (0: no DPO, the default; changeable).
+    #[arg(long, value_name = "BETA")]
+    pub dpo_beta: Option<f32>,
+    /// DPO's learning rate (default 2e-5; changeable).
+    #[arg(long)]
+    pub dpo_lr: Option<f32>,
 }
 
 #[derive(Subcommand)]
@@ -446,6 +453,24 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
         bars.event(e);
         !interrupted.load(Ordering::SeqCst)
     };
+    let changes = Changes {
+        budget_s: budget,
+        rounds: args.rounds,
+        tasks_per_round: args.tasks,
+        max_levels: args.levels,
+        samples_per_task: args.samples,
+        shots: args.shots,
+        temperature: args.temperature,
+        max_active: args.batch,
+        epochs: args.epochs,
+        rank: args.rank,
+        lr: args.lr,
+        targets: args.targets.as_deref().map(train_targets).transpose()?,
+        replay_share: args.replay_share,
+        replay_top_k: args.replay_top_k,
+        dpo_beta: args.dpo_beta,
+        dpo_lr: args.dpo_lr,
+    };
     let summary = match &args.resume {
         Some(run) => {
             let fixed = [
@@ -464,22 +489,6 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                     "{flag} cannot change when a run resumes: its rounds are compared on it (start a new run instead)"
                 );
             }
-            let changes = Changes {
-                budget_s: budget,
-                rounds: args.rounds,
-                tasks_per_round: args.tasks,
-                max_levels: args.levels,
-                samples_per_task: args.samples,
-                shots: args.shots,
-                temperature: args.temperature,
-                max_active: args.batch,
-                epochs: args.epochs,
-                rank: args.rank,
-                lr: args.lr,
-                targets: args.targets.as_deref().map(train_targets).transpose()?,
-                replay_share: args.replay_share,
-                replay_top_k: args.replay_top_k,
-            };
             imp.resume(run, &changes, &mut obs)?
         }
         None => {
@@ -493,8 +502,9 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                     ),
                 })
             };
-            if args.levels == Some(0) {
-                bail!("--levels must be at least 1");
+            // The settings a resume could change are checked the same way for a new run.
+            if let Err(e) = changes.check(0) {
+                bail!("{e}");
             }
             let d = ImproveConfig::default();
             let rank = args.rank.unwrap_or(d.train.rank);
@@ -530,6 +540,11 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                     share: args.replay_share.unwrap_or(d.replay.share),
                     top_k: args.replay_top_k.unwrap_or(d.replay.top_k),
                     ..d.replay.clone()
+                },
+                dpo: DpoSettings {
+                    beta: args.dpo_beta.unwrap_or(d.dpo.beta),
+                    lr: args.dpo_lr.unwrap_or(d.dpo.lr),
+                    ..d.dpo
                 },
                 guard_text,
                 guard_chunks: args.guard_chunks.unwrap_or(d.guard_chunks),

@@ -29,6 +29,9 @@ pub struct Changes {
     pub targets: Option<Vec<Target>>,
     pub replay_share: Option<f32>,
     pub replay_top_k: Option<usize>,
+    /// DPO's beta (0: off) and learning rate.
+    pub dpo_beta: Option<f32>,
+    pub dpo_lr: Option<f32>,
 }
 
 /// Sets `slot` to `new` when given and different, saying what changed.
@@ -88,6 +91,12 @@ impl Changes {
             .is_some_and(|t| !(t >= 0.0 && t.is_finite()))
         {
             return Err("temperature must be zero or more".into());
+        }
+        if self.dpo_beta.is_some_and(|b| !(b >= 0.0 && b.is_finite())) {
+            return Err("DPO beta must be zero or more".into());
+        }
+        if self.dpo_lr.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
+            return Err("DPO lr must be a positive number".into());
         }
         Ok(())
     }
@@ -149,6 +158,8 @@ impl Changes {
             &mut cfg.replay.top_k,
             self.replay_top_k,
         );
+        set(&mut said, "DPO beta", &mut cfg.dpo.beta, self.dpo_beta);
+        set(&mut said, "DPO lr", &mut cfg.dpo.lr, self.dpo_lr);
         said
     }
 }

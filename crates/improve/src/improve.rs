@@ -5,6 +5,7 @@
 use crate::changes::Changes;
 use crate::eval::{evalset_id, evaluate, perplexity};
 use crate::evalset::{EvalSet, HeldOut};
+use crate::pairs::{preference_pairs, PairLimits};
 use crate::propose::{Ask, ProposeSettings, REQUESTS_HEADER};
 use crate::registry::{now, AdapterRow, Registry, SampleRow, CANDIDATE};
 use crate::replay::ReplaySettings;
@@ -12,8 +13,8 @@ use crate::rng::{fnv, Rng};
 use crate::rollout::{chat_prompt, chat_stop, generate, raw_prompt, GenStats, Job, Prefixes};
 use crate::score::{gate, Focus, GateConfig, SkillScore};
 use crate::skill::{self, Skill};
-use crate::task::{Split, Task};
-use crate::trainer::{train, Base, Candidate, Example, TrainSettings};
+use crate::task::{Degenerate, Split, Task, Verdict};
+use crate::trainer::{train, Base, Candidate, DpoSettings, Example, Pair, TrainSettings};
 use crate::{arithmetic, instructions, ImproveError};
 use autodidact_engine::{AdapterCache, SamplingParams};
 use autodidact_model::{LoraAdapter, Message, Model};
@@ -135,6 +136,10 @@ pub struct ImproveConfig {
     /// proposals existed resume without them.
     #[serde(default = "ProposeSettings::off")]
     pub propose: ProposeSettings,
+    /// DPO after SFT on pairs of the model's own passed and failed answers (off unless its
+    /// `beta` is above 0; runs recorded before it existed resume without it).
+    #[serde(default = "DpoSettings::off")]
+    pub dpo: DpoSettings,
     pub gate: GateConfig,
     pub guard_text: Option<PathBuf>,
     pub guard_chunks: usize,
@@ -163,6 +168,7 @@ impl Default for ImproveConfig {
             train: TrainSettings::default(),
             replay: ReplaySettings::default(),
             propose: ProposeSettings::default(),
+            dpo: DpoSettings::default(),
             gate: GateConfig::default(),
             guard_text: None,
             guard_chunks: 8,
@@ -673,6 +679,11 @@ impl<'a> Improver<'a> {
                     break;
                 }
                 let examples = self.training_examples(run, round, &cfg, &held, &targets)?;
+                let pairs = if cfg.dpo.on() {
+                    self.preference_pairs(run, round, &cfg, &held, &targets)?
+                } else {
+                    Vec::new()
+                };
                 if examples.is_empty() {
                     let reasons = vec!["no verified samples to learn from".to_string()];
                     let mut st = stats.clone();
@@ -720,6 +731,8 @@ impl<'a> Improver<'a> {
                     replay_share: cfg.replay.share,
                     replay_top_k: cfg.replay.top_k,
                     settings: &cfg.train,
+                    pairs: &pairs,
+                    dpo: &cfg.dpo,
                     work: &work,
                 };
                 let trained = train(&base, &self.adapters.adapters, &job, &mut |p| {
@@ -768,6 +781,11 @@ impl<'a> Improver<'a> {
                 st["train_loss_last"] = trained.final_loss.into();
                 st["train_losses"] =
                     serde_json::to_value(&trained.losses).expect("floats serialize");
+                if !trained.dpo_losses.is_empty() {
+                    st["dpo_pairs"] = pairs.len().into();
+                    st["dpo_loss_first"] = trained.dpo_losses.first().copied().into();
+                    st["dpo_loss_last"] = trained.dpo_losses.last().copied().into();
+                }
                 self.reg
                     .update_round(run, round, "eval", Some(version), &timings, &st)?;
                 candidate = Some(version);
@@ -1342,6 +1360,40 @@ impl<'a> Improver<'a> {
         }
         self.reg.put_replay(run, &s.texts)?;
         Ok(s.texts)
+    }
+
+    /// DPO pairs from every attempt of the run so far (see [`crate::pairs`]), none from a
+    /// held-out problem, verified under today's rules.
+    fn preference_pairs(
+        &self,
+        run: &str,
+        round: i64,
+        cfg: &ImproveConfig,
+        held: &HeldOut,
+        targets: &[Skill],
+    ) -> Result<Vec<Pair>, ImproveError> {
+        let attempts = self.reg.attempts(run, round)?;
+        for (t, _, _) in &attempts {
+            held.check(t)?;
+            if !targets.iter().any(|s| s.name() == t.skill) {
+                return Err(ImproveError::UnknownSkill(t.skill.clone()));
+            }
+        }
+        let mut verify = |t: &Task, reply: &str, cut_off: bool| {
+            let skill = targets.iter().find(|s| s.name() == t.skill);
+            skill.map_or(Verdict::degenerate(Degenerate::Empty), |s| {
+                s.verify(t, reply, cut_off)
+            })
+        };
+        Ok(preference_pairs(
+            &attempts,
+            &mut verify,
+            PairLimits {
+                per_task: cfg.cap_per_task,
+                total: cfg.dpo.max_pairs,
+                seed: cfg.seed,
+            },
+        ))
     }
 
     /// Every verified answer of the run so far as plain chat turns: deduplicated, at most

@@ -20,6 +20,7 @@ pub mod evalset;
 pub mod extract;
 mod improve;
 pub mod instructions;
+pub mod pairs;
 pub mod plot;
 pub mod propose;
 pub mod registry;

@@ -514,6 +514,38 @@ impl Registry {
             .collect())
     }
 
+    /// Every sample of the rounds of `run` up to `round`, passed or not, with its task and
+    /// whether it was cut off at its token limit, in the order they were drawn.
+    pub fn attempts(
+        &self,
+        run: &str,
+        round: i64,
+    ) -> Result<Vec<(Task, String, bool)>, ImproveError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT t.task, s.text, s.cut_off FROM samples s JOIN tasks t
+                   ON t.run = s.run AND t.round = s.round AND t.id = s.task
+                 WHERE s.run = ?1 AND s.round <= ?2 ORDER BY s.round, s.task, s.k",
+            )
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map(params![run, round], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? != 0,
+                ))
+            })
+            .map_err(|e| self.db(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.db(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(t, s, c)| Some((serde_json::from_str(&t).ok()?, s, c)))
+            .collect())
+    }
+
     /// The base's own text samples replayed in a run's training, in order.
     pub fn replay(&self, run: &str) -> Result<Vec<String>, ImproveError> {
         let mut st = self

@@ -1,11 +1,12 @@
 //! Training a candidate adapter from the base on plain chat turns (task as the user asks it →
-//! the model's own verified answer), with checkpoints so a killed round resumes mid-training.
+//! the model's own verified answer), optionally followed by DPO on the model's own passed and
+//! failed answers to the same task, with checkpoints so a killed round resumes mid-training.
 //! The only module that calls the trainer.
 use crate::ImproveError;
 use autodidact_model::{Message, Model, Target};
 use autodidact_store::{AdapterMeta, Adapters};
-use autodidact_train::data::{OnBadLine, SftExample};
-use autodidact_train::{Examples, Flow, Progress, Replay, TrainConfig, TrainJob};
+use autodidact_train::data::{OnBadLine, PreferenceExample, PreferencePrompt, SftExample};
+use autodidact_train::{Examples, Flow, Method, Progress, Replay, TrainConfig, TrainJob};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -57,6 +58,54 @@ impl Default for TrainSettings {
     }
 }
 
+/// DPO after SFT: the SFT adapter is trained on, and measured against, pairs of the model's own
+/// answers to one task, one the verifier passed and one it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpoSettings {
+    /// DPO's temperature; 0 turns DPO off.
+    pub beta: f32,
+    pub lr: f32,
+    pub epochs: usize,
+    /// Pairs trained on at most, drawn evenly from the run's tasks.
+    pub max_pairs: usize,
+}
+
+impl DpoSettings {
+    /// No DPO: runs recorded before it existed resume this way.
+    pub fn off() -> Self {
+        DpoSettings {
+            beta: 0.0,
+            ..DpoSettings::default()
+        }
+    }
+
+    pub fn on(&self) -> bool {
+        self.beta > 0.0
+    }
+}
+
+impl Default for DpoSettings {
+    /// Off; when turned on, β 0.1 (the DPO paper's and TRL's default) for one epoch at a tenth
+    /// of SFT's learning rate, as LoRA DPO recipes run it.
+    fn default() -> Self {
+        DpoSettings {
+            beta: 0.0,
+            lr: 2e-5,
+            epochs: 1,
+            max_pairs: 512,
+        }
+    }
+}
+
+/// One preference pair: the task as the user asks it, an answer the verifier passed, and one it
+/// failed, both the model's own.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pair {
+    pub user: String,
+    pub chosen: String,
+    pub rejected: String,
+}
+
 /// One plain chat training example.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Example {
@@ -67,7 +116,10 @@ pub struct Example {
 pub struct Trained {
     pub steps: usize,
     pub final_loss: Option<f32>,
+    /// SFT's loss per step.
     pub losses: Vec<f32>,
+    /// DPO's loss per step (empty without DPO).
+    pub dpo_losses: Vec<f32>,
     pub tokens_per_s: f64,
 }
 
@@ -91,6 +143,9 @@ pub struct Candidate<'a> {
     /// 0: replay trains on the sampled tokens; `k`: it distils the base's top `k`.
     pub replay_top_k: usize,
     pub settings: &'a TrainSettings,
+    /// Pairs for DPO after SFT (none, or DPO off: SFT alone).
+    pub pairs: &'a [Pair],
+    pub dpo: &'a DpoSettings,
     /// Where the checkpoint is kept.
     pub work: &'a Path,
 }
@@ -122,7 +177,13 @@ pub fn train(
         "checkpoint-{:016x}.safetensors",
         crate::rng::fnv(print.to_string().as_bytes())
     ));
-    remove_other_checkpoints(work, &ckpt);
+    // DPO's checkpoint is named by its own settings and the SFT ones it continues from.
+    let dpo_print = serde_json::json!([print, c.dpo, c.pairs.len()]);
+    let dpo_ckpt = work.join(format!(
+        "dpo-checkpoint-{:016x}.safetensors",
+        crate::rng::fnv(dpo_print.to_string().as_bytes())
+    ));
+    remove_other_checkpoints(work, &[&ckpt, &dpo_ckpt]);
     let mut job = TrainJob::new(model, Examples::Sft(sft));
     job.config = TrainConfig {
         rank: s.rank,
@@ -157,14 +218,51 @@ pub fn train(
         }
     })?;
     let outcome = trained.outcome;
-    if outcome.steps < outcome.total {
-        return Err(ImproveError::Run {
-            run: name.into(),
-            reason: format!(
-                "training stopped at step {}/{}; resume to continue from its checkpoint",
-                outcome.steps, outcome.total
-            ),
-        });
+    stopped(name, outcome.steps, outcome.total)?;
+    let (mut adapter, mut steps, mut method) = (outcome.adapter, outcome.steps, "sft");
+    let mut dpo_losses = Vec::new();
+    if c.dpo.on() && !c.pairs.is_empty() {
+        // The SFT checkpoint stays until DPO is done: a round killed during DPO resumes SFT at
+        // its last step (nothing to redo) and DPO from its own checkpoint.
+        let prefs = c
+            .pairs
+            .iter()
+            .map(|p| PreferenceExample {
+                prompt: PreferencePrompt::Chat(vec![Message::new("user", &p.user)]),
+                chosen: p.chosen.clone(),
+                rejected: p.rejected.clone(),
+            })
+            .collect();
+        let mut job = TrainJob::new(model, Examples::Dpo(prefs));
+        job.config = TrainConfig {
+            method: Method::Dpo { beta: c.dpo.beta },
+            rank: s.rank,
+            alpha: s.alpha,
+            lr: c.dpo.lr,
+            epochs: c.dpo.epochs,
+            batch: s.batch,
+            seq_len: s.seq_len.min(model.config.ctx_train),
+            seed: s.seed,
+            targets: s.targets.clone(),
+            ..TrainConfig::default()
+        };
+        job.on_bad = OnBadLine::Skip;
+        job.init = Some(&adapter);
+        job.checkpoint = Some(&dpo_ckpt);
+        job.resume = dpo_ckpt.exists();
+        let trained = autodidact_train::train(&job, &mut |p: &Progress| {
+            dpo_losses.push(p.loss);
+            if on_step(p) {
+                Flow::Continue
+            } else {
+                Flow::Stop
+            }
+        })?;
+        let o = trained.outcome;
+        stopped(name, o.steps, o.total)?;
+        steps += o.steps;
+        adapter = o.adapter;
+        method = "sft+dpo";
     }
     let meta = AdapterMeta {
         name: name.into(),
@@ -178,38 +276,59 @@ pub fn train(
             .iter()
             .map(|t| t.peft_name().to_string())
             .collect(),
-        method: "sft".into(),
+        method: method.into(),
         created: crate::registry::now() as u64,
         source: Some(format!(
-            "autodidact improve ({} verified examples, {} replayed texts)",
+            "autodidact improve ({} verified examples, {} replayed texts{})",
             examples.len(),
-            c.replay.len()
+            c.replay.len(),
+            if method == "sft" {
+                String::new()
+            } else {
+                format!(", {} preference pairs", c.pairs.len())
+            }
         )),
         parent: c.parent.map(String::from),
-        steps: Some(outcome.steps),
+        steps: Some(steps),
         train_loss: losses.last().copied(),
         val_loss: None,
         settings: serde_json::to_value(s).unwrap_or_default(),
     };
-    store.save(&outcome.adapter, &meta)?;
+    store.save(&adapter, &meta)?;
     let _ = std::fs::remove_file(&ckpt);
+    let _ = std::fs::remove_file(&dpo_ckpt);
     Ok(Trained {
-        steps: outcome.steps,
+        steps,
         final_loss: losses.last().copied(),
         losses,
+        dpo_losses,
         tokens_per_s: tps,
     })
 }
 
+/// An error when a training phase stopped before its last step (its checkpoint resumes it).
+fn stopped(name: &str, steps: usize, total: usize) -> Result<(), ImproveError> {
+    if steps < total {
+        return Err(ImproveError::Run {
+            run: name.into(),
+            reason: format!(
+                "training stopped at step {steps}/{total}; resume to continue from its checkpoint"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Deletes the checkpoints in `work` other than `keep` (made with other settings).
-fn remove_other_checkpoints(work: &Path, keep: &Path) {
+fn remove_other_checkpoints(work: &Path, keep: &[&Path]) {
     let Ok(entries) = std::fs::read_dir(work) else {
         return;
     };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if p != keep && name.starts_with("checkpoint") && name.ends_with(".safetensors") {
+        let checkpoint = name.starts_with("checkpoint") || name.starts_with("dpo-checkpoint");
+        if !keep.contains(&p.as_path()) && checkpoint && name.ends_with(".safetensors") {
             let _ = std::fs::remove_file(p);
         }
     }

@@ -1,5 +1,5 @@
 use autodidact_improve::replay::ReplaySettings;
-use autodidact_improve::trainer::TrainSettings;
+use autodidact_improve::trainer::{DpoSettings, TrainSettings};
 use autodidact_improve::{
     current_self, Changes, Event, GateConfig, ImproveConfig, ImproveError, Improver, Registry,
 };
@@ -297,6 +297,33 @@ fn a_resumed_run_takes_changes_for_the_rounds_to_come() {
         .unwrap();
     assert_eq!(again.rounds.len(), 2);
     assert_eq!(reg.history().unwrap().len(), history.len());
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn dpo_follows_sft_on_the_models_own_passed_and_failed_answers() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let home = temp_home("dpo");
+    write_skill(&home);
+    let model = tiny();
+    let mut imp = Improver::new(&model, "tiny", None, &home).unwrap();
+    let mut cfg = config(&home);
+    cfg.rounds = 1;
+    cfg.tasks_per_round = 48;
+    cfg.samples_per_task = 16;
+    cfg.train.epochs = 1;
+    cfg.dpo = DpoSettings {
+        beta: 0.1,
+        lr: 1e-3,
+        ..DpoSettings::default()
+    };
+    let sum = imp.start(cfg, &mut |_| true).unwrap();
+    let st = &sum.rounds[0].stats;
+    let pairs = st["dpo_pairs"].as_u64().unwrap();
+    assert!(pairs > 0 && pairs <= 48 * 4, "{st}");
+    // DPO starts from the SFT adapter and is measured against it: even odds at its first step.
+    let first = st["dpo_loss_first"].as_f64().unwrap();
+    assert!((first - std::f64::consts::LN_2).abs() < 1e-3, "{first}");
     let _ = std::fs::remove_dir_all(&home);
 }
 
