@@ -89,7 +89,7 @@ impl Memory {
                 Ok(id) => self
                     .user
                     .forget(id)
-                    .map(|()| eprintln!("(forgot memory {id})"))
+                    .map(|_| eprintln!("(forgot memory {id})"))
                     .map_err(Into::into),
                 Err(_) => Err(anyhow::anyhow!("usage: /forget ID (ids are in /memories)")),
             },

@@ -381,8 +381,13 @@ pub fn run(
         }
         MemoryCmd::Forget { id, conversation } => match (id, conversation) {
             (Some(id), None) => {
-                mem.forget(id)?;
-                println!("forgot memory {id}");
+                let turns = mem.forget(id)?;
+                match turns {
+                    0 => println!("forgot memory {id}"),
+                    n => println!(
+                        "forgot memory {id} and cleared the {n} turn(s) it was learned from"
+                    ),
+                }
             }
             (None, Some(c)) => {
                 let n = mem.forget_conversation(c)?;

@@ -35,7 +35,7 @@ pub use error::{MemoryError, Result};
 pub use export::Export;
 pub use extract::{Candidate, Extractor, ModelExtractor, RuleExtractor};
 pub use search::{format_for_prompt, Hit, Query, Weights};
-pub use store::{os_user, user_db_path, user_exists, validate_user_id, UserMemory};
+pub use store::{os_user, user_db_path, user_exists, validate_user_id, UserMemory, FORGOTTEN_TURN};
 pub use types::{
     Applied, Conversation, Decision, Embedding, ForgetRecord, HistoryEntry, Kind, Memory,
     NewMemory, Op, Source, Turn,

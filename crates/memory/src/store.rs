@@ -14,6 +14,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+/// What a turn reads once a memory learned from it is forgotten.
+pub const FORGOTTEN_TURN: &str = "(forgotten)";
+
 /// Near-duplicates by wording: content-word overlap at or above this is the same memory.
 const SAME_WORDS: f64 = 0.85;
 /// The subject a denial is filed under, followed by the normalized affirmation it denies.
@@ -752,16 +755,25 @@ impl UserMemory {
         Ok(())
     }
 
-    /// Hard-deletes memory `id` with its history, sources, vector and index terms, then compacts
-    /// the file so the text is gone from disk.
-    pub fn forget(&mut self, id: i64) -> Result<()> {
+    /// Hard-deletes memory `id` with its history, sources, vector and index terms, and clears
+    /// the text of the turns it was learned from (they said the same thing in the user's own
+    /// words), then compacts the file so the text is gone from disk. Returns how many turns were
+    /// cleared. A cleared turn keeps its place in its conversation, reading [`FORGOTTEN_TURN`];
+    /// other memories learned from it stay, in their own words.
+    pub fn forget(&mut self, id: i64) -> Result<usize> {
         let tx = self.conn.transaction()?;
         memory_text_conf(&tx, id)?;
+        let turns = tx.execute(
+            "UPDATE turns SET text = ?2 WHERE id IN \
+             (SELECT turn_id FROM memory_sources WHERE memory_id = ?1 AND turn_id IS NOT NULL)",
+            params![id, FORGOTTEN_TURN],
+        )?;
         tx.execute("DELETE FROM memories WHERE id = ?1", [id])?;
         forget_record(&tx, "memory", Some(id), 1)?;
         tx.commit()?;
         self.vectors.borrow_mut().take();
-        self.scrub()
+        self.scrub()?;
+        Ok(turns)
     }
 
     /// Deletes conversation `id`, its turns, and every memory derived from it — also those

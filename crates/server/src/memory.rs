@@ -467,7 +467,8 @@ pub async fn edit(
     )
 }
 
-/// `DELETE /v1/memories/{id}`: forgotten from disk (text, vector, index rows, history text).
+/// `DELETE /v1/memories/{id}`: forgotten from disk (text, vector, index rows, history text, and
+/// the text of the turns it was learned from).
 pub async fn forget(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -477,8 +478,14 @@ pub async fn forget(
     done(
         by_id(&state, &id, p, no_memory, |id, mem| mem.forget(id))
             .await
-            .map(|(id, ())| {
-                Json(json!({"id": id, "object": "memory", "deleted": true})).into_response()
+            .map(|(id, turns)| {
+                Json(json!({
+                    "id": id,
+                    "object": "memory",
+                    "deleted": true,
+                    "source_turns_cleared": turns,
+                }))
+                .into_response()
             }),
     )
 }

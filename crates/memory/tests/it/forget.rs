@@ -140,3 +140,56 @@ fn forgetting_one_memory_and_wiping() {
         "a wipe leaves one record that it happened"
     );
 }
+
+#[test]
+fn forgetting_a_memory_clears_the_turn_it_was_learned_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = open(&dir, "u1");
+    let conv = m.add_conversation("chat", None).unwrap();
+    let said = m
+        .add_turn(
+            conv,
+            None,
+            "user",
+            &format!("My code word is {SECRET} and I play chess."),
+            None,
+        )
+        .unwrap();
+    let reply = m.add_turn(conv, None, "assistant", "Noted.", None).unwrap();
+    let src = Some(Source {
+        conversation: conv,
+        turn: Some(said),
+    });
+    let secret = m
+        .remember(NewMemory {
+            source: src,
+            ..NewMemory::new(format!("The user's code word is {SECRET}."), Kind::Fact)
+        })
+        .unwrap()
+        .id();
+    let chess = m
+        .remember(NewMemory {
+            source: src,
+            ..NewMemory::new("The user plays chess.", Kind::Fact)
+        })
+        .unwrap()
+        .id();
+    assert!(contains(&all_bytes(m.path()), SECRET.as_bytes()));
+    assert_eq!(m.forget(secret).unwrap(), 1);
+    assert!(
+        !contains(&all_bytes(m.path()), SECRET.as_bytes()),
+        "the turn that said it is still on disk"
+    );
+    let turns = m.turns(conv).unwrap();
+    assert_eq!(turns.len(), 2, "the turn keeps its place");
+    assert_eq!(turns[0].text, autodidact_memory::FORGOTTEN_TURN);
+    assert_eq!((turns[1].id, turns[1].text.as_str()), (reply, "Noted."));
+    // The other memory learned from the same turn stays, in its own words.
+    assert_eq!(m.get(chess).unwrap().text, "The user plays chess.");
+    // A memory with no source turn clears none.
+    let bare = m
+        .remember(NewMemory::new("The user likes tea.", Kind::Preference))
+        .unwrap()
+        .id();
+    assert_eq!(m.forget(bare).unwrap(), 0);
+}
