@@ -138,8 +138,10 @@ const KEY_FILE_ENV: &str = "AUTODIDACT_MEMORY_KEY_FILE";
 
 /// The first line of `path`, as a passphrase.
 fn key_from_file(path: &Path) -> Result<Passphrase> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the passphrase file {}", path.display()))?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the passphrase file {}", path.display()))?,
+    );
     let line = text.lines().next().unwrap_or("");
     Passphrase::new(line).with_context(|| format!("{} holds no passphrase", path.display()))
 }

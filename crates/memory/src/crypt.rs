@@ -7,21 +7,24 @@ use crate::store::{user_db_path, UserMemory};
 use rusqlite::Connection;
 use std::io::Read;
 use std::path::Path;
+use zeroize::Zeroizing;
 
-/// A store's passphrase. Its `Debug` form does not show it.
+/// A store's passphrase. Its `Debug` form does not show it, and its bytes are overwritten when
+/// it is dropped (copies SQLite makes of the key are its own to clear).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Passphrase(String);
+pub struct Passphrase(Zeroizing<String>);
 
 impl Passphrase {
     /// Refuses an empty passphrase (it would encrypt with a key anyone can guess) and one
     /// spelled as a raw key (`x'…'`), which SQLCipher would use as the key itself, without
     /// deriving one from it.
     pub fn new(s: impl Into<String>) -> Result<Passphrase> {
-        let s = s.into();
+        // Held so that dropping it overwrites the bytes, whatever happens below.
+        let s = Zeroizing::new(s.into());
         if s.is_empty() {
             return Err(MemoryError::EmptyPassphrase);
         }
-        let lower = s.to_ascii_lowercase();
+        let lower = Zeroizing::new(s.to_ascii_lowercase());
         if lower.starts_with("x'") && lower.ends_with('\'') {
             return Err(MemoryError::RawKeyPassphrase);
         }
@@ -90,7 +93,7 @@ pub(crate) fn unlock(conn: &Connection, path: &Path, key: Option<&Passphrase>) -
         _ => {}
     }
     if let Some(k) = key {
-        conn.pragma_update(None, "key", &k.0)?;
+        conn.pragma_update(None, "key", k.0.as_str())?;
         // A wrong passphrase is reported as an error below; SQLCipher's own log (set to stderr
         // when the key activates it) would print it a second time.
         conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
