@@ -748,6 +748,25 @@ impl<'a> Improver<'a> {
                     Err(_) if stop => return Err(interrupted()),
                     r => r?,
                 };
+                add_time(&mut timings, "train_s", ms(t0));
+                // What DPO added: the SFT stage scored on the same held-out tasks, then deleted.
+                let t0 = Instant::now();
+                let mut sft_stage = serde_json::Map::new();
+                if let Some(stage) = &trained.sft_stage {
+                    let ad = self.adapters.get(stage, &self.model.config)?;
+                    for s in &targets {
+                        let set = self.eval_set(s)?;
+                        let n = cfg.eval_n;
+                        let (score, _, _) =
+                            evaluate(self.model, Some(ad.clone()), s, &set, n, cfg.max_active)?;
+                        sft_stage.insert(
+                            s.name().into(),
+                            serde_json::to_value(&score.levels).expect("scores serialize"),
+                        );
+                    }
+                    let _ = self.adapters.adapters.remove(stage);
+                    add_time(&mut timings, "sft_stage_eval_s", ms(t0));
+                }
                 let hash = format!(
                     "{:016x}",
                     fnv(examples
@@ -766,12 +785,17 @@ impl<'a> Improver<'a> {
                     data_hash: hash,
                     examples: examples.len() as i64,
                     seed: cfg.train.seed as i64,
-                    config: serde_json::to_value(&cfg.train).expect("settings serialize"),
+                    config: {
+                        let mut c = serde_json::to_value(&cfg.train).expect("settings serialize");
+                        if trained.sft_stage.is_some() {
+                            c["dpo"] = serde_json::to_value(cfg.dpo).expect("settings serialize");
+                        }
+                        c
+                    },
                     status: CANDIDATE.into(),
                     reason: String::new(),
                     created: now(),
                 })?;
-                add_time(&mut timings, "train_s", ms(t0));
                 timings["train_steps"] = trained.steps.into();
                 timings["train_tokens_per_s"] = trained.tokens_per_s.into();
                 let mut st = stats.clone();
@@ -781,6 +805,9 @@ impl<'a> Improver<'a> {
                 st["train_loss_last"] = trained.final_loss.into();
                 st["train_losses"] =
                     serde_json::to_value(&trained.losses).expect("floats serialize");
+                if !sft_stage.is_empty() {
+                    st["sft_stage"] = sft_stage.into();
+                }
                 if !trained.dpo_losses.is_empty() {
                     st["dpo_pairs"] = pairs.len().into();
                     st["dpo_loss_first"] = trained.dpo_losses.first().copied().into();

@@ -92,8 +92,19 @@ pub struct RoundReport {
     pub ppl_candidate: Option<f64>,
     pub promoted: Option<bool>,
     pub reasons: Vec<String>,
+    /// With DPO after SFT: pairs, DPO's first and last loss, and the SFT stage's held-out
+    /// accuracy per skill (what the candidate had before DPO).
+    pub dpo: Option<DpoReport>,
     /// Seconds per phase (`probe_s`, `rollouts_s`, `train_s`, …).
     pub timings: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DpoReport {
+    pub pairs: u64,
+    pub loss_first: f64,
+    pub loss_last: f64,
+    pub sft_stage: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -231,6 +242,26 @@ impl RunReport {
                             .collect()
                     })
                     .unwrap_or_default(),
+                dpo: st["dpo_pairs"].as_u64().map(|pairs| DpoReport {
+                    pairs,
+                    loss_first: f(&st["dpo_loss_first"]),
+                    loss_last: f(&st["dpo_loss_last"]),
+                    sft_stage: st["sft_stage"]
+                        .as_object()
+                        .map(|o| {
+                            o.iter()
+                                .map(|(skill, levels)| {
+                                    let (mut n, mut c) = (0, 0);
+                                    for l in levels.as_array().into_iter().flatten() {
+                                        n += u(&l["n"]);
+                                        c += u(&l["correct"]);
+                                    }
+                                    (skill.clone(), c as f64 / n.max(1) as f64)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
                 timings,
             });
         }
@@ -304,6 +335,20 @@ impl RunReport {
                     );
                 }
                 md += "\n";
+            }
+            if let Some(d) = &rd.dpo {
+                let stage: Vec<String> = d
+                    .sft_stage
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", pct(*v)))
+                    .collect();
+                md += &format!(
+                    "DPO after SFT: {} pairs, loss {:.3} -> {:.3}; the SFT stage alone scored {}.\n\n",
+                    d.pairs,
+                    d.loss_first,
+                    d.loss_last,
+                    stage.join(", ")
+                );
             }
             if let (Some(b), Some(c)) = (rd.ppl_base, rd.ppl_candidate) {
                 md += &format!(

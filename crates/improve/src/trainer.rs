@@ -120,6 +120,9 @@ pub struct Trained {
     pub losses: Vec<f32>,
     /// DPO's loss per step (empty without DPO).
     pub dpo_losses: Vec<f32>,
+    /// With DPO: the adapter name the SFT stage was stored under, for the round to score and
+    /// delete.
+    pub sft_stage: Option<String>,
     pub tokens_per_s: f64,
 }
 
@@ -221,50 +224,8 @@ pub fn train(
     stopped(name, outcome.steps, outcome.total)?;
     let (mut adapter, mut steps, mut method) = (outcome.adapter, outcome.steps, "sft");
     let mut dpo_losses = Vec::new();
-    if c.dpo.on() && !c.pairs.is_empty() {
-        // The SFT checkpoint stays until DPO is done: a round killed during DPO resumes SFT at
-        // its last step (nothing to redo) and DPO from its own checkpoint.
-        let prefs = c
-            .pairs
-            .iter()
-            .map(|p| PreferenceExample {
-                prompt: PreferencePrompt::Chat(vec![Message::new("user", &p.user)]),
-                chosen: p.chosen.clone(),
-                rejected: p.rejected.clone(),
-            })
-            .collect();
-        let mut job = TrainJob::new(model, Examples::Dpo(prefs));
-        job.config = TrainConfig {
-            method: Method::Dpo { beta: c.dpo.beta },
-            rank: s.rank,
-            alpha: s.alpha,
-            lr: c.dpo.lr,
-            epochs: c.dpo.epochs,
-            batch: s.batch,
-            seq_len: s.seq_len.min(model.config.ctx_train),
-            seed: s.seed,
-            targets: s.targets.clone(),
-            ..TrainConfig::default()
-        };
-        job.on_bad = OnBadLine::Skip;
-        job.init = Some(&adapter);
-        job.checkpoint = Some(&dpo_ckpt);
-        job.resume = dpo_ckpt.exists();
-        let trained = autodidact_train::train(&job, &mut |p: &Progress| {
-            dpo_losses.push(p.loss);
-            if on_step(p) {
-                Flow::Continue
-            } else {
-                Flow::Stop
-            }
-        })?;
-        let o = trained.outcome;
-        stopped(name, o.steps, o.total)?;
-        steps += o.steps;
-        adapter = o.adapter;
-        method = "sft+dpo";
-    }
-    let meta = AdapterMeta {
+    let mut sft_stage = None;
+    let meta = |method: &str, steps: usize| AdapterMeta {
         name: name.into(),
         base_model: base.name.into(),
         base_sha256: base.sha256.map(String::from),
@@ -294,7 +255,61 @@ pub fn train(
         val_loss: None,
         settings: serde_json::to_value(s).unwrap_or_default(),
     };
-    store.save(&adapter, &meta)?;
+    if c.dpo.on() && !c.pairs.is_empty() {
+        // The SFT checkpoint stays until DPO is done: a round killed during DPO resumes SFT at
+        // its last step (nothing to redo) and DPO from its own checkpoint.
+        let prefs = c
+            .pairs
+            .iter()
+            .map(|p| PreferenceExample {
+                prompt: PreferencePrompt::Chat(vec![Message::new("user", &p.user)]),
+                chosen: p.chosen.clone(),
+                rejected: p.rejected.clone(),
+            })
+            .collect();
+        let mut job = TrainJob::new(model, Examples::Dpo(prefs));
+        job.config = TrainConfig {
+            method: Method::Dpo { beta: c.dpo.beta },
+            rank: s.rank,
+            alpha: s.alpha,
+            lr: c.dpo.lr,
+            epochs: c.dpo.epochs,
+            batch: s.batch,
+            seq_len: s.seq_len.min(model.config.ctx_train),
+            seed: s.seed,
+            targets: s.targets.clone(),
+            ..TrainConfig::default()
+        };
+        // The SFT stage is kept under its own name until the round has scored it, so a round's
+        // record says what DPO added over SFT alone on the same data.
+        let stage = format!("{name}-sft");
+        let stage_meta = AdapterMeta {
+            name: stage.clone(),
+            method: "sft".into(),
+            source: Some(format!("the SFT stage of {name}, before DPO")),
+            ..meta(method, steps)
+        };
+        store.save(&adapter, &stage_meta)?;
+        sft_stage = Some(stage);
+        job.on_bad = OnBadLine::Skip;
+        job.init = Some(&adapter);
+        job.checkpoint = Some(&dpo_ckpt);
+        job.resume = dpo_ckpt.exists();
+        let trained = autodidact_train::train(&job, &mut |p: &Progress| {
+            dpo_losses.push(p.loss);
+            if on_step(p) {
+                Flow::Continue
+            } else {
+                Flow::Stop
+            }
+        })?;
+        let o = trained.outcome;
+        stopped(name, o.steps, o.total)?;
+        steps += o.steps;
+        adapter = o.adapter;
+        method = "sft+dpo";
+    }
+    store.save(&adapter, &meta(method, steps))?;
     let _ = std::fs::remove_file(&ckpt);
     let _ = std::fs::remove_file(&dpo_ckpt);
     Ok(Trained {
@@ -303,6 +318,7 @@ pub fn train(
         losses,
         dpo_losses,
         tokens_per_s: tps,
+        sft_stage,
     })
 }
 

@@ -324,6 +324,25 @@ fn dpo_follows_sft_on_the_models_own_passed_and_failed_answers() {
     // DPO starts from the SFT adapter and is measured against it: even odds at its first step.
     let first = st["dpo_loss_first"].as_f64().unwrap();
     assert!((first - std::f64::consts::LN_2).abs() < 1e-3, "{first}");
+    // The SFT stage was scored on the same held-out tasks, then deleted.
+    let stage = &st["sft_stage"]["stop"];
+    assert_eq!(stage[0]["sub"], "default", "{st}");
+    let store = autodidact_store::Store::at(&home).unwrap();
+    assert!(
+        store
+            .adapters()
+            .names()
+            .iter()
+            .all(|n| !n.ends_with("-sft")),
+        "{:?}",
+        store.adapters().names()
+    );
+    let reg = Registry::open(&home.join("improve/registry.sqlite")).unwrap();
+    let row = reg
+        .adapter(sum.rounds[0].candidate.unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.config["dpo"]["beta"], 0.1f32 as f64);
     let _ = std::fs::remove_dir_all(&home);
 }
 
