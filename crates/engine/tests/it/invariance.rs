@@ -12,22 +12,9 @@ fn tiny(arch: Arch, ty: GgmlType) -> Model {
     Model::from_gguf(GgufFile::from_bytes("tiny", &bytes).unwrap()).unwrap()
 }
 
-/// The default model: `AUTODIDACT_TEST_MODEL`, else the store's copy; `None` (said) when absent.
+/// The default model, found the one way every real-model test finds it.
 fn real_model() -> Option<PathBuf> {
-    let found = [
-        std::env::var_os("AUTODIDACT_TEST_MODEL").map(PathBuf::from),
-        std::env::var_os("AUTODIDACT_HOME")
-            .map(|h| PathBuf::from(h).join("models/gemma3-270m.gguf")),
-        std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".autodidact/models/gemma3-270m.gguf")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.exists());
-    if found.is_none() {
-        eprintln!("SKIPPED: real model not found; run `autodidact pull gemma3-270m`");
-    }
-    found
+    autodidact_model::testing::real_model_path()
 }
 
 /// Runs `f` on a pool of `n` threads: the forward pass picks paths by batch size against the

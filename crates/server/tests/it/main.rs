@@ -15,28 +15,13 @@ use autodidact_server::AppState;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 fn model() -> Option<Arc<Model>> {
     static M: OnceLock<Option<Arc<Model>>> = OnceLock::new();
     M.get_or_init(|| {
-        let candidates = [
-            std::env::var_os("AUTODIDACT_TEST_MODEL").map(PathBuf::from),
-            std::env::var_os("AUTODIDACT_HOME")
-                .map(|h| PathBuf::from(h).join("models/gemma3-270m.gguf")),
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".autodidact/models/gemma3-270m.gguf")),
-        ];
-        let Some(path) = candidates.into_iter().flatten().find(|p| p.exists()) else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must pull the default model before the tests"
-            );
-            eprintln!("SKIPPED: real model not found; run `autodidact pull gemma3-270m`");
-            return None;
-        };
+        let path = autodidact_model::testing::real_model_path()?;
         Some(Arc::new(Model::load(&path).expect("model loads")))
     })
     .clone()
