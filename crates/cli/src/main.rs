@@ -423,8 +423,20 @@ fn run() -> Result<()> {
         }
         Cmd::Runs(cmd) => improve::runs(&store, cmd)?,
         Cmd::Rollback(args) => improve::rollback(&store, args)?,
-        Cmd::Memory(args) => memory::run(store.home(), args, |name| {
-            load(&store, name).map(|(m, _)| m)
+        Cmd::Memory(args) => memory::run(store.home(), args, |name, as_self| {
+            let (m, base) = load(&store, name)?;
+            let me = match as_self {
+                true => promoted_self(&store, &base, false)?,
+                false => None,
+            };
+            let adapter = match me {
+                Some(a) => Some(
+                    AdapterCache::new(store.adapters(), store.model_sha256(&base).ok())
+                        .get(&a, &m.config)?,
+                ),
+                None => None,
+            };
+            Ok((m, adapter))
         })?,
     }
     Ok(())

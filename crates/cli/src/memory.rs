@@ -105,6 +105,11 @@ pub enum MemoryCmd {
         /// Also print each question whose evidence was missed, with what came back.
         #[arg(long)]
         misses: bool,
+        /// Also ask the assistant (the default model as `run` answers, the promoted self included)
+        /// each question, with what memory recalls and with nothing, and count the replies that say
+        /// the answer.
+        #[arg(long)]
+        answer: bool,
     },
     /// Encrypt the store with the passphrase in AUTODIDACT_MEMORY_KEY (or the first line of the
     /// file AUTODIDACT_MEMORY_KEY_FILE names). From then on `memory`, `run` and `serve` need it.
@@ -287,12 +292,19 @@ fn embed_one(e: Option<&dyn Embedder>, text: &str) -> Result<Option<Embedding>> 
     }))
 }
 
-/// Runs a memory command; `load_model` loads a chat model for model-based extraction. The sentence
-/// encoder is used whenever it is pulled.
+/// A chat model by name, and with `as_self` the promoted self's adapter for it when there is one
+/// (the assistant as `run` answers).
+pub type ChatModel = (
+    std::sync::Arc<autodidact_model::Model>,
+    Option<std::sync::Arc<autodidact_model::LoraAdapter>>,
+);
+
+/// Runs a memory command; `load_model` loads a chat model for model-based extraction and for the
+/// benchmark's answers. The sentence encoder is used whenever it is pulled.
 pub fn run(
     home: &Path,
     args: MemoryArgs,
-    load_model: impl Fn(&str) -> Result<std::sync::Arc<autodidact_model::Model>>,
+    load_model: impl Fn(&str, bool) -> Result<ChatModel>,
 ) -> Result<()> {
     let user = args.user.clone().unwrap_or_else(autodidact_memory::os_user);
     let dir = memory_dir(home);
@@ -323,6 +335,7 @@ pub fn run(
             queries,
             users,
             misses,
+            answer,
         } => {
             let cfg = BenchArgs {
                 sessions,
@@ -330,6 +343,7 @@ pub fn run(
                 queries,
                 users,
                 misses,
+                answer,
             };
             bench(home, embedder, &cfg, &load_model)?
         }
@@ -468,7 +482,7 @@ pub fn run(
                 .with_context(|| format!("reading {}", file.display()))?;
             let f = IngestFile::from_json(&text)?;
             let model_x = model
-                .map(|m| Ok::<_, anyhow::Error>(ModelExtractor::new(load_model(&m)?)?))
+                .map(|m| Ok::<_, anyhow::Error>(ModelExtractor::new(load_model(&m, false)?.0)?))
                 .transpose()?;
             let mut extractors: Vec<&dyn Extractor> = vec![&RuleExtractor];
             if let Some(m) = &model_x {
@@ -511,13 +525,14 @@ struct BenchArgs {
     queries: usize,
     users: usize,
     misses: bool,
+    answer: bool,
 }
 
 fn bench(
     home: &Path,
     embedder: Option<&dyn Embedder>,
     cfg: &BenchArgs,
-    load_model: &dyn Fn(&str) -> Result<std::sync::Arc<autodidact_model::Model>>,
+    load_model: &dyn Fn(&str, bool) -> Result<ChatModel>,
 ) -> Result<()> {
     let BenchArgs {
         sessions,
@@ -525,6 +540,7 @@ fn bench(
         queries,
         users,
         misses,
+        answer,
     } = *cfg;
     use autodidact_memory::bench;
     let work = home
@@ -533,10 +549,14 @@ fn bench(
     let result = (|| -> Result<()> {
         // Context tokens in the default chat model's own tokens when it is pulled.
         let chat = if home.join("models/gemma3-270m.gguf").exists() {
-            Some(load_model("gemma3-270m")?)
+            Some(load_model("gemma3-270m", answer)?)
+        } else if answer {
+            bail!("--answer needs the chat model: run `autodidact pull gemma3-270m`");
         } else {
             None
         };
+        let chat_self = chat.as_ref().and_then(|(_, a)| a.clone());
+        let chat = chat.map(|(m, _)| m);
         let count = |t: &str| match &chat {
             Some(m) => m.tokenizer.encode(t, false, false).len(),
             None => autodidact_memory::text::estimate_tokens(t),
@@ -569,11 +589,20 @@ fn bench(
         for (name, e) in modes {
             let p = bench::pipeline(vec![&RuleExtractor], e);
             let mut report: Option<bench::RecallReport> = None;
+            let mut answers: Option<bench::AnswerReport> = None;
             let (mut turns_done, mut ingest_s) = (0.0, 0.0);
             for (u, ds) in sets.iter().enumerate() {
                 let mut mem =
                     UserMemory::open(&work, &format!("recall-{}-{u}", name.replace('+', "-")))?;
                 let (r, tps) = bench::run_recall(&mut mem, ds, &p, 5, &count)?;
+                if let (true, Some(m)) = (answer, &chat) {
+                    let prompts = bench::answer_prompts(&mem, ds, &p, 5, &count)?;
+                    let a = answer_all(m, &chat_self, &prompts)?;
+                    match &mut answers {
+                        Some(all) => all.merge(a),
+                        None => answers = Some(a),
+                    }
+                }
                 let n: usize = ds.file.sessions.iter().map(|s| s.turns.len()).sum();
                 turns_done += n as f64;
                 ingest_s += n as f64 / tps;
@@ -600,6 +629,20 @@ fn bench(
                 r.overall(),
                 r.mean_context_tokens
             );
+            if let Some(a) = &answers {
+                for (ty, [n, with, without]) in &a.by_type {
+                    println!(
+                        "  answers ({name}, {ty}): {with}/{n} right with memories, {without}/{n} without"
+                    );
+                }
+                let [n, with, without] = a.total();
+                println!(
+                    "  answers ({name}, all): {with}/{n} right with memories, {without}/{n} without"
+                );
+                for (q, gold, reply) in a.examples.iter().take(6) {
+                    println!("    {q:?} (answer {gold:?}) -> {reply:?}");
+                }
+            }
             if misses {
                 for m in &r.misses {
                     println!(
@@ -645,4 +688,39 @@ pub fn load_embedder(store: &Store) -> Result<Option<autodidact_memory::embed::S
         ENCODER,
         &store.encoder_dir(),
     )?))
+}
+
+/// Greedy replies (at most 32 tokens) to every prompt, with memories and without, through the
+/// chat template as `run` asks, the promoted self's adapter included; scored by the benchmark.
+fn answer_all(
+    m: &std::sync::Arc<autodidact_model::Model>,
+    adapter: &Option<std::sync::Arc<autodidact_model::LoraAdapter>>,
+    prompts: &[autodidact_memory::bench::AnswerPrompt],
+) -> Result<autodidact_memory::bench::AnswerReport> {
+    use autodidact_engine::{generate_many, ManyConfig, Request, SamplingParams};
+    let mut requests = Vec::with_capacity(2 * prompts.len());
+    for p in prompts {
+        for msgs in [&p.with_memory, &p.without_memory] {
+            let mut r = Request::chat(
+                m,
+                msgs,
+                SamplingParams {
+                    max_tokens: 32,
+                    ..SamplingParams::greedy()
+                },
+            )?;
+            r.adapter = adapter.clone();
+            requests.push(r);
+        }
+    }
+    let done = generate_many(m, ManyConfig::default(), requests, |_, _| true, |_, _| true)?;
+    let text: Vec<String> = done
+        .into_iter()
+        .map(|c| c.map(|c| c.text).unwrap_or_default())
+        .collect();
+    let with: Vec<String> = text.iter().step_by(2).cloned().collect();
+    let without: Vec<String> = text.iter().skip(1).step_by(2).cloned().collect();
+    Ok(autodidact_memory::bench::AnswerReport::score(
+        prompts, &with, &without,
+    ))
 }

@@ -7,6 +7,7 @@ use crate::search::Query;
 use crate::store::UserMemory;
 use crate::types::{Kind, NewMemory};
 use crate::Embedder;
+use autodidact_model::Message;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -113,6 +114,8 @@ pub struct Question {
     pub gold_turns: Vec<String>,
     /// Text that must not come back (a forgotten fact, a superseded value).
     pub forbidden: Vec<String>,
+    /// What a right reply says (case aside); `None` where there is nothing to say.
+    pub answer: Option<String>,
 }
 
 pub struct Dataset {
@@ -196,6 +199,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: "What is my name?".into(),
         gold_turns: vec![t],
         forbidden: vec![],
+        answer: Some(name.to_string()),
     });
     let job = b.rng.pick(JOBS);
     let t = b.say_early(format!("I work as a {job}, so my shifts are long."));
@@ -204,6 +208,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: "What do I do for a living?".into(),
         gold_turns: vec![t],
         forbidden: vec![],
+        answer: Some(job.to_string()),
     });
     let color = b.rng.pick(COLORS);
     let t = b.say_any(format!("My favorite color is {color}."));
@@ -212,6 +217,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: "Which color do I like best?".into(),
         gold_turns: vec![t],
         forbidden: vec![],
+        answer: Some(color.to_string()),
     });
 
     // repeated: said in two sessions; either turn is evidence of the one memory.
@@ -223,6 +229,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: "Do I have any food allergies?".into(),
         gold_turns: vec![t1, t2],
         forbidden: vec![],
+        answer: Some(food.to_string()),
     });
     let hobby = b.rng.pick(HOBBIES);
     let t1 = b.say_early(format!("I love {hobby}."));
@@ -232,6 +239,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: format!("What do I think about {hobby}?"),
         gold_turns: vec![t1, t2],
         forbidden: vec![],
+        answer: Some("love".into()),
     });
 
     // updated: a new value for a slot; the new one must come first and the old one not at all.
@@ -244,6 +252,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         gold_turns: vec![t],
         // The user's old home; a friend may well live there.
         forbidden: vec![format!("user lives in {c1}")],
+        answer: Some(c2.to_string()),
     });
     let (e1, e2) = two(
         &mut b.rng,
@@ -263,6 +272,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: "Where do I work?".into(),
         gold_turns: vec![t],
         forbidden: vec![format!("user works at {e1}")],
+        answer: Some(e2.to_string()),
     });
 
     // contradicted: a preference reversed.
@@ -280,6 +290,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: format!("How do I feel about {food2}?"),
         gold_turns: vec![t],
         forbidden: vec![format!("likes {food2}")],
+        answer: Some("hate".into()),
     });
 
     // forgotten: a session the user deletes; nothing from it may come back.
@@ -295,6 +306,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: format!("What about my {secret}?"),
         gold_turns: vec![],
         forbidden: vec![secret.into()],
+        answer: None,
     });
 
     // other people: facts about someone else, in the two shapes people use.
@@ -305,6 +317,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: "What is my sister called?".into(),
         gold_turns: vec![t],
         forbidden: vec![],
+        answer: Some(p1.to_string()),
     });
     let city = b.rng.pick(CITIES);
     let t = b.say_any(format!("My friend {p2} lives in {city}."));
@@ -313,6 +326,7 @@ pub fn generate(sessions: usize, seed: u64) -> Dataset {
         text: format!("Where does {p2} live?"),
         gold_turns: vec![t],
         forbidden: vec![],
+        answer: Some(city.to_string()),
     });
 
     // Distractors: many other likes, so the questions compete with real noise.
@@ -430,18 +444,7 @@ pub fn run_recall(
     let mut misses = Vec::new();
     let mut tokens = 0usize;
     for question in &ds.questions {
-        let qv = match pipeline.embedder {
-            Some(e) => Some((e.name().to_string(), e.embed(&[&question.text])?.remove(0))),
-            None => None,
-        };
-        let q = Query {
-            embedding: qv.as_ref().map(|(m, v)| (m.as_str(), v.as_slice())),
-            limit: k,
-            token_budget: Some(2000),
-            count_tokens,
-            ..Query::new(&question.text)
-        };
-        let hits = mem.search(&q)?;
+        let hits = recall(mem, pipeline, &question.text, k, count_tokens)?;
         tokens += count_tokens(&crate::search::format_for_prompt(&hits));
         let score = by_type.entry(question.kind).or_default();
         if !question.gold_turns.is_empty() {
@@ -483,6 +486,124 @@ pub fn run_recall(
         misses,
     };
     Ok((report, turns_per_s))
+}
+
+/// The top `k` memories for `text`, as the benchmark's questions are asked.
+fn recall(
+    mem: &UserMemory,
+    pipeline: &Pipeline,
+    text: &str,
+    k: usize,
+    count_tokens: &dyn Fn(&str) -> usize,
+) -> Result<Vec<crate::search::Hit>> {
+    let qv = match pipeline.embedder {
+        Some(e) => Some((e.name().to_string(), e.embed(&[text])?.remove(0))),
+        None => None,
+    };
+    let q = Query {
+        embedding: qv.as_ref().map(|(m, v)| (m.as_str(), v.as_slice())),
+        limit: k,
+        token_budget: Some(2000),
+        count_tokens,
+        ..Query::new(text)
+    };
+    mem.search(&q)
+}
+
+/// One question put to the chat model twice: with what memory recalls for it (as chat puts
+/// memories into a prompt: a leading system section) and with nothing.
+#[derive(Debug, Clone)]
+pub struct AnswerPrompt {
+    pub kind: &'static str,
+    pub question: String,
+    pub gold: String,
+    pub with_memory: Vec<Message>,
+    pub without_memory: Vec<Message>,
+}
+
+/// The prompts for every question of `ds` that has an answer, from a store `run_recall` has
+/// filled.
+pub fn answer_prompts(
+    mem: &UserMemory,
+    ds: &Dataset,
+    pipeline: &Pipeline,
+    k: usize,
+    count_tokens: &dyn Fn(&str) -> usize,
+) -> Result<Vec<AnswerPrompt>> {
+    let mut out = Vec::new();
+    for q in &ds.questions {
+        let Some(gold) = &q.answer else { continue };
+        let hits = recall(mem, pipeline, &q.text, k, count_tokens)?;
+        let without = vec![Message::new("user", &q.text)];
+        let mut with = without.clone();
+        crate::chat::with_memories(
+            &mut with,
+            &hits,
+            |m| m.role.as_str(),
+            |m| &mut m.content,
+            |c| Message::new("system", &c),
+        );
+        out.push(AnswerPrompt {
+            kind: q.kind,
+            question: q.text.clone(),
+            gold: gold.clone(),
+            with_memory: with,
+            without_memory: without,
+        });
+    }
+    Ok(out)
+}
+
+/// Replies that say the answer, with memories and without, per question type.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct AnswerReport {
+    /// Type → (asked, right with memories, right without).
+    pub by_type: BTreeMap<&'static str, [usize; 3]>,
+    /// A few replies with memories, as (question, gold, reply).
+    pub examples: Vec<(String, String, String)>,
+}
+
+impl AnswerReport {
+    /// Scores `with[i]` and `without[i]`, the replies to `prompts[i]`: right when the reply holds
+    /// the gold answer, case aside (a reply that only echoes the question never holds it: no
+    /// question names its answer).
+    pub fn score(prompts: &[AnswerPrompt], with: &[String], without: &[String]) -> Self {
+        let mut r = AnswerReport::default();
+        for (i, p) in prompts.iter().enumerate() {
+            let says = |reply: Option<&String>| {
+                reply.is_some_and(|t| t.to_lowercase().contains(&p.gold.to_lowercase()))
+            };
+            let e = r.by_type.entry(p.kind).or_default();
+            e[0] += 1;
+            e[1] += says(with.get(i)) as usize;
+            e[2] += says(without.get(i)) as usize;
+            if r.examples.len() < 6 {
+                r.examples.push((
+                    p.question.clone(),
+                    p.gold.clone(),
+                    with.get(i).cloned().unwrap_or_default(),
+                ));
+            }
+        }
+        r
+    }
+
+    pub fn merge(&mut self, other: AnswerReport) {
+        for (k, v) in other.by_type {
+            let e = self.by_type.entry(k).or_default();
+            for j in 0..3 {
+                e[j] += v[j];
+            }
+        }
+        self.examples.extend(other.examples);
+    }
+
+    /// (asked, right with memories, right without) over every type.
+    pub fn total(&self) -> [usize; 3] {
+        self.by_type
+            .values()
+            .fold([0; 3], |a, v| [a[0] + v[0], a[1] + v[1], a[2] + v[2]])
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -620,5 +741,32 @@ mod tests {
         assert_eq!(r.by_type["forgotten"].leaks, 0);
         assert_eq!(r.by_type["updated"].leaks, 0);
         assert!(r.by_type["single"].hits_at_k >= 2, "{r:?}");
+    }
+
+    #[test]
+    fn answers_are_asked_with_recalled_memories_and_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mem = UserMemory::open(dir.path(), "bench").unwrap();
+        let ds = generate(8, 1);
+        let p = pipeline(vec![&RuleExtractor], None);
+        run_recall(&mut mem, &ds, &p, 5, &crate::text::estimate_tokens).unwrap();
+        let prompts = answer_prompts(&mem, &ds, &p, 5, &crate::text::estimate_tokens).unwrap();
+        // Every question but the forgotten one has an answer; no question names its own.
+        assert_eq!(prompts.len(), ds.questions.len() - 1);
+        for q in &prompts {
+            assert!(!q.question.to_lowercase().contains(&q.gold.to_lowercase()));
+            assert_eq!(q.without_memory.len(), 1);
+            // Nothing recalled: the two prompts are the same.
+            assert!(q.with_memory.len() == 1 || q.with_memory[0].role == "system");
+        }
+        let recalled = prompts.iter().filter(|q| q.with_memory.len() == 2).count();
+        assert!(recalled * 2 > prompts.len(), "{prompts:?}");
+        let city = prompts.iter().find(|q| q.kind == "updated").unwrap();
+        assert!(city.with_memory[0].content.contains(&city.gold), "{city:?}");
+        // A reply that holds the answer is right, whatever its case; an echo never is.
+        let with: Vec<String> = prompts.iter().map(|p| p.gold.to_uppercase()).collect();
+        let without: Vec<String> = prompts.iter().map(|p| p.question.clone()).collect();
+        let r = AnswerReport::score(&prompts, &with, &without);
+        assert_eq!(r.total(), [prompts.len(), prompts.len(), 0]);
     }
 }
