@@ -242,10 +242,10 @@ fn reply(
     Ok(text.trim().to_string())
 }
 
-/// The line editor, with the history of earlier sessions loaded.
-fn editor(history: &Path) -> Result<DefaultEditor> {
+/// The line editor, with the history of earlier sessions loaded (none: this session's only).
+fn editor(history: Option<&Path>) -> Result<DefaultEditor> {
     let mut ed = DefaultEditor::new().context("starting the line editor")?;
-    if history.exists() {
+    if let Some(history) = history.filter(|h| h.exists()) {
         ed.load_history(history)
             .with_context(|| format!("reading {}", history.display()))?;
     }
@@ -295,8 +295,11 @@ pub fn run(m: &Model, mut opts: ChatOptions) -> Result<()> {
         None => format!("{name} (base model, no adapter)"),
     };
     eprintln!("chatting with {who}; /help lists commands, /exit or Ctrl-D leaves");
-    let history_path = opts.home.join("history").join("run.txt");
-    let mut ed = editor(&history_path)?;
+    // What the user types says what memory keeps: with an encrypted store, a plain-text line
+    // history would undo the encryption, so it is kept for this session only.
+    let encrypted = opts.memory.as_ref().is_some_and(|m| m.chat.encrypted());
+    let history_path = (!encrypted).then(|| opts.home.join("history").join("run.txt"));
+    let mut ed = editor(history_path.as_deref())?;
     // Install the Ctrl-C handler now: a reply's Ctrl-C must never kill the session.
     crate::ctrl_c_flag()?;
     let tty = std::io::stdin().is_terminal();
@@ -369,5 +372,8 @@ pub fn run(m: &Model, mut opts: ChatOptions) -> Result<()> {
             }
         }
     }
-    save_history(&mut ed, &history_path)
+    match &history_path {
+        Some(p) => save_history(&mut ed, p),
+        None => Ok(()),
+    }
 }

@@ -317,6 +317,14 @@ pub fn run(
         }
         MemoryCmd::Encrypt | MemoryCmd::Decrypt | MemoryCmd::Rekey { .. } => {
             println!("{}", change_key(&dir, &user, &args.cmd)?);
+            let typed = home.join("history").join("run.txt");
+            if matches!(args.cmd, MemoryCmd::Encrypt) && typed.exists() {
+                eprintln!(
+                    "note: {} holds what was typed in `autodidact run` before, in the clear; \
+                     delete it if that matters (sessions with an encrypted store keep no such file)",
+                    typed.display()
+                );
+            }
             return Ok(());
         }
         _ => {}

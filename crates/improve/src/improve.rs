@@ -749,24 +749,6 @@ impl<'a> Improver<'a> {
                     r => r?,
                 };
                 add_time(&mut timings, "train_s", ms(t0));
-                // What DPO added: the SFT stage scored on the same held-out tasks, then deleted.
-                let t0 = Instant::now();
-                let mut sft_stage = serde_json::Map::new();
-                if let Some(stage) = &trained.sft_stage {
-                    let ad = self.adapters.get(stage, &self.model.config)?;
-                    for s in &targets {
-                        let set = self.eval_set(s)?;
-                        let n = cfg.eval_n;
-                        let (score, _, _) =
-                            evaluate(self.model, Some(ad.clone()), s, &set, n, cfg.max_active)?;
-                        sft_stage.insert(
-                            s.name().into(),
-                            serde_json::to_value(&score.levels).expect("scores serialize"),
-                        );
-                    }
-                    let _ = self.adapters.adapters.remove(stage);
-                    add_time(&mut timings, "sft_stage_eval_s", ms(t0));
-                }
                 let hash = format!(
                     "{:016x}",
                     fnv(examples
@@ -805,10 +787,7 @@ impl<'a> Improver<'a> {
                 st["train_loss_last"] = trained.final_loss.into();
                 st["train_losses"] =
                     serde_json::to_value(&trained.losses).expect("floats serialize");
-                if !sft_stage.is_empty() {
-                    st["sft_stage"] = sft_stage.into();
-                }
-                if !trained.dpo_losses.is_empty() {
+                if trained.sft_stage.is_some() {
                     st["dpo_pairs"] = pairs.len().into();
                     st["dpo_loss_first"] = trained.dpo_losses.first().copied().into();
                     st["dpo_loss_last"] = trained.dpo_losses.last().copied().into();
@@ -818,6 +797,10 @@ impl<'a> Improver<'a> {
                 candidate = Some(version);
             }
             let version = candidate.expect("a candidate exists past training");
+            // What DPO added: the SFT stage scored on the same held-out tasks, then deleted. Done
+            // here, after the candidate is registered, so a kill while it is scored loses no
+            // training; a stage left by a killed or changed round is scored or removed here too.
+            self.score_sft_stage(run, round, version, &cfg, &targets, &mut timings)?;
             // 5. Evaluate the candidate and the current self on the held-out sets.
             obs(&Event::Phase {
                 phase: Phase::Eval,
@@ -1387,6 +1370,56 @@ impl<'a> Improver<'a> {
         }
         self.reg.put_replay(run, &s.texts)?;
         Ok(s.texts)
+    }
+
+    /// Scores the SFT stage `improve` keeps beside candidate `version` while it trains DPO (see
+    /// [`crate::trainer`]), records it with the round, and deletes it.
+    fn score_sft_stage(
+        &mut self,
+        run: &str,
+        round: i64,
+        version: i64,
+        cfg: &ImproveConfig,
+        targets: &[Skill],
+        timings: &mut serde_json::Value,
+    ) -> Result<(), ImproveError> {
+        let stage = crate::trainer::sft_stage_name(&format!("self-v{version}"));
+        if !self.adapters.adapters.exists(&stage) {
+            return Ok(());
+        }
+        let mut st = self
+            .reg
+            .rounds(run)?
+            .into_iter()
+            .find(|r| r.idx == round)
+            .map(|r| r.stats)
+            .unwrap_or_default();
+        if st.get("sft_stage").is_none() && st.is_object() {
+            let t0 = Instant::now();
+            let ad = self.adapters.get(&stage, &self.model.config)?;
+            let mut scores = serde_json::Map::new();
+            for s in targets {
+                let set = self.eval_set(s)?;
+                let (score, _, _) = evaluate(
+                    self.model,
+                    Some(ad.clone()),
+                    s,
+                    &set,
+                    cfg.eval_n,
+                    cfg.max_active,
+                )?;
+                scores.insert(
+                    s.name().into(),
+                    serde_json::to_value(&score.levels).expect("scores serialize"),
+                );
+            }
+            st["sft_stage"] = scores.into();
+            add_time(timings, "sft_stage_eval_s", ms(t0));
+            self.reg
+                .update_round(run, round, "eval", Some(version), timings, &st)?;
+        }
+        self.adapters.adapters.remove(&stage)?;
+        Ok(())
     }
 
     /// DPO pairs from every attempt of the run so far (see [`crate::pairs`]), none from a

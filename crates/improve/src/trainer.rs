@@ -66,7 +66,7 @@ pub struct DpoSettings {
     pub beta: f32,
     pub lr: f32,
     pub epochs: usize,
-    /// Pairs trained on at most, drawn evenly from the run's tasks.
+    /// Pairs trained on at most (beyond it, a seeded draw over all the pairs).
     pub max_pairs: usize,
 }
 
@@ -96,6 +96,14 @@ impl Default for DpoSettings {
         }
     }
 }
+
+/// Where candidate `name`'s SFT stage is kept while DPO trains on it.
+pub fn sft_stage_name(name: &str) -> String {
+    format!("{name}-sft")
+}
+
+/// How an SFT stage's metadata names its origin (so improve never overwrites a user's adapter).
+const STAGE_SOURCE: &str = "the SFT stage of";
 
 /// One preference pair: the task as the user asks it, an answer the verifier passed, and one it
 /// failed, both the model's own.
@@ -175,13 +183,30 @@ pub fn train(
         .collect();
     // The checkpoint is named by the settings it was made with: a round resumed with other
     // settings (see `Changes`) starts afresh instead of refusing, and leaves no stale one.
-    let print = serde_json::json!([s, c.replay_share, c.replay_top_k, c.replay.len()]);
+    // The data is in the name too: a round resumed after the verifier's rules changed trains on
+    // other examples, which the trainer's own fingerprint would refuse to resume.
+    let data = crate::rng::fnv(
+        examples
+            .iter()
+            .map(|e| format!("{}\u{1}{}\u{2}", e.user, e.answer))
+            .chain(c.replay.iter().cloned())
+            .collect::<String>()
+            .as_bytes(),
+    );
+    let print = serde_json::json!([s, c.replay_share, c.replay_top_k, c.replay.len(), data]);
     let ckpt = work.join(format!(
         "checkpoint-{:016x}.safetensors",
         crate::rng::fnv(print.to_string().as_bytes())
     ));
     // DPO's checkpoint is named by its own settings and the SFT ones it continues from.
-    let dpo_print = serde_json::json!([print, c.dpo, c.pairs.len()]);
+    let pairs = crate::rng::fnv(
+        c.pairs
+            .iter()
+            .map(|p| format!("{}\u{1}{}\u{1}{}\u{2}", p.user, p.chosen, p.rejected))
+            .collect::<String>()
+            .as_bytes(),
+    );
+    let dpo_print = serde_json::json!([print, c.dpo, c.pairs.len(), pairs]);
     let dpo_ckpt = work.join(format!(
         "dpo-checkpoint-{:016x}.safetensors",
         crate::rng::fnv(dpo_print.to_string().as_bytes())
@@ -282,11 +307,24 @@ pub fn train(
         };
         // The SFT stage is kept under its own name until the round has scored it, so a round's
         // record says what DPO added over SFT alone on the same data.
-        let stage = format!("{name}-sft");
+        let stage = sft_stage_name(name);
+        let stage_source = format!("{STAGE_SOURCE} {name}, before DPO");
+        let foreign = store.exists(&stage)
+            && store
+                .meta(&stage)
+                .map_or(true, |m| m.source.as_deref() != Some(stage_source.as_str()));
+        if foreign {
+            return Err(ImproveError::Run {
+                run: name.into(),
+                reason: format!(
+                    "an adapter named {stage} exists and was not made by improve; rename it so the SFT stage can be kept there"
+                ),
+            });
+        }
         let stage_meta = AdapterMeta {
             name: stage.clone(),
             method: "sft".into(),
-            source: Some(format!("the SFT stage of {name}, before DPO")),
+            source: Some(stage_source),
             ..meta(method, steps)
         };
         store.save(&adapter, &stage_meta)?;

@@ -109,6 +109,11 @@ impl ChatMemory {
         &self.dir
     }
 
+    /// Whether stores are opened with a passphrase (kept encrypted at rest).
+    pub fn encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
     pub fn embedder(&self) -> Option<&(dyn Embedder + Send + Sync)> {
         self.embedder.as_deref()
     }

@@ -10,7 +10,8 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// A store's passphrase. Its `Debug` form does not show it, and its bytes are overwritten when
-/// it is dropped (copies SQLite makes of the key are its own to clear).
+/// it is dropped (not the copies made to hand it to SQLite: the `PRAGMA key` statement rusqlite
+/// builds, and SQLite's own).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Passphrase(Zeroizing<String>);
 

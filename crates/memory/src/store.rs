@@ -757,15 +757,23 @@ impl UserMemory {
 
     /// Hard-deletes memory `id` with its history, sources, vector and index terms, and clears
     /// the text of the turns it was learned from (they said the same thing in the user's own
-    /// words), then compacts the file so the text is gone from disk. Returns how many turns were
-    /// cleared. A cleared turn keeps its place in its conversation, reading [`FORGOTTEN_TURN`];
+    /// words) and of the assistant's reply to each, then compacts the file so the text is gone
+    /// from disk. Returns how many turns were cleared. A cleared turn keeps its place in its conversation, reading [`FORGOTTEN_TURN`];
     /// other memories learned from it stay, in their own words.
     pub fn forget(&mut self, id: i64) -> Result<usize> {
         let tx = self.conn.transaction()?;
         memory_text_conf(&tx, id)?;
+        // The source turns, and the assistant's reply right after each (a reply often says the
+        // fact back: "Noted, your code word is …").
         let turns = tx.execute(
-            "UPDATE turns SET text = ?2 WHERE id IN \
-             (SELECT turn_id FROM memory_sources WHERE memory_id = ?1 AND turn_id IS NOT NULL)",
+            "WITH src AS (SELECT turn_id AS id FROM memory_sources \
+                          WHERE memory_id = ?1 AND turn_id IS NOT NULL), \
+                  reply AS (SELECT (SELECT n.id FROM turns n \
+                                    WHERE n.conversation_id = t.conversation_id AND n.id > t.id \
+                                    ORDER BY n.id LIMIT 1) AS id \
+                            FROM turns t WHERE t.id IN (SELECT id FROM src)) \
+             UPDATE turns SET text = ?2 WHERE id IN (SELECT id FROM src) \
+               OR (speaker = 'assistant' AND id IN (SELECT id FROM reply))",
             params![id, FORGOTTEN_TURN],
         )?;
         tx.execute("DELETE FROM memories WHERE id = ?1", [id])?;

@@ -32,9 +32,15 @@ impl Store {
         self.home.join("models").join(ENCODER)
     }
 
-    /// Whether the encoder has been pulled.
+    /// Whether the encoder has been pulled. A copy a crashed re-pull had moved aside is put back
+    /// first.
     pub fn has_encoder(&self) -> bool {
-        self.encoder_dir().join("model.safetensors").exists()
+        let dest = self.encoder_dir();
+        let aside = aside(&dest);
+        if !dest.exists() && aside.exists() {
+            let _ = std::fs::rename(&aside, &dest);
+        }
+        dest.join("model.safetensors").exists()
     }
 
     /// Downloads and installs the encoder (again, if it is there); returns its directory.
@@ -116,8 +122,13 @@ impl Store {
             .map_err(|e| fail(format!("the downloaded encoder does not load: {e}")))?;
         let dest = self.encoder_dir();
         self.dir("models")?;
-        // The old copy moves aside first, so the new one arrives by one rename.
-        let old = work.join("old");
+        // The old copy moves aside beside it (never into the work directory, which is deleted),
+        // so the new one arrives by one rename; a crash in between leaves the old copy where
+        // `has_encoder` puts it back.
+        let old = aside(&dest);
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| StoreError::io(&old, e))?;
+        }
         if dest.exists() {
             std::fs::rename(&dest, &old).map_err(|e| StoreError::io(&dest, e))?;
         }
@@ -125,9 +136,15 @@ impl Store {
             let _ = std::fs::rename(&old, &dest);
             return Err(StoreError::io(&dest, e));
         }
+        let _ = std::fs::remove_dir_all(&old);
         on_event(PullEvent::Message(&format!(
             "pulled {ENCODER} (sha256 verified)"
         )));
         Ok(dest)
     }
+}
+
+/// Where a re-pull keeps the previous copy until the new one is in place.
+fn aside(dest: &Path) -> PathBuf {
+    dest.with_file_name(format!(".{ENCODER}.old"))
 }

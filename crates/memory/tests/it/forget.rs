@@ -155,7 +155,11 @@ fn forgetting_a_memory_clears_the_turn_it_was_learned_from() {
             None,
         )
         .unwrap();
-    let reply = m.add_turn(conv, None, "assistant", "Noted.", None).unwrap();
+    m.add_turn(conv, None, "assistant", &format!("Noted: {SECRET}."), None)
+        .unwrap();
+    let later = m
+        .add_turn(conv, None, "user", "What is the weather like?", None)
+        .unwrap();
     let src = Some(Source {
         conversation: conv,
         turn: Some(said),
@@ -175,15 +179,20 @@ fn forgetting_a_memory_clears_the_turn_it_was_learned_from() {
         .unwrap()
         .id();
     assert!(contains(&all_bytes(m.path()), SECRET.as_bytes()));
-    assert_eq!(m.forget(secret).unwrap(), 1);
+    assert_eq!(m.forget(secret).unwrap(), 2, "the turn and the reply to it");
     assert!(
         !contains(&all_bytes(m.path()), SECRET.as_bytes()),
         "the turn that said it is still on disk"
     );
     let turns = m.turns(conv).unwrap();
-    assert_eq!(turns.len(), 2, "the turn keeps its place");
+    assert_eq!(turns.len(), 3, "the turns keep their places");
     assert_eq!(turns[0].text, autodidact_memory::FORGOTTEN_TURN);
-    assert_eq!((turns[1].id, turns[1].text.as_str()), (reply, "Noted."));
+    assert_eq!(turns[1].text, autodidact_memory::FORGOTTEN_TURN);
+    // The next user turn is not a reply to it and stays.
+    assert_eq!(
+        (turns[2].id, turns[2].text.as_str()),
+        (later, "What is the weather like?")
+    );
     // The other memory learned from the same turn stays, in its own words.
     assert_eq!(m.get(chess).unwrap().text, "The user plays chess.");
     // A memory with no source turn clears none.
