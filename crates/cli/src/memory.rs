@@ -645,7 +645,9 @@ fn bench(
                 }
                 let [n, with, without] = a.total();
                 println!(
-                    "  answers ({name}, all): {with}/{n} right with memories, {without}/{n} without"
+                    "  answers ({name}, all): {with}/{n} right with memories, {without}/{n} without; \
+                     {} replies copied the memory section (never counted right)",
+                    a.echoes
                 );
                 for (q, gold, reply) in a.examples.iter().take(6) {
                     println!("    {q:?} (answer {gold:?}) -> {reply:?}");

@@ -561,18 +561,31 @@ pub struct AnswerReport {
     pub by_type: BTreeMap<&'static str, [usize; 3]>,
     /// A few replies with memories, as (question, gold, reply).
     pub examples: Vec<(String, String, String)>,
+    /// Replies with memories that copy the memory section itself (never counted right: the
+    /// answer is in them only because the prompt is).
+    pub echoes: usize,
+}
+
+/// Whether `reply` copies the memory section a prompt carried (its heading or an entry's
+/// `- [id]` form).
+fn copies_memory_section(reply: &str) -> bool {
+    let head = crate::search::format_for_prompt(&[]);
+    reply.contains(head.trim_end().trim_end_matches(':')) || reply.contains("- [")
 }
 
 impl AnswerReport {
     /// Scores `with[i]` and `without[i]`, the replies to `prompts[i]`: right when the reply holds
-    /// the gold answer, case aside (a reply that only echoes the question never holds it: no
-    /// question names its answer).
+    /// the gold answer, case aside, and does not copy the memory section (a reply that only
+    /// echoes the question never holds it: no question names its answer).
     pub fn score(prompts: &[AnswerPrompt], with: &[String], without: &[String]) -> Self {
         let mut r = AnswerReport::default();
         for (i, p) in prompts.iter().enumerate() {
             let says = |reply: Option<&String>| {
-                reply.is_some_and(|t| t.to_lowercase().contains(&p.gold.to_lowercase()))
+                reply.is_some_and(|t| {
+                    t.to_lowercase().contains(&p.gold.to_lowercase()) && !copies_memory_section(t)
+                })
             };
+            r.echoes += with.get(i).is_some_and(|t| copies_memory_section(t)) as usize;
             let e = r.by_type.entry(p.kind).or_default();
             e[0] += 1;
             e[1] += says(with.get(i)) as usize;
@@ -596,6 +609,7 @@ impl AnswerReport {
             }
         }
         self.examples.extend(other.examples);
+        self.echoes += other.echoes;
     }
 
     /// (asked, right with memories, right without) over every type.
@@ -768,5 +782,18 @@ mod tests {
         let without: Vec<String> = prompts.iter().map(|p| p.question.clone()).collect();
         let r = AnswerReport::score(&prompts, &with, &without);
         assert_eq!(r.total(), [prompts.len(), prompts.len(), 0]);
+        // Copying the memory section back is no answer, though the answer is in it.
+        let echo: Vec<String> = prompts
+            .iter()
+            .map(|p| {
+                p.with_memory
+                    .first()
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let r = AnswerReport::score(&prompts, &echo, &without);
+        assert_eq!(r.total()[1], 0);
+        assert_eq!(r.echoes, recalled);
     }
 }
