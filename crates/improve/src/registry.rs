@@ -347,6 +347,16 @@ impl Registry {
         Ok(rows)
     }
 
+    /// The statistics recorded with round `idx` of `run` (null when it has none).
+    pub fn round_stats(&self, run: &str, idx: i64) -> Result<serde_json::Value, ImproveError> {
+        Ok(self
+            .rounds(run)?
+            .into_iter()
+            .find(|r| r.idx == idx)
+            .map(|r| r.stats)
+            .unwrap_or_default())
+    }
+
     /// Starts round `idx` with its tasks, in one transaction (a round with no tasks row is
     /// simply started again after a crash).
     pub fn start_round(

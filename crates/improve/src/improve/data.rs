@@ -46,13 +46,7 @@ impl<'a> Improver<'a> {
         if !self.adapters.adapters.exists(&stage) {
             return Ok(());
         }
-        let mut st = self
-            .reg
-            .rounds(run)?
-            .into_iter()
-            .find(|r| r.idx == round)
-            .map(|r| r.stats)
-            .unwrap_or_default();
+        let mut st = self.reg.round_stats(run, round)?;
         if st.get("sft_stage").is_none() && st.is_object() {
             let t0 = Instant::now();
             let ad = self.adapters.get(&stage, &self.model.config)?;
@@ -94,15 +88,11 @@ impl<'a> Improver<'a> {
         let attempts = self.reg.attempts(run, round)?;
         for (t, _, _) in &attempts {
             held.check(t)?;
-            if !targets.iter().any(|s| s.name() == t.skill) {
-                return Err(ImproveError::UnknownSkill(t.skill.clone()));
-            }
+            skill_of(targets, t)?;
         }
-        let mut verify = |t: &Task, reply: &str, cut_off: bool| {
-            let skill = targets.iter().find(|s| s.name() == t.skill);
-            skill.map_or(Verdict::degenerate(Degenerate::Empty), |s| {
-                s.verify(t, reply, cut_off)
-            })
+        let mut verify = |t: &Task, reply: &str, cut_off: bool| match skill_of(targets, t) {
+            Ok(s) => s.verify(t, reply, cut_off),
+            Err(_) => Verdict::degenerate(Degenerate::Empty),
         };
         Ok(preference_pairs(
             &attempts,
@@ -136,11 +126,7 @@ impl<'a> Improver<'a> {
             };
             // Verified again under today's rules: a run resumed across a change of them (garbled
             // replies, arithmetic answers that run on) trains only on what passes now.
-            let skill = targets
-                .iter()
-                .find(|s| s.name() == t.skill)
-                .ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))?;
-            let passes = skill.verify(&t, &e.answer, false).pass;
+            let passes = skill_of(targets, &t)?.verify(&t, &e.answer, false).pass;
             if e.answer.is_empty() || !passes || !seen.insert(e.clone()) {
                 continue;
             }
@@ -206,4 +192,12 @@ impl<'a> Improver<'a> {
             "by_scaffold": by_scaffold,
         }))
     }
+}
+
+/// The skill of `targets` that task `t` belongs to.
+fn skill_of<'s>(targets: &'s [Skill], t: &Task) -> Result<&'s Skill, ImproveError> {
+    targets
+        .iter()
+        .find(|s| s.name() == t.skill)
+        .ok_or_else(|| ImproveError::UnknownSkill(t.skill.clone()))
 }
