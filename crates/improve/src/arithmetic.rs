@@ -434,15 +434,64 @@ fn ends_with_number(reply: &str) -> bool {
         .ends_with(|c: char| c.is_ascii_digit())
 }
 
+/// Words of prose a right reply may hold besides its equations ("The answer is", "So",
+/// "Sure, the sum of 4 and 5 is"): more is an explanation, which must then be equations.
+const MAX_PROSE_WORDS: usize = 8;
+
+/// Whether the reply's working holds: every equation in it (`a + b = c`, `a times b is c`, …)
+/// is true, and what is not an equation is a few words at most. The answer can be guessed
+/// where an operand is 0 or 1, and a reply that reaches it through nonsense ("9 does not
+/// include 0 because 0 includes 9 … So 9.") would pass on its last number alone; trained on,
+/// it teaches the nonsense.
+fn working_holds(reply: &str) -> bool {
+    static EQ: std::sync::OnceLock<fancy_regex::Regex> = std::sync::OnceLock::new();
+    let eq = EQ.get_or_init(|| {
+        fancy_regex::Regex::new(
+            r"(\d[\d,]*)\s*(\+|-|−|×|\*|x|plus|minus|times)\s*(\d[\d,]*)\s*(?:=|is|equals)\s*(-?\d[\d,]*)",
+        )
+        .expect("a valid pattern")
+    });
+    let num = |m: Option<fancy_regex::Match>| -> Option<i128> {
+        m?.as_str().replace(',', "").parse().ok()
+    };
+    let mut rest = String::new();
+    let mut last = 0;
+    for c in eq.captures_iter(reply) {
+        let Ok(c) = c else { return false };
+        let (Some(a), Some(b), Some(r)) = (num(c.get(1)), num(c.get(3)), num(c.get(4))) else {
+            return false;
+        };
+        let v = match c.get(2).map_or("", |m| m.as_str()) {
+            "+" | "plus" => a + b,
+            "-" | "−" | "minus" => a - b,
+            _ => a * b,
+        };
+        if v != r {
+            return false;
+        }
+        let whole = c.get(0).expect("a match has its whole");
+        rest.push_str(&reply[last..whole.start()]);
+        rest.push(' ');
+        last = whole.end();
+    }
+    rest.push_str(&reply[last..]);
+    let prose = rest
+        .split(|c: char| !c.is_alphabetic() && c != '\'')
+        .filter(|w| w.chars().any(char::is_alphabetic))
+        .count();
+    prose <= MAX_PROSE_WORDS
+}
+
 /// Right when the reply ends with the answer as its last number ("9", "4 + 5 = 9.", "The sum
-/// is 9."); text after it ("9 help me", "9 because …") is wrong, as training on it would teach
-/// the assistant to run on after answering. Well-formed when it has a number at all.
+/// is 9.") and its working holds (see [`working_holds`]); text after it ("9 help me", "9
+/// because …") is wrong, as training on it would teach the assistant to run on after
+/// answering. Well-formed when it has a number at all.
 pub fn verify(task: &Task, value: i64, reply: &str, cut_off: bool) -> Verdict {
     if let Some(d) = degenerate(&task.prompt, reply, cut_off, false) {
         return Verdict::degenerate(d);
     }
     let nums = integers(reply);
-    let pass = nums.last() == Some(&value) && ends_with_number(reply);
+    let pass = nums.last() == Some(&value) && ends_with_number(reply) && working_holds(reply);
     Verdict {
         pass,
         score: pass as u8 as f32,
@@ -454,6 +503,31 @@ pub fn verify(task: &Task, value: i64, reply: &str, cut_off: bool) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_right_answer_needs_working_that_holds() {
+        let t = Task {
+            skill: "arithmetic".into(),
+            level: 3,
+            sub: "add-2".into(),
+            key: "47+38".into(),
+            prompt: "What is 47 plus 38?".into(),
+            check: Check::Integer { value: 85 },
+        };
+        let pass = |r: &str| verify(&t, 85, r, false).pass;
+        assert!(pass("85"));
+        assert!(pass("The answer is 85."));
+        assert!(pass("Sure! 47 plus 38 equals 85."));
+        assert!(pass("47 + 30 = 77. 77 + 8 = 85. So 47 + 38 = 85."));
+        assert!(pass("1,000 - 915 is 85"));
+        // A false step, or an explanation that is not equations, is no working.
+        assert!(!pass("47 + 30 = 78. 78 + 8 = 85."));
+        assert!(!pass(
+            "85 does not include 0 because 0 includes 85 and is a negative number. So 85"
+        ));
+        // Still well-formed: it answers with a number.
+        assert!(verify(&t, 85, "47 + 30 = 78. 78 + 8 = 85.", false).format_ok);
+    }
 
     #[test]
     fn integers_read_signs_and_separators() {

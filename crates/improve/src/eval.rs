@@ -44,8 +44,9 @@ pub fn evalset_id(set: &EvalSet, n: usize) -> String {
 /// The version of the rules every verdict applies (degenerate replies): scores stored under
 /// older rules are measured again rather than compared with new ones. 2: garbled replies.
 /// 3: an arithmetic reply must end with its answer. 4: an arithmetic reply may take 96 tokens
-/// (a worked answer), not 24.
-pub const VERDICT_RULES: u32 = 4;
+/// (a worked answer), not 24. 5: an arithmetic reply's equations must be true and its prose
+/// short (a right last number reached through nonsense fails).
+pub const VERDICT_RULES: u32 = 5;
 
 /// Greedy replies to `tasks` in plain chat, verified.
 pub fn evaluate(
