@@ -580,18 +580,9 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
             }
         );
         if let Some(pairs) = st["dpo_pairs"].as_u64() {
-            let stage: Vec<String> = st["sft_stage"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(skill, levels)| {
-                    let (mut n, mut c) = (0, 0);
-                    for l in levels.as_array().into_iter().flatten() {
-                        n += l["n"].as_u64().unwrap_or(0);
-                        c += l["correct"].as_u64().unwrap_or(0);
-                    }
-                    format!("{skill} {} %", pct(c as f64 / n.max(1) as f64))
-                })
+            let stage: Vec<String> = autodidact_improve::report::stage_accuracy(&st["sft_stage"])
+                .iter()
+                .map(|(skill, a)| format!("{skill} {} %", pct(*a)))
                 .collect();
             println!(
                 "  DPO after SFT on {pairs} pairs; the SFT stage alone: {}",

@@ -99,6 +99,23 @@ pub struct RoundReport {
     pub timings: BTreeMap<String, f64>,
 }
 
+/// Accuracy per skill of a round's recorded SFT stage (`stats["sft_stage"]`: skill → levels).
+pub fn stage_accuracy(stage: &serde_json::Value) -> BTreeMap<String, f64> {
+    stage
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(skill, levels)| {
+            let (mut n, mut c) = (0, 0);
+            for l in levels.as_array().into_iter().flatten() {
+                n += u(&l["n"]);
+                c += u(&l["correct"]);
+            }
+            (skill.clone(), c as f64 / n.max(1) as f64)
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DpoReport {
     pub pairs: u64,
@@ -246,21 +263,7 @@ impl RunReport {
                     pairs,
                     loss_first: f(&st["dpo_loss_first"]),
                     loss_last: f(&st["dpo_loss_last"]),
-                    sft_stage: st["sft_stage"]
-                        .as_object()
-                        .map(|o| {
-                            o.iter()
-                                .map(|(skill, levels)| {
-                                    let (mut n, mut c) = (0, 0);
-                                    for l in levels.as_array().into_iter().flatten() {
-                                        n += u(&l["n"]);
-                                        c += u(&l["correct"]);
-                                    }
-                                    (skill.clone(), c as f64 / n.max(1) as f64)
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    sft_stage: stage_accuracy(&st["sft_stage"]),
                 }),
                 timings,
             });
