@@ -177,7 +177,16 @@ pub fn run(
             let (m, base) = load(&meta.base_model)?;
             let ad = load_for(&name, &m, &base)?;
             match format {
-                Format::Gguf => ad.save_gguf(&out, &name)?,
+                Format::Gguf => {
+                    // llama.cpp refuses a LoRA file with any tensor but lora_a/lora_b pairs.
+                    if let Some(t) = &ad.tokens {
+                        bail!(
+                            "{name} also trains the embedding rows of {} tokens, which llama.cpp's LoRA files have no place for; `autodidact adapters merge {name}` writes a model with them folded in",
+                            t.ids.len()
+                        );
+                    }
+                    ad.save_gguf(&out, &name)?
+                }
                 Format::Peft => export_peft(
                     &ad,
                     &m.config,

@@ -109,6 +109,11 @@ pub struct ImproveArgs {
     /// changeable).
     #[arg(long)]
     pub targets: Option<String>,
+    /// Whether the chat template's marker tokens (Gemma: <start_of_turn>, <end_of_turn>) also
+    /// train their own embedding rows, which a base model never learned (default true;
+    /// changeable).
+    #[arg(long, value_name = "BOOL")]
+    pub template_tokens: Option<bool>,
     /// Text whose perplexity guards general language (default: reference/texts/gpl-3.txt
     /// found above the working directory or the executable).
     #[arg(long)]
@@ -466,6 +471,7 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
         rank: args.rank,
         lr: args.lr,
         targets: args.targets.as_deref().map(train_targets).transpose()?,
+        template_tokens: args.template_tokens,
         replay_share: args.replay_share,
         replay_top_k: args.replay_top_k,
         dpo_beta: args.dpo_beta,
@@ -533,6 +539,7 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                         Some(t) => train_targets(t)?,
                         None => d.train.targets.clone(),
                     },
+                    template_tokens: args.template_tokens.unwrap_or(d.train.template_tokens),
                     ..d.train.clone()
                 },
                 replay: ReplaySettings {

@@ -44,6 +44,11 @@ pub struct TrainArgs {
     /// Comma-separated modules: q,k,v,o,gate,up,down (PEFT or GGUF names work too).
     #[arg(long, default_value = "q,k,v,o,gate,up,down")]
     pub targets: String,
+    /// Comma-separated tokens whose embedding rows train too (PEFT's trainable tokens): token
+    /// texts such as <end_of_turn>, ids, or `template` for the chat template's markers, which a
+    /// base model has never learned to predict.
+    #[arg(long, value_name = "TOKENS")]
+    pub trainable_tokens: Option<String>,
     #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f32,
     #[arg(long, default_value_t = TrainConfig::default().epochs)]
@@ -127,6 +132,41 @@ pub(crate) fn targets(s: &str) -> Result<Vec<Target>> {
     Ok(v)
 }
 
+/// `--trainable-tokens`: token texts, ids or `template`, each once.
+fn trainable_tokens(s: &str, m: &Model) -> Result<Vec<u32>> {
+    let mut out: Vec<u32> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let ids = if item == "template" {
+            let t = autodidact_train::data::template_tokens(m);
+            if t.is_empty() {
+                bail!("--trainable-tokens template: this model's chat template writes no special tokens");
+            }
+            t
+        } else if let Ok(id) = item.parse::<u32>() {
+            if id as usize >= m.config.n_vocab {
+                bail!(
+                    "--trainable-tokens: id {id} is outside the vocabulary of {}",
+                    m.config.n_vocab
+                );
+            }
+            vec![id]
+        } else if let Some(id) = m.tokenizer.token_id(item) {
+            vec![id]
+        } else {
+            bail!("--trainable-tokens: {item:?} is not a token of this model's vocabulary");
+        };
+        for id in ids {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("--trainable-tokens names no token");
+    }
+    Ok(out)
+}
+
 /// The flags as a training configuration (unset flags are [`TrainConfig::default`]'s values).
 fn config(args: &TrainArgs, m: &Model) -> Result<TrainConfig> {
     let d = TrainConfig::default();
@@ -139,6 +179,10 @@ fn config(args: &TrainArgs, m: &Model) -> Result<TrainConfig> {
         alpha: args.alpha.unwrap_or(2.0 * args.rank as f32),
         dropout: args.dropout,
         targets: targets(&args.targets)?,
+        tokens: match &args.trainable_tokens {
+            Some(t) => trainable_tokens(t, m)?,
+            None => Vec::new(),
+        },
         lr: args.lr,
         epochs: args.epochs,
         batch: args.batch,
@@ -302,6 +346,7 @@ pub fn run(store: &Store, args: TrainArgs, m: &Model, base: &ResolvedModel) -> R
             "seq_len": cfg.seq_len, "warmup": cfg.warmup, "schedule": args.schedule,
             "weight_decay": args.weight_decay, "max_grad_norm": cfg.max_grad_norm,
             "seed": cfg.seed, "dropout": cfg.dropout, "beta": args.beta,
+            "trainable_tokens": outcome.adapter.tokens.as_ref().map(|t| &t.ids),
             "train_examples": trained.train_examples, "val_examples": trained.val_examples,
         }),
     };

@@ -27,6 +27,8 @@ pub struct Changes {
     pub lr: Option<f32>,
     /// The layers the adapter changes.
     pub targets: Option<Vec<Target>>,
+    /// Whether the chat template's marker tokens train their own embedding rows.
+    pub template_tokens: Option<bool>,
     pub replay_share: Option<f32>,
     pub replay_top_k: Option<usize>,
     /// DPO's beta (0: off) and learning rate.
@@ -146,6 +148,12 @@ impl Changes {
                 cfg.train.targets = t.clone();
             }
         }
+        set(
+            &mut said,
+            "template tokens",
+            &mut cfg.train.template_tokens,
+            self.template_tokens,
+        );
         set(
             &mut said,
             "replay share",

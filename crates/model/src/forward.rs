@@ -3,7 +3,7 @@
 use crate::attention::{attention, AttnArgs, TokenAt};
 use crate::config::{Activation, Config, RopeStyle};
 use crate::kv_cache::SeqCache;
-use crate::lora::{LoraAdapter, Target};
+use crate::lora::{LoraAdapter, Target, TokenRows};
 use crate::model::Model;
 use crate::weights::Matrix;
 use crate::ModelError;
@@ -229,12 +229,20 @@ impl Model {
         let total = tokens.len();
         let positions: Vec<usize> = at.iter().map(|a| a.pos).collect();
 
+        // Each row's trained embedding rows, from its sequence's adapter.
+        let mut rows_of: Vec<Option<&TokenRows>> = vec![None; total];
+        for (span, ad) in &lora.spans {
+            rows_of[span.clone()].fill(ad.tokens.as_ref());
+        }
         // (total, d) embeddings, scaled.
         let mut x = vec![0f32; total * d];
         x.par_chunks_mut(d)
-            .zip(tokens.par_iter())
-            .try_for_each(|(row, &t)| {
+            .zip(tokens.par_iter().zip(rows_of.par_iter()))
+            .try_for_each(|(row, (&t, rows))| {
                 w.token_embd.dequantize_row(file, t as usize, row)?;
+                if let Some(delta) = rows.and_then(|r| r.row(t)) {
+                    row.iter_mut().zip(delta).for_each(|(v, x)| *v += x);
+                }
                 if c.embed_scale != 1.0 {
                     row.iter_mut().for_each(|v| *v *= c.embed_scale);
                 }
@@ -374,6 +382,22 @@ impl Model {
             let out_w = w.output.as_ref().unwrap_or(&w.token_embd);
             acts.set(&hs, ns, d);
             out_w.matmul(file, &mut acts, logits)?; // (ns, n_vocab)
+            if w.output.is_none() {
+                // Tied output: an adapter's embedding rows change those tokens' logits too.
+                for (inp, rows) in inputs.iter().zip(&out.rows) {
+                    let Some(tr) = inp.adapter.and_then(|a| a.tokens.as_ref()) else {
+                        continue;
+                    };
+                    for r in rows.clone() {
+                        let h = &hs[r * d..(r + 1) * d];
+                        for (j, &id) in tr.ids.iter().enumerate() {
+                            let delta = &tr.delta[j * d..(j + 1) * d];
+                            let dot: f32 = h.iter().zip(delta).map(|(a, b)| a * b).sum();
+                            logits[r * c.n_vocab + id as usize] += dot;
+                        }
+                    }
+                }
+            }
             if let Some(cap) = c.final_logit_softcap {
                 logits
                     .par_iter_mut()

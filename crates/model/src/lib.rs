@@ -18,7 +18,7 @@ pub use config::{Activation, Arch, Config, RopeStyle};
 pub use error::ModelError;
 pub use forward::{apply_rope, ForwardOutput, Logits, RopeTable, SeqInput};
 pub use kv_cache::SeqCache;
-pub use lora::{rewrite_gguf, LayerLora, LoraAdapter, LoraPair, Target};
+pub use lora::{rewrite_gguf, LayerLora, LoraAdapter, LoraPair, Target, TokenRows};
 pub use model::Model;
 pub use tokenizer::{StreamDecoder, Tokenizer};
 pub use weights::{LayerWeights, Matrix, Weights};

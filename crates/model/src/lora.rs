@@ -5,7 +5,7 @@
 //! `B (out, rank)`, the shapes PEFT stores. GGUF lists dimensions innermost first, so llama.cpp's
 //! `lora_a` has dims `[in, rank]` and `lora_b` `[rank, out]`: the same row-major bytes.
 use crate::config::{Arch, Config};
-use crate::gguf::{GgufFile, GgufWriter, TensorData, Value, KEY_ARCHITECTURE};
+use crate::gguf::{Array, GgufFile, GgufWriter, TensorData, Value, KEY_ARCHITECTURE};
 use crate::model::Model;
 use crate::ModelError;
 use autodidact_kernels::quant::dequantize_to_vec;
@@ -15,6 +15,10 @@ use std::path::Path;
 pub const KEY_GENERAL_TYPE: &str = "general.type";
 pub const KEY_ADAPTER_TYPE: &str = "adapter.type";
 pub const KEY_LORA_ALPHA: &str = "adapter.lora.alpha";
+/// The token ids of an adapter's [`TokenRows`], in the order of [`TOKEN_ROWS_TENSOR`]'s rows.
+pub const KEY_TOKEN_ROWS: &str = "adapter.token_rows";
+/// An adapter's [`TokenRows`] delta, dims `[n_embd, ids]`.
+pub const TOKEN_ROWS_TENSOR: &str = "token_embd.rows_delta";
 
 /// A linear layer LoRA can target. The order is the order of a layer's [`LayerLora::pairs`].
 /// Serialized by its short name (`q` … `down`).
@@ -167,12 +171,70 @@ impl LayerLora {
     }
 }
 
+/// Trained changes to a few rows of the token embedding (PEFT's "trainable tokens").
+///
+/// A pretrained base never saw its chat template's markers: after an answer, Gemma 3's base
+/// gives `<end_of_turn>` about 29 nats, ten times an ordinary token, and LoRA on the layers
+/// alone can only reach it by turning the whole final hidden state, which drowned every other
+/// lesson of a training step (README, "Measured"). Learning the marker's own row is what
+/// PEFT's `trainable_token_indices` is for. Where the output projection is the embedding itself
+/// (tied, as in Gemma) a row's change moves both the token's input embedding and its logit, as
+/// PEFT does for tied weights; with a separate output matrix, only the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRows {
+    pub ids: Vec<u32>,
+    /// `(ids, n_embd)`: added to the embedding rows of `ids`, before any embedding scale.
+    pub delta: Vec<f32>,
+}
+
+impl TokenRows {
+    /// No change yet to the rows of `ids` of an `n_embd`-wide embedding.
+    pub fn zeros(ids: Vec<u32>, n_embd: usize) -> Self {
+        let delta = vec![0.0; ids.len() * n_embd];
+        TokenRows { ids, delta }
+    }
+
+    pub fn n_embd(&self) -> usize {
+        self.delta.len() / self.ids.len().max(1)
+    }
+
+    /// The change to token `t`'s row, if it has one.
+    pub fn row(&self, t: u32) -> Option<&[f32]> {
+        let d = self.n_embd();
+        let j = self.ids.iter().position(|&i| i == t)?;
+        Some(&self.delta[j * d..(j + 1) * d])
+    }
+
+    fn check(&self, c: &Config) -> Result<(), ModelError> {
+        let mut seen = std::collections::BTreeSet::new();
+        if self.ids.is_empty() || self.delta.len() != self.ids.len() * c.n_embd {
+            return Err(ModelError::Invalid(format!(
+                "adapter's token rows are {} values for {} tokens, the model's embedding is {} wide",
+                self.delta.len(),
+                self.ids.len(),
+                c.n_embd
+            )));
+        }
+        for &t in &self.ids {
+            if t as usize >= c.n_vocab || !seen.insert(t) {
+                return Err(ModelError::Invalid(format!(
+                    "adapter's token rows name token {t} twice or outside the vocabulary of {}",
+                    c.n_vocab
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A LoRA adapter for one base architecture and shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraAdapter {
     pub arch: Arch,
     pub alpha: f32,
     pub layers: Vec<LayerLora>,
+    /// Embedding rows trained beside the layers, if any.
+    pub tokens: Option<TokenRows>,
 }
 
 impl LoraAdapter {
@@ -192,6 +254,7 @@ impl LoraAdapter {
             arch: c.arch,
             alpha,
             layers,
+            tokens: None,
         }
     }
 
@@ -223,7 +286,10 @@ impl LoraAdapter {
     }
 
     pub fn n_params(&self) -> usize {
-        self.pairs().map(|(_, _, p)| p.a.len() + p.b.len()).sum()
+        self.pairs()
+            .map(|(_, _, p)| p.a.len() + p.b.len())
+            .sum::<usize>()
+            + self.tokens.as_ref().map_or(0, |t| t.delta.len())
     }
 
     /// Checks that the adapter fits a model of config `c`.
@@ -259,10 +325,14 @@ impl LoraAdapter {
                 )));
             }
         }
+        if let Some(t) = &self.tokens {
+            t.check(c)?;
+        }
         Ok(())
     }
 
-    /// The llama.cpp GGUF-LoRA encoding (F32 tensors).
+    /// The llama.cpp GGUF-LoRA encoding (F32 tensors). Token rows, which llama.cpp's format has
+    /// no place for, go in a tensor and a key of their own (see [`KEY_TOKEN_ROWS`]).
     pub fn to_gguf(&self, name: &str) -> GgufWriter {
         let mut w = GgufWriter::new();
         w.set(KEY_ARCHITECTURE, Value::String(self.arch.name().into()));
@@ -284,6 +354,15 @@ impl LoraAdapter {
                 dims: vec![p.rank as u64, p.n_out as u64],
                 ty: GgmlType::F32,
                 data: bytes(&p.b),
+            });
+        }
+        if let Some(t) = &self.tokens {
+            w.set(KEY_TOKEN_ROWS, Value::Array(Array::U32(t.ids.clone())));
+            w.add_tensor(TensorData {
+                name: TOKEN_ROWS_TENSOR.into(),
+                dims: vec![t.n_embd() as u64, t.ids.len() as u64],
+                ty: GgmlType::F32,
+                data: bytes(&t.delta),
             });
         }
         w
@@ -326,10 +405,25 @@ impl LoraAdapter {
             arch,
             alpha: 0.0,
             layers: vec![LayerLora::default(); c.n_layer],
+            tokens: None,
         };
         let alpha = g.get_f32(KEY_LORA_ALPHA)?;
         for info in &g.tensors {
             let name = info.name.as_str();
+            if name == TOKEN_ROWS_TENSOR {
+                let ids = match g.get_array(KEY_TOKEN_ROWS)? {
+                    Some(Array::U32(v)) => v.clone(),
+                    _ => return Err(bad(format!("{name} without a {KEY_TOKEN_ROWS} list"))),
+                };
+                let n = info.n_elements() as usize;
+                if info.dims.len() != 2 || info.dims[1] as usize != ids.len() {
+                    return Err(bad(format!("{name} does not hold {} rows", ids.len())));
+                }
+                let (_, data) = g.tensor_data(name)?;
+                let delta = dequantize_to_vec(info.ty, data, n)?;
+                ad.tokens = Some(TokenRows { ids, delta });
+                continue;
+            }
             if name.ends_with("_norm.weight") {
                 // llama.cpp skips norm deltas too; an adapter of linear layers loses nothing.
                 continue;
@@ -406,7 +500,7 @@ impl LoraAdapter {
                 )));
             }
         }
-        if ad.pairs().next().is_none() {
+        if ad.pairs().next().is_none() && ad.tokens.is_none() {
             return Err(bad("no LoRA tensors".into()));
         }
         // llama.cpp treats a missing alpha as "scale 1", i.e. alpha = rank.
@@ -471,10 +565,23 @@ pub fn rewrite_gguf(
             Some(t) if info.ty != GgmlType::F32 && info.dims.len() == 2 => t,
             _ => info.ty,
         };
-        let data = if adapted.is_some() || ty != info.ty {
+        // Token rows fold into the embedding (and so, where tied, into the output too).
+        let rows = adapter
+            .and_then(|ad| ad.tokens.as_ref())
+            .filter(|_| info.name == "token_embd.weight");
+        let data = if adapted.is_some() || rows.is_some() || ty != info.ty {
             let mut vals = dequantize_to_vec(info.ty, data, info.n_elements() as usize)?;
             if let Some((ad, il, t)) = adapted {
                 ad.merge_into(il, t, &mut vals);
+            }
+            if let Some(r) = rows {
+                let d = r.n_embd();
+                for (j, &id) in r.ids.iter().enumerate() {
+                    let row = &mut vals[id as usize * d..(id as usize + 1) * d];
+                    row.iter_mut()
+                        .zip(&r.delta[j * d..(j + 1) * d])
+                        .for_each(|(w, x)| *w += x);
+                }
             }
             autodidact_kernels::quant::quantize_to_vec(ty, &vals)?
         } else {

@@ -4,6 +4,7 @@
 use crate::graph::Sequence;
 use crate::TrainError;
 use autodidact_model::chat::{bos_eos, Rendered};
+use autodidact_model::tokenizer::TokenType;
 use autodidact_model::{ChatTemplate, Message, Model, Tokenizer};
 use serde_json::Value;
 use std::path::Path;
@@ -257,6 +258,28 @@ fn preference_from_json(v: &Value) -> Result<PreferenceExample, String> {
         chosen: string(v, "chosen")?.to_string(),
         rejected: string(v, "rejected")?.to_string(),
     })
+}
+
+/// The special tokens the model's chat template writes around a user and an assistant turn,
+/// BOS aside (Gemma: `<start_of_turn>`, `<end_of_turn>`): the rows a base model has never
+/// learned, for [`crate::TrainConfig::tokens`]. Empty when the template writes none.
+pub fn template_tokens(m: &Model) -> Vec<u32> {
+    let msgs = [Message::new("user", "a"), Message::new("assistant", "b")];
+    let Ok((tokens, _)) = Encoder::new(m).chat(&msgs) else {
+        return Vec::new();
+    };
+    let tok = &m.tokenizer;
+    let mut out: Vec<u32> = Vec::new();
+    for t in tokens {
+        let special = matches!(
+            tok.token_type(t),
+            Some(TokenType::Control | TokenType::UserDefined)
+        );
+        if special && Some(t) != tok.bos && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
 }
 
 fn is_assistant(role: &str) -> bool {

@@ -11,7 +11,7 @@ use crate::output_t::TransposedOutput;
 use crate::TrainError;
 use autodidact_kernels::vec::rms_norm;
 use autodidact_kernels::QuantizedActs;
-use autodidact_model::{apply_rope, LoraAdapter, Matrix, Model, RopeTable, Target};
+use autodidact_model::{apply_rope, LoraAdapter, Matrix, Model, RopeTable, Target, TokenRows};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -144,6 +144,9 @@ pub struct Tape {
     out_is_grad: bool,
     /// log p(label) of every loss row.
     pub logp: Vec<f32>,
+    /// `(token rows, d)`: the loss's gradient with respect to the adapter's token rows through
+    /// the output (tied embeddings), when taken during the forward.
+    dtok_out: Vec<f32>,
 }
 
 impl Tape {
@@ -159,6 +162,15 @@ impl Tape {
     pub fn pack(&self) -> &Pack {
         &self.pack
     }
+}
+
+/// What the output projection gives back: log p(label) per loss row and, when gradients were
+/// asked for, those with respect to the final-normed hidden states `(rows, d)` and to the
+/// adapter's token rows `(token rows, d)` (empty where they do not reach the output).
+struct OutputPass {
+    logp: Vec<f32>,
+    dhs: Vec<f32>,
+    dtok: Vec<f32>,
 }
 
 /// Rows of the output projection computed at once: bounds the `(rows, n_vocab)` logits buffer.
@@ -238,7 +250,11 @@ impl Trainer<'_> {
             OutputGrad::Now(cf) => Some(cf.as_slice()),
             _ => None,
         };
-        let (logp, dhs) = self.output_pass(&hs, &pack.labels, &pack.soft, coefs)?;
+        let OutputPass {
+            logp,
+            dhs,
+            dtok: dtok_out,
+        } = self.output_pass(&hs, &pack.labels, &pack.soft, coefs)?;
         let (out, out_is_grad) = match grad {
             OutputGrad::Now(_) => (dhs, true),
             OutputGrad::Later => (hs, false),
@@ -252,7 +268,33 @@ impl Trainer<'_> {
             out,
             out_is_grad,
             logp,
+            dtok_out,
         })
+    }
+
+    /// The adapter's token rows, where they reach the logits (an output tied to the embedding).
+    fn output_rows(&self) -> Option<&TokenRows> {
+        let m = self.model;
+        self.adapter
+            .and_then(|a| a.tokens.as_ref())
+            .filter(|_| m.weights.output.is_none())
+    }
+
+    /// `logits (rows, n_vocab) += hs (rows, d) · deltaᵀ` on the token rows' columns.
+    fn add_row_logits(&self, hs: &[f32], logits: &mut [f32]) {
+        let Some(tr) = self.output_rows() else {
+            return;
+        };
+        let (d, v) = (self.model.config.n_embd, self.model.config.n_vocab);
+        logits
+            .par_chunks_mut(v)
+            .zip(hs.par_chunks(d))
+            .for_each(|(row, h)| {
+                for (j, &id) in tr.ids.iter().enumerate() {
+                    let delta = &tr.delta[j * d..(j + 1) * d];
+                    row[id as usize] += h.iter().zip(delta).map(|(a, b)| a * b).sum::<f32>();
+                }
+            });
     }
 
     /// The model's own distribution at each loss row of `pack`, as its `k` likeliest tokens
@@ -273,6 +315,7 @@ impl Trainer<'_> {
             acts.set(&hs[r0 * d..r1 * d], r1 - r0, d);
             logits.resize((r1 - r0) * v, 0.0);
             out_w.matmul(file, &mut acts, &mut logits)?; // (rows in chunk, n_vocab)
+            self.add_row_logits(&hs[r0 * d..r1 * d], &mut logits);
             let part: Vec<SoftTarget> = logits
                 .par_chunks_mut(v)
                 .map(|row| top_k_row(row, c.final_logit_softcap, k))
@@ -328,12 +371,16 @@ impl Trainer<'_> {
             m.rope_table(&pack.positions, true),
         ];
 
-        // (n, d) scaled embeddings
+        // (n, d) scaled embeddings, with the adapter's token rows
+        let rows = self.adapter.and_then(|a| a.tokens.as_ref());
         let mut x = vec![0f32; n * d];
         x.par_chunks_mut(d)
             .zip(pack.tokens.par_iter())
             .try_for_each(|(row, &t)| {
                 w.token_embd.dequantize_row(file, t as usize, row)?;
+                if let Some(delta) = rows.and_then(|r| r.row(t)) {
+                    row.iter_mut().zip(delta).for_each(|(v, x)| *v += x);
+                }
                 row.iter_mut().for_each(|v| *v *= c.embed_scale);
                 Ok::<(), TrainError>(())
             })?;
@@ -410,14 +457,15 @@ impl Trainer<'_> {
     }
 
     /// Logits of `hs (rows, d)` in chunks, log p(label) per row and, with `coefs`, the gradient of
-    /// `Σ coef · (−log p)` with respect to `hs`.
+    /// `Σ coef · (−log p)` with respect to `hs` and to the adapter's token rows `(rows, d)` (empty
+    /// where they do not reach the output).
     fn output_pass(
         &self,
         hs: &[f32],
         labels: &[u32],
         soft: &[Option<SoftTarget>],
         coefs: Option<&[f32]>,
-    ) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
+    ) -> Result<OutputPass, TrainError> {
         let m = self.model;
         let c = &m.config;
         let file = m.gguf.bytes();
@@ -431,6 +479,8 @@ impl Trainer<'_> {
         } else {
             Vec::new()
         };
+        let tok_rows = self.output_rows().filter(|_| coefs.is_some());
+        let mut dtok = vec![0f32; tok_rows.map_or(0, |t| t.delta.len())];
         let mut acts = QuantizedActs::default();
         let mut logits = Vec::new();
         let mut buf = Vec::new();
@@ -440,6 +490,7 @@ impl Trainer<'_> {
             acts.set(&hs[r0 * d..r1 * d], nr, d);
             logits.resize(nr * v, 0.0);
             out_w.matmul(file, &mut acts, &mut logits)?; // (nr, n_vocab)
+            self.add_row_logits(&hs[r0 * d..r1 * d], &mut logits);
             logp[r0..r1]
                 .par_iter_mut()
                 .zip(logits.par_chunks_mut(v))
@@ -458,9 +509,28 @@ impl Trainer<'_> {
                     Some(t) => t.backward(&logits, nr, dh)?,
                     None => base_backward(out_w, file, &logits, nr, dh, &mut buf)?,
                 }
+                // logit_id = h · (e_id + delta_id): dh += dlogit · delta, ddelta += dlogit · h.
+                if let Some(tr) = tok_rows {
+                    for (i, dlog) in logits.chunks(v).enumerate() {
+                        let h = &hs[(r0 + i) * d..(r0 + i + 1) * d];
+                        let dh = &mut dh[i * d..(i + 1) * d];
+                        for (j, &id) in tr.ids.iter().enumerate() {
+                            let g = dlog[id as usize];
+                            if g == 0.0 {
+                                continue;
+                            }
+                            let delta = &tr.delta[j * d..(j + 1) * d];
+                            dh.iter_mut().zip(delta).for_each(|(a, b)| *a += g * b);
+                            dtok[j * d..(j + 1) * d]
+                                .iter_mut()
+                                .zip(h)
+                                .for_each(|(a, b)| *a += g * b);
+                        }
+                    }
+                }
             }
         }
-        Ok((logp, dhs))
+        Ok(OutputPass { logp, dhs, dtok })
     }
 
     /// Accumulates into `grads` the gradient of `Σ coef · (−log p(label))` over the loss rows.
@@ -483,6 +553,7 @@ impl Trainer<'_> {
             x_final,
             out,
             out_is_grad,
+            dtok_out,
             ..
         } = tape;
         if layers.len() != c.n_layer {
@@ -491,14 +562,17 @@ impl Trainer<'_> {
             ));
         }
         let n = pack.len();
-        let dhs = if out_is_grad {
-            out
+        let (dhs, dtok_out) = if out_is_grad {
+            (out, dtok_out)
         } else {
             let cf = coefs
                 .ok_or_else(|| TrainError::Config("backward needs the loss coefficients".into()))?;
-            self.output_pass(&out, &pack.labels, &pack.soft, Some(cf))?
-                .1
+            let p = self.output_pass(&out, &pack.labels, &pack.soft, Some(cf))?;
+            (p.dhs, p.dtok)
         };
+        if let Some(g) = grads.tokens.as_mut() {
+            g.delta.iter_mut().zip(&dtok_out).for_each(|(a, b)| *a += b);
+        }
         let lora = LoraCtx {
             adapter: self.adapter,
             dropout,
@@ -660,6 +734,18 @@ impl Trainer<'_> {
                 );
             }
             rms_norm_backward(&t.x_in, &lw.attn_norm, c.rms_eps, &dh1, &mut dx);
+        }
+        // x0 = scale · (e_t + delta_t): each row's gradient reaches its token's delta.
+        if let Some(g) = grads.tokens.as_mut() {
+            let ids = g.ids.clone();
+            for (r, &t) in pack.tokens.iter().enumerate() {
+                if let Some(j) = ids.iter().position(|&i| i == t) {
+                    g.delta[j * d..(j + 1) * d]
+                        .iter_mut()
+                        .zip(&dx[r * d..(r + 1) * d])
+                        .for_each(|(a, b)| *a += c.embed_scale * b);
+                }
+            }
         }
         Ok(())
     }

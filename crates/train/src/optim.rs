@@ -3,12 +3,14 @@
 use autodidact_model::LoraAdapter;
 use rayon::prelude::*;
 
-/// The adapter's trainable tensors in a fixed order: each pair's `A`, then its `B`.
+/// The adapter's trainable tensors in a fixed order: each pair's `A`, then its `B`, then the
+/// token rows if any.
 pub fn tensors(ad: &LoraAdapter) -> Vec<&[f32]> {
     ad.layers
         .iter()
         .flat_map(|l| l.pairs.iter().flatten())
         .flat_map(|p| [p.a.as_slice(), p.b.as_slice()])
+        .chain(ad.tokens.iter().map(|t| t.delta.as_slice()))
         .collect()
 }
 
@@ -17,6 +19,7 @@ pub fn tensors_mut(ad: &mut LoraAdapter) -> Vec<&mut [f32]> {
         .iter_mut()
         .flat_map(|l| l.pairs.iter_mut().flatten())
         .flat_map(|p| [p.a.as_mut_slice(), p.b.as_mut_slice()])
+        .chain(ad.tokens.iter_mut().map(|t| t.delta.as_mut_slice()))
         .collect()
 }
 
@@ -187,6 +190,7 @@ mod tests {
             }),
         );
         LoraAdapter {
+            tokens: None,
             arch: autodidact_model::Arch::Llama,
             alpha: 1.0,
             layers: vec![l],

@@ -67,6 +67,16 @@ pub fn export_peft(
     info: &PeftInfo,
 ) -> Result<(), TrainError> {
     ad.check(c)?;
+    if let Some(t) = &ad.tokens {
+        return Err(TrainError::Format {
+            path: dir.display().to_string(),
+            what: format!(
+                "the adapter also trains the embedding rows of {} tokens, which this PEFT export \
+                 does not write; merge the adapter into the model instead",
+                t.ids.len()
+            ),
+        });
+    }
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let mut named: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
@@ -208,6 +218,7 @@ pub fn import_peft(dir: &Path, c: &Config) -> Result<(LoraAdapter, f32), TrainEr
         arch: c.arch,
         alpha,
         layers: vec![LayerLora::default(); c.n_layer],
+        tokens: None,
     };
     for (name, view) in st.tensors() {
         let (il, t, is_a) = parse_name(&name).ok_or_else(|| {

@@ -7,7 +7,7 @@ use crate::linear::Dropout;
 use crate::optim::{clip, zero, AdamState, AdamW, Decay, Schedule};
 use crate::output_t::TransposedOutput;
 use crate::TrainError;
-use autodidact_model::{LoraAdapter, Model, Target};
+use autodidact_model::{LoraAdapter, Model, Target, TokenRows};
 use std::path::Path;
 use std::time::Instant;
 
@@ -27,6 +27,9 @@ pub struct TrainConfig {
     pub alpha: f32,
     pub dropout: f32,
     pub targets: Vec<Target>,
+    /// Token ids whose embedding rows train beside the layers (see [`TokenRows`]): a base
+    /// model's chat-template markers, which it has never learned to predict.
+    pub tokens: Vec<u32>,
     pub lr: f32,
     pub epochs: usize,
     /// Examples per forward pass (packed into one activation matrix).
@@ -56,6 +59,7 @@ impl Default for TrainConfig {
             alpha: 32.0,
             dropout: 0.0,
             targets: Target::ALL.to_vec(),
+            tokens: Vec::new(),
             lr: 2e-4,
             epochs: 1,
             batch: 4,
@@ -235,6 +239,10 @@ pub fn init_adapter(m: &Model, cfg: &TrainConfig) -> LoraAdapter {
         p.a.iter_mut()
             .for_each(|v| *v = (2.0 * rng.uniform() - 1.0) * bound);
     }
+    // Zero, as PEFT starts its trainable tokens: training starts from the base exactly.
+    if !cfg.tokens.is_empty() {
+        ad.tokens = Some(TokenRows::zeros(cfg.tokens.clone(), m.config.n_embd));
+    }
     ad
 }
 
@@ -276,12 +284,13 @@ impl Run<'_> {
     fn fingerprint(&self, data: &Data) -> String {
         let c = &self.config;
         let settings = format!(
-            "{:?}|{}|{}|{}|{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{:?}",
+            "{:?}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{:?}",
             c.method,
             c.rank,
             c.alpha,
             c.dropout,
             c.targets,
+            c.tokens,
             c.lr,
             c.epochs,
             c.batch,
@@ -328,7 +337,17 @@ impl Run<'_> {
         }
         let fingerprint = self.fingerprint(data);
         let mut adapter = match self.init {
-            Some(a) => a.clone(),
+            // Its rank, targets and token rows are kept; rows asked for it lacks start at zero.
+            Some(a) => {
+                let mut a = a.clone();
+                if a.tokens.is_none() && !cfg.tokens.is_empty() {
+                    a.tokens = Some(TokenRows::zeros(
+                        cfg.tokens.clone(),
+                        self.model.config.n_embd,
+                    ));
+                }
+                a
+            }
             None => init_adapter(self.model, cfg),
         };
         let mut adam = AdamState::new(&adapter);

@@ -370,3 +370,90 @@ fn bad_training_input_is_a_clear_error() {
     let _ = std::fs::remove_dir_all(&e.home);
     let _ = std::fs::remove_dir_all(&llama.home);
 }
+
+#[test]
+fn trainable_tokens_train_the_chat_markers_own_rows() {
+    let e = setup("rows", Arch::Gemma3);
+    let spec = TinySpec {
+        chat_markers: true,
+        ..TinySpec::small(Arch::Gemma3, GgmlType::Q8_0, 3)
+    };
+    std::fs::write(&e.model, tiny_model_with(&spec)).unwrap();
+    let m = e.m();
+    let f = e.home.join("chat.jsonl");
+    let lines: String = (0..8)
+        .map(|i| {
+            format!(
+                "{{\"messages\": [{{\"role\": \"user\", \"content\": \"q{i}\"}}, \
+                 {{\"role\": \"assistant\", \"content\": \"a{}\"}}]}}\n",
+                i % 3
+            )
+        })
+        .collect();
+    std::fs::write(&f, lines).unwrap();
+    let data = f.to_str().unwrap();
+    let train = |out: &str, tokens: &str| {
+        vec![
+            "train".to_string(),
+            "--data".into(),
+            data.into(),
+            "-m".into(),
+            m.into(),
+            "--out".into(),
+            out.into(),
+            "--rank".into(),
+            "2".into(),
+            "--lr".into(),
+            "1e-2".into(),
+            "--trainable-tokens".into(),
+            tokens.into(),
+        ]
+    };
+    let args = train("rows", "template");
+    e.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let model = Model::load(&e.model).unwrap();
+    let id = |t: &str| model.tokenizer.token_id(t).unwrap();
+    let ad = e.adapter(&e.home.join("adapters/rows/adapter.gguf"));
+    let rows = ad.tokens.expect("the adapter keeps its token rows");
+    assert_eq!(rows.ids, vec![id("<start_of_turn>"), id("<end_of_turn>")]);
+    // Both rows moved: one is only read, the other read and predicted.
+    for j in 0..2 {
+        let d = rows.n_embd();
+        assert!(rows.delta[j * d..(j + 1) * d].iter().any(|&v| v != 0.0));
+    }
+    // A token the vocabulary lacks, or an id beyond it, is refused by name.
+    let args = train("bad", "<no_such_token>");
+    let err = e.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("<no_such_token>"), "{err}");
+    let args = train("bad", "99999999");
+    let err = e.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("outside the vocabulary"), "{err}");
+    // Neither llama.cpp's nor PEFT's LoRA files hold the rows: export says so instead of
+    // dropping them, and merging folds them into the model.
+    for format in ["gguf", "peft"] {
+        let out = e.home.join(format!("out-{format}"));
+        let err = e.fails(&[
+            "adapters",
+            "export",
+            "rows",
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(err.contains("embedding rows"), "{format}: {err}");
+        assert!(!out.exists(), "{format}");
+    }
+    let merged = e.home.join("merged.gguf");
+    e.ok(&[
+        "adapters",
+        "merge",
+        "rows",
+        "-m",
+        m,
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(merged.exists());
+    let _ = std::fs::remove_dir_all(&e.home);
+}

@@ -84,6 +84,7 @@ fn config(home: &Path) -> ImproveConfig {
             seed: 3,
             // The seed below was chosen with every layer adapted.
             targets: autodidact_model::Target::ALL.to_vec(),
+            template_tokens: true,
         },
         // A random model's perplexity moves a lot under any training; the guard still runs.
         gate: GateConfig {

@@ -4,7 +4,7 @@ use crate::tiny::tiny_model;
 use autodidact_kernels::GgmlType;
 use autodidact_model::gguf::GgufFile;
 use autodidact_model::testing::Rng;
-use autodidact_model::{Arch, Logits, LoraAdapter, Model, SeqInput, Target};
+use autodidact_model::{Arch, Logits, LoraAdapter, Model, SeqInput, Target, TokenRows};
 
 fn tiny(arch: Arch, ty: GgmlType, seed: u64) -> Model {
     let bytes = tiny_model(arch, ty, seed);
@@ -20,6 +20,11 @@ fn random_adapter(m: &Model, rank: usize, seed: u64) -> LoraAdapter {
             p.b.iter_mut().for_each(|v| *v = 0.1 * rng.f());
         }
     }
+    // Embedding rows of tokens the tests feed (20, 54, 38) and one they never do (7): in a tied
+    // model each changes its token's input and its logit.
+    let mut rows = TokenRows::zeros(vec![20, 54, 38, 7], m.config.n_embd);
+    rows.delta.iter_mut().for_each(|v| *v = 0.2 * rng.f());
+    ad.tokens = Some(rows);
     ad
 }
 
@@ -83,6 +88,13 @@ fn gguf_lora_round_trips_and_rejects_the_wrong_base() {
     assert_eq!(info.dims, vec![8, 256]);
     let back = LoraAdapter::from_gguf(&g, &m.config).unwrap();
     assert_eq!(back, ad);
+    // Token rows alone make an adapter too.
+    let rows_only = LoraAdapter {
+        layers: vec![Default::default(); m.config.n_layer],
+        ..ad.clone()
+    };
+    let g2 = GgufFile::from_bytes("rows", &rows_only.to_gguf("r").to_bytes().unwrap()).unwrap();
+    assert_eq!(LoraAdapter::from_gguf(&g2, &m.config).unwrap(), rows_only);
 
     // An adapter for another architecture, and a base model passed as an adapter.
     let lm = tiny(Arch::Llama, GgmlType::Q8_0, 6);
@@ -122,6 +134,15 @@ fn an_f32_merge_holds_the_dequantized_base_plus_the_adapter_exactly() {
         let mut want = f32s(&m.gguf, name);
         if let Some((il, t)) = adapted {
             ad.merge_into(il, t, &mut want);
+        }
+        if name == "token_embd.weight" {
+            let rows = ad.tokens.as_ref().unwrap();
+            let d = m.config.n_embd;
+            for (j, &id) in rows.ids.iter().enumerate() {
+                for k in 0..d {
+                    want[id as usize * d + k] += rows.delta[j * d + k];
+                }
+            }
         }
         assert_eq!(f32s(&g, name), want, "{name}");
     }

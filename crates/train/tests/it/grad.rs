@@ -4,7 +4,7 @@ use autodidact_kernels::vec::log_softmax_at;
 use autodidact_kernels::GgmlType;
 use autodidact_model::gguf::GgufFile;
 use autodidact_model::testing::{tiny_model_with, Rng, TinySpec};
-use autodidact_model::{Arch, Logits, LoraAdapter, Model, SeqInput, Target};
+use autodidact_model::{Arch, Logits, LoraAdapter, Model, SeqInput, Target, TokenRows};
 use autodidact_train::{Dropout, OutputGrad, Pack, Sequence, Trainer};
 
 fn small(arch: Arch) -> Model {
@@ -33,6 +33,11 @@ fn adapter(m: &Model, seed: u64) -> LoraAdapter {
         p.a.iter_mut().for_each(|v| *v = 0.5 * rng.f());
         p.b.iter_mut().for_each(|v| *v = 0.5 * rng.f());
     }
+    // Token rows: 77 is only an input, 114 and 63 inputs and labels, 5 neither (it still
+    // moves every row's softmax through the tied output).
+    let mut rows = TokenRows::zeros(vec![77, 114, 63, 5], m.config.n_embd);
+    rows.delta.iter_mut().for_each(|v| *v = 0.3 * rng.f());
+    ad.tokens = Some(rows);
     ad
 }
 
@@ -135,6 +140,54 @@ fn lora_gradients_match_finite_differences_llama() {
 #[test]
 fn lora_gradients_match_finite_differences_with_dropout() {
     check_gradients(Arch::Gemma3, Some(Dropout { p: 0.2, seed: 77 }));
+}
+
+/// The token rows' gradient, through the input embedding and the tied output, against central
+/// finite differences.
+#[test]
+fn token_row_gradients_match_finite_differences() {
+    for arch in [Arch::Gemma3, Arch::Llama] {
+        let m = small(arch);
+        let ad = adapter(&m, 6);
+        let seqs = sequences();
+        let refs: Vec<&Sequence> = seqs.iter().collect();
+        let pack = Pack::new(&refs);
+        let nl = pack.loss_rows.len();
+        let tr = Trainer {
+            model: &m,
+            adapter: Some(&ad),
+            output_t: None,
+        };
+        let mut grads = ad.clone();
+        autodidact_train::optim::zero(&mut grads);
+        let tape = tr
+            .forward(pack, OutputGrad::Now(vec![1.0 / nl as f32; nl]), None)
+            .unwrap();
+        tr.backward(tape, None, &mut grads).unwrap();
+        let g = grads.tokens.as_ref().unwrap();
+        let d = m.config.n_embd;
+        let mut largest = 0f64;
+        for j in 0..g.ids.len() {
+            for i in [j * d, j * d + d / 2, (j + 1) * d - 1] {
+                let h = 3e-3f32;
+                let mut p = ad.clone();
+                p.tokens.as_mut().unwrap().delta[i] += h;
+                let up = mean_loss(&m, &p, &seqs, None);
+                p.tokens.as_mut().unwrap().delta[i] -= 2.0 * h;
+                let down = mean_loss(&m, &p, &seqs, None);
+                let num = (up - down) / (2.0 * h as f64);
+                let tol = 3e-4 + 2e-2 * num.abs();
+                assert!(
+                    (g.delta[i] as f64 - num).abs() <= tol,
+                    "{arch:?} token {} [{i}]: analytic {} vs numeric {num}",
+                    g.ids[j],
+                    g.delta[i]
+                );
+                largest = largest.max(num.abs());
+            }
+        }
+        assert!(largest > 0.02, "largest gradient {largest}");
+    }
 }
 
 #[test]

@@ -24,6 +24,7 @@ fn config(method: Method) -> TrainConfig {
         alpha: 8.0,
         dropout: 0.0,
         targets: Target::ALL.to_vec(),
+        tokens: Vec::new(),
         lr: 1e-2,
         epochs: 3,
         batch: 4,
