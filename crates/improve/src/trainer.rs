@@ -27,7 +27,9 @@ pub struct TrainSettings {
     pub targets: Vec<Target>,
     /// Also train the embedding rows of the chat template's markers (see
     /// [`autodidact_model::TokenRows`]). Runs recorded before this setting trained none.
-    #[serde(default)]
+    /// (Not written when off, so an older run's settings, and the name of a round's checkpoint
+    /// made from them, stay as they were.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub template_tokens: bool,
 }
 
@@ -203,7 +205,23 @@ pub fn train(
             .collect::<String>()
             .as_bytes(),
     );
-    let print = serde_json::json!([s, c.replay_share, c.replay_top_k, c.replay.len(), data]);
+    let tokens = if s.template_tokens {
+        template_tokens(model)
+    } else {
+        Vec::new()
+    };
+    let print = if tokens.is_empty() {
+        serde_json::json!([s, c.replay_share, c.replay_top_k, c.replay.len(), data])
+    } else {
+        serde_json::json!([
+            s,
+            c.replay_share,
+            c.replay_top_k,
+            c.replay.len(),
+            data,
+            tokens
+        ])
+    };
     let ckpt = work.join(format!(
         "checkpoint-{:016x}.safetensors",
         crate::rng::fnv(print.to_string().as_bytes())
@@ -232,11 +250,7 @@ pub fn train(
         seq_len: s.seq_len.min(model.config.ctx_train),
         seed: s.seed,
         targets: s.targets.clone(),
-        tokens: if s.template_tokens {
-            template_tokens(model)
-        } else {
-            Vec::new()
-        },
+        tokens,
         ..TrainConfig::default()
     };
     job.on_bad = OnBadLine::Skip;

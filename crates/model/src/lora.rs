@@ -500,6 +500,11 @@ impl LoraAdapter {
                 )));
             }
         }
+        if ad.tokens.is_none() && g.get_array(KEY_TOKEN_ROWS)?.is_some() {
+            return Err(bad(format!(
+                "{KEY_TOKEN_ROWS} lists token rows but there is no {TOKEN_ROWS_TENSOR} tensor"
+            )));
+        }
         if ad.pairs().next().is_none() && ad.tokens.is_none() {
             return Err(bad("no LoRA tensors".into()));
         }

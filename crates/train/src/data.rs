@@ -260,7 +260,7 @@ fn preference_from_json(v: &Value) -> Result<PreferenceExample, String> {
     })
 }
 
-/// The special tokens the model's chat template writes around a user and an assistant turn,
+/// The control tokens the model's chat template writes around a user and an assistant turn,
 /// BOS aside (Gemma: `<start_of_turn>`, `<end_of_turn>`): the rows a base model has never
 /// learned, for [`crate::TrainConfig::tokens`]. Empty when the template writes none.
 pub fn template_tokens(m: &Model) -> Vec<u32> {
@@ -271,11 +271,10 @@ pub fn template_tokens(m: &Model) -> Vec<u32> {
     let tok = &m.tokenizer;
     let mut out: Vec<u32> = Vec::new();
     for t in tokens {
-        let special = matches!(
-            tok.token_type(t),
-            Some(TokenType::Control | TokenType::UserDefined)
-        );
-        if special && Some(t) != tok.bos && !out.contains(&t) {
+        // Control tokens only: Gemma's vocabulary marks newline runs ("\n", "\n\n" …) as
+        // user-defined, and those are ordinary text the base knows well.
+        let control = tok.token_type(t) == Some(TokenType::Control);
+        if control && Some(t) != tok.bos && !out.contains(&t) {
             out.push(t);
         }
     }

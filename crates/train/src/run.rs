@@ -284,13 +284,12 @@ impl Run<'_> {
     fn fingerprint(&self, data: &Data) -> String {
         let c = &self.config;
         let settings = format!(
-            "{:?}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{:?}",
+            "{:?}|{}|{}|{}|{:?}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{}|{:?}{}",
             c.method,
             c.rank,
             c.alpha,
             c.dropout,
             c.targets,
-            c.tokens,
             c.lr,
             c.epochs,
             c.batch,
@@ -301,13 +300,27 @@ impl Run<'_> {
             c.adamw,
             c.max_grad_norm,
             c.seed,
-            c.max_steps
+            c.max_steps,
+            // Only when asked for, so a checkpoint made before token rows existed resumes.
+            if c.tokens.is_empty() {
+                String::new()
+            } else {
+                format!("|tokens {:?}", c.tokens)
+            }
         );
         let h = fnv1a(settings.as_bytes(), data.hash());
         let mut h = fnv1a(&self.model.gguf.file_size().to_le_bytes(), h);
         if let Some(init) = self.init {
             for p in init.layers.iter().flat_map(|l| l.pairs.iter().flatten()) {
                 for v in p.a.iter().chain(&p.b) {
+                    h = fnv1a(&v.to_le_bytes(), h);
+                }
+            }
+            if let Some(t) = &init.tokens {
+                for id in &t.ids {
+                    h = fnv1a(&id.to_le_bytes(), h);
+                }
+                for v in &t.delta {
                     h = fnv1a(&v.to_le_bytes(), h);
                 }
             }
@@ -340,11 +353,20 @@ impl Run<'_> {
             // Its rank, targets and token rows are kept; rows asked for it lacks start at zero.
             Some(a) => {
                 let mut a = a.clone();
-                if a.tokens.is_none() && !cfg.tokens.is_empty() {
-                    a.tokens = Some(TokenRows::zeros(
-                        cfg.tokens.clone(),
-                        self.model.config.n_embd,
-                    ));
+                match &a.tokens {
+                    None if !cfg.tokens.is_empty() => {
+                        a.tokens = Some(TokenRows::zeros(
+                            cfg.tokens.clone(),
+                            self.model.config.n_embd,
+                        ))
+                    }
+                    Some(t) if !cfg.tokens.is_empty() && t.ids != cfg.tokens => {
+                        return Err(TrainError::Config(format!(
+                            "the starting adapter trains the rows of tokens {:?}, not the {:?} asked for",
+                            t.ids, cfg.tokens
+                        )))
+                    }
+                    _ => {}
                 }
                 a
             }
