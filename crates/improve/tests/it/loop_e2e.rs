@@ -179,6 +179,17 @@ fn the_loop_promotes_rejects_resumes_and_rolls_back() {
     assert!(r0.stats["verified"].as_u64().unwrap() > 0, "{:?}", r0.stats);
     assert!(r0.promoted, "round 1 should promote: {:?}", r0.reasons);
     let v1 = r0.candidate.unwrap();
+    // The candidate trained the chat markers' own embedding rows beside its layers.
+    let ad = autodidact_model::LoraAdapter::load_gguf(
+        &home.join(format!("adapters/self-v{v1}/adapter.gguf")),
+        &model.config,
+    )
+    .unwrap();
+    let id = |t: &str| model.tokenizer.token_id(t).unwrap();
+    assert_eq!(
+        ad.tokens.map(|t| t.ids),
+        Some(vec![id("<start_of_turn>"), id("<end_of_turn>")])
+    );
     assert_eq!(
         current_self(&home).unwrap().unwrap().version.max(v1),
         current_self(&home).unwrap().unwrap().version
