@@ -57,7 +57,8 @@ pub struct ImproveArgs {
     /// Skills to improve; repeatable (default arithmetic).
     #[arg(long = "skill")]
     pub skills: Vec<String>,
-    /// Other skills scored so that none regresses; repeatable.
+    /// Other skills scored so that none regresses; repeatable. `recall` (answering from what the
+    /// conversation says) is always guarded unless it is practised.
     #[arg(long = "guard-skill")]
     pub guard_skills: Vec<String>,
     /// Rounds in all (default 3; on --resume, more rounds continue a finished run).
@@ -520,7 +521,16 @@ pub fn improve(store: &Store, args: ImproveArgs, m: &Model, base: &ResolvedModel
                 } else {
                     args.skills.clone()
                 },
-                guard_skills: args.guard_skills.clone(),
+                // The default guards always, and those asked for besides.
+                guard_skills: {
+                    let mut g = d.guard_skills.clone();
+                    for s in &args.guard_skills {
+                        if !g.contains(s) {
+                            g.push(s.clone());
+                        }
+                    }
+                    g
+                },
                 rounds: args.rounds.unwrap_or(d.rounds),
                 tasks_per_round: args.tasks.unwrap_or(d.tasks_per_round),
                 max_levels: args.levels.unwrap_or(d.max_levels),

@@ -145,7 +145,10 @@ impl Default for ImproveConfig {
     fn default() -> Self {
         ImproveConfig {
             skills: vec!["arithmetic".into()],
-            guard_skills: Vec::new(),
+            // Answering from what the conversation holds (the use chat makes of recalled
+            // memories): an arithmetic run once promoted a self that had lost some of it, which
+            // the arithmetic levels and the guard text could not see (README, round 10).
+            guard_skills: vec!["recall".into()],
             rounds: 3,
             tasks_per_round: 600,
             samples_per_task: 4,

@@ -23,6 +23,7 @@ pub mod instructions;
 pub mod pairs;
 pub mod plot;
 pub mod propose;
+pub mod recall;
 pub mod registry;
 pub mod replay;
 pub mod report;

@@ -3,7 +3,7 @@
 use crate::rng::Rng;
 use crate::task::{Check, Split, Task, Verdict};
 use crate::user::UserSkill;
-use crate::{arithmetic, extract, instructions, ImproveError};
+use crate::{arithmetic, extract, instructions, recall, ImproveError};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,7 @@ pub enum Skill {
     /// [`crate::propose`]), practised beside the program's seed list; never held out.
     Instructions(Vec<String>),
     Extract,
+    Recall,
     User(Box<UserSkill>),
 }
 
@@ -24,6 +25,7 @@ pub fn load_all(skills_dir: &Path) -> Result<Vec<Skill>, ImproveError> {
         Skill::Arithmetic(Default::default()),
         Skill::Instructions(Vec::new()),
         Skill::Extract,
+        Skill::Recall,
     ];
     let mut files: Vec<_> = match std::fs::read_dir(skills_dir) {
         Ok(rd) => rd
@@ -75,6 +77,7 @@ impl Skill {
             Skill::Arithmetic(_) => "arithmetic",
             Skill::Instructions(_) => "instructions",
             Skill::Extract => "extract",
+            Skill::Recall => "recall",
             Skill::User(u) => &u.name,
         }
     }
@@ -86,6 +89,9 @@ impl Skill {
                 "a writing request with verifiable constraints (case, length, bullets, keywords, sections, ...)".into()
             }
             Skill::Extract => "text to a JSON object with given keys (name, age, city, date)".into(),
+            Skill::Recall => {
+                "facts the user states about themselves, then a question about one of them".into()
+            }
             Skill::User(u) => {
                 if u.description.is_empty() {
                     format!("user skill from {}", u.path.display())
@@ -108,6 +114,10 @@ impl Skill {
                 .iter()
                 .map(|k| format!("keys-{}", k.len()))
                 .collect(),
+            Skill::Recall => recall::LEVELS
+                .iter()
+                .map(|n| format!("facts-{n}"))
+                .collect(),
             Skill::User(_) => vec!["default".into()],
         }
     }
@@ -119,6 +129,7 @@ impl Skill {
             Skill::Arithmetic(_) => 96,
             Skill::Instructions(_) => 320,
             Skill::Extract => 96,
+            Skill::Recall => 48,
             Skill::User(u) => u.max_tokens,
         }
     }
@@ -146,6 +157,7 @@ impl Skill {
             Skill::Arithmetic(proposed) => arithmetic::generate(level, rng, split, proposed),
             Skill::Instructions(proposed) => instructions::generate(level, rng, split, proposed),
             Skill::Extract => extract::generate(level, rng, split),
+            Skill::Recall => recall::generate(level, rng, split),
             Skill::User(u) => {
                 let idx: Vec<usize> = (0..u.examples.len())
                     .filter(|i| u.is_eval_example(*i) == (split == Split::Eval))
@@ -171,6 +183,9 @@ impl Skill {
                 instructions::verify(task, list, request, reply, cut_off)
             }
             (Check::Fields { expected }, _) => extract::verify(task, expected, reply, cut_off),
+            (Check::Recall { fact, answer }, _) => {
+                recall::verify(task, fact, answer, reply, cut_off)
+            }
             (Check::User { fields }, Skill::User(u)) => u.verify(task, fields, reply, cut_off),
             (Check::User { .. }, _) => Verdict {
                 pass: false,
@@ -201,6 +216,7 @@ impl Skill {
                 Some(serde_json::Value::Object(expected.clone()).to_string())
             }
             (Check::User { fields }, Skill::User(u)) => u.reference_answer(fields),
+            (Check::Recall { answer, .. }, _) => Some(answer.clone()),
             _ => None,
         }
     }

@@ -45,6 +45,11 @@ pub enum Check {
     User {
         fields: std::collections::BTreeMap<String, String>,
     },
+    /// The value of the fact of kind `fact` the user stated (see [`crate::recall`]).
+    Recall {
+        fact: String,
+        answer: String,
+    },
 }
 
 /// Why a reply is degenerate.

@@ -124,7 +124,7 @@ impl UserSkill {
         if !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            || ["arithmetic", "instructions", "extract"].contains(&name.as_str())
+            || ["arithmetic", "instructions", "extract", "recall"].contains(&name.as_str())
         {
             return Err(bad(
                 path,
