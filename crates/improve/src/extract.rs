@@ -4,7 +4,7 @@ use crate::rng::Rng;
 use crate::task::{degenerate, Check, Split, Task, Verdict};
 use serde_json::{Map, Value};
 
-const FIRST: &[&str] = &[
+pub(crate) const FIRST: &[&str] = &[
     "Maria", "James", "Aiko", "Pedro", "Fatima", "Lukas", "Chloe", "Omar", "Ingrid", "Rahul",
     "Sofia", "Kwame", "Elena", "Tomas", "Mei", "Daniel",
 ];
@@ -12,7 +12,7 @@ const LAST: &[&str] = &[
     "Lopez", "Smith", "Tanaka", "Silva", "Khan", "Weber", "Martin", "Haddad", "Berg", "Patel",
     "Rossi", "Mensah", "Petrova", "Novak", "Chen", "Okafor",
 ];
-const CITIES: &[&str] = &[
+pub(crate) const CITIES: &[&str] = &[
     "Lisbon",
     "Toronto",
     "Osaka",

@@ -2,6 +2,7 @@
 //! one of them; the reply must name that fact's value and no other value of its kind. It measures
 //! what arithmetic practice can erode unseen, answering from what the conversation holds (the
 //! use chat makes of recalled memories), so it serves as a guard skill.
+use crate::extract;
 use crate::rng::Rng;
 use crate::task::{degenerate, Check, Split, Task, Verdict};
 
@@ -23,10 +24,7 @@ const KINDS: &[Kind] = &[
             "What am I called?",
             "Who am I?",
         ],
-        values: &[
-            "Maria", "James", "Aiko", "Pedro", "Fatima", "Lukas", "Chloe", "Omar", "Ingrid",
-            "Rahul", "Sofia", "Kwame", "Elena", "Tomas", "Mei", "Daniel",
-        ],
+        values: extract::FIRST,
     },
     Kind {
         name: "city",
@@ -41,24 +39,7 @@ const KINDS: &[Kind] = &[
             "What city is my home in?",
             "In which city is my home?",
         ],
-        values: &[
-            "Lisbon",
-            "Toronto",
-            "Osaka",
-            "Nairobi",
-            "Berlin",
-            "Lima",
-            "Oslo",
-            "Cairo",
-            "Melbourne",
-            "Seoul",
-            "Dublin",
-            "Quito",
-            "Prague",
-            "Accra",
-            "Madrid",
-            "Hanoi",
-        ],
+        values: extract::CITIES,
     },
     Kind {
         name: "job",

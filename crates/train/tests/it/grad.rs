@@ -68,23 +68,30 @@ fn mean_loss(m: &Model, ad: &LoraAdapter, seqs: &[Sequence], drop: Option<Dropou
     -tape.logp.iter().map(|&v| v as f64).sum::<f64>() / tape.logp.len() as f64
 }
 
-fn check_gradients(arch: Arch, drop: Option<Dropout>) {
-    let m = small(arch);
-    let ad = adapter(&m, 5);
-    let seqs = sequences();
+/// The analytic gradient of the mean loss over `seqs` with respect to every tensor of `ad`.
+fn analytic(m: &Model, ad: &LoraAdapter, seqs: &[Sequence], drop: Option<Dropout>) -> LoraAdapter {
     let refs: Vec<&Sequence> = seqs.iter().collect();
     let pack = Pack::new(&refs);
     let nl = pack.loss_rows.len();
     let tr = Trainer {
-        model: &m,
-        adapter: Some(&ad),
+        model: m,
+        adapter: Some(ad),
         output_t: None,
     };
-    let mut grads = LoraAdapter::zeros(&m.config, 3, 6.0, &Target::ALL);
+    let mut grads = ad.clone();
+    autodidact_train::optim::zero(&mut grads);
     let tape = tr
         .forward(pack, OutputGrad::Now(vec![1.0 / nl as f32; nl]), drop)
         .unwrap();
     tr.backward(tape, None, &mut grads).unwrap();
+    grads
+}
+
+fn check_gradients(arch: Arch, drop: Option<Dropout>) {
+    let m = small(arch);
+    let ad = adapter(&m, 5);
+    let seqs = sequences();
+    let grads = analytic(&m, &ad, &seqs, drop);
 
     let mut checked = 0;
     let mut largest = 0f64;
@@ -150,20 +157,7 @@ fn token_row_gradients_match_finite_differences() {
         let m = small(arch);
         let ad = adapter(&m, 6);
         let seqs = sequences();
-        let refs: Vec<&Sequence> = seqs.iter().collect();
-        let pack = Pack::new(&refs);
-        let nl = pack.loss_rows.len();
-        let tr = Trainer {
-            model: &m,
-            adapter: Some(&ad),
-            output_t: None,
-        };
-        let mut grads = ad.clone();
-        autodidact_train::optim::zero(&mut grads);
-        let tape = tr
-            .forward(pack, OutputGrad::Now(vec![1.0 / nl as f32; nl]), None)
-            .unwrap();
-        tr.backward(tape, None, &mut grads).unwrap();
+        let grads = analytic(&m, &ad, &seqs, None);
         let g = grads.tokens.as_ref().unwrap();
         let d = m.config.n_embd;
         let mut largest = 0f64;
