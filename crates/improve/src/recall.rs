@@ -22,7 +22,7 @@ const KINDS: &[Kind] = &[
             "What is my name?",
             "Do you remember my name?",
             "What am I called?",
-            "Who am I?",
+            "What name did I give you?",
         ],
         values: extract::FIRST,
     },
@@ -89,10 +89,10 @@ const KINDS: &[Kind] = &[
             "yellow",
             "purple",
             "orange",
-            "teal",
-            "olive",
+            "lilac",
+            "silver",
             "maroon",
-            "navy",
+            "lavender",
             "pink",
             "beige",
             "turquoise",
@@ -121,7 +121,7 @@ const KINDS: &[Kind] = &[
             "ferret",
             "iguana",
             "canary",
-            "tortoise",
+            "hedgehog",
             "gecko",
             "pony",
             "goat",
@@ -189,19 +189,20 @@ fn has_word(text: &str, word: &str) -> bool {
     lower.split(|c: char| !c.is_alphanumeric()).any(|t| t == w)
 }
 
-/// Right when the reply names the asked value and no other value of its kind (a reply listing
-/// every city is no answer); in format when it is a short answer (at most 20 words).
+/// Right when the reply names the asked value, no other value of its kind (a reply listing
+/// every city is no answer) and none of the other facts the user stated (a reply that repeats
+/// them all is no answer either); in format when it is short (at most 20 words).
 pub fn verify(task: &Task, kind: &str, answer: &str, reply: &str, cut: bool) -> Verdict {
     if let Some(d) = degenerate(&task.prompt, reply, cut, false) {
         return Verdict::degenerate(d);
     }
     let others = KINDS
         .iter()
-        .find(|k| k.name == kind)
-        .map_or(&[][..], |k| k.values)
-        .iter()
-        .filter(|v| !v.eq_ignore_ascii_case(answer))
-        .any(|v| has_word(reply, v));
+        .flat_map(|k| k.values.iter().map(move |v| (k.name, v)))
+        .filter(|(k, v)| {
+            !v.eq_ignore_ascii_case(answer) && (*k == kind || has_word(&task.prompt, v))
+        })
+        .any(|(_, v)| has_word(reply, v));
     let pass = has_word(reply, answer) && !others;
     Verdict {
         pass,
@@ -246,6 +247,21 @@ mod tests {
         assert!(!verify(&t, kind, answer, &format!("{answer} or {other}"), false).pass);
         for level in 0..LEVELS.len() {
             generate(level, &mut rng, Split::Eval);
+        }
+        // Repeating every stated fact is no answer.
+        let t = generate(2, &mut rng, Split::Train);
+        let Check::Recall { fact: kind, answer } = &t.check else {
+            panic!()
+        };
+        let facts = t.prompt.rsplit_once(". ").map_or("", |(f, _)| f);
+        assert!(!verify(&t, kind, answer, facts, false).pass, "{facts}");
+        // Every value is one word, which is what `has_word` can find.
+        for k in KINDS {
+            assert_eq!(k.values.len() % 4, 0);
+            assert_eq!(k.ask.len() % 4, 0);
+            for v in k.values {
+                assert!(v.chars().all(char::is_alphanumeric), "{v}");
+            }
         }
         // Held-out values never appear on the training side.
         let mut rng = Rng::new(9);
