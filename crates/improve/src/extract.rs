@@ -73,7 +73,8 @@ const ASKS: &[&str] = &[
     "Text: {text}\nGive the {keys} as a JSON object.",
 ];
 
-fn split_of<'a>(xs: &'a [&'a str], split: Split) -> Vec<&'a str> {
+/// The entries of `xs` on `split`'s side: every fourth is held out.
+pub(crate) fn split_of<'a>(xs: &'a [&'a str], split: Split) -> Vec<&'a str> {
     xs.iter()
         .enumerate()
         .filter(|(i, _)| (i % 4 == 3) == (split == Split::Eval))

@@ -134,15 +134,10 @@ const KINDS: &[Kind] = &[
 /// Levels: how many facts the turn states (the asked one among them).
 pub const LEVELS: [usize; 3] = [1, 3, 5];
 
-/// Every fourth value and question is held out: evaluation asks about values the training
-/// side never states, in words it never asks with (each list has a multiple of 4 entries).
-fn split_of<'a>(xs: &'a [&'a str], split: Split) -> Vec<&'a str> {
-    xs.iter()
-        .enumerate()
-        .filter(|(i, _)| (i % 4 == 3) == (split == Split::Eval))
-        .map(|(_, x)| *x)
-        .collect()
-}
+// Every fourth value and question is held out (`extract::split_of`): evaluation asks about
+// values the training side never states, in words it never asks with (each list has a multiple
+// of 4 entries).
+use extract::split_of;
 
 pub fn generate(level: usize, rng: &mut Rng, split: Split) -> Task {
     let n = LEVELS[level.min(LEVELS.len() - 1)];
