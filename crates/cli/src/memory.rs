@@ -646,8 +646,11 @@ fn bench(
                 let [n, with, without] = a.total();
                 println!(
                     "  answers ({name}, all): {with}/{n} right with memories, {without}/{n} without; \
-                     {} replies copied the memory section (never counted right)",
-                    a.echoes
+                     {} replies copied the memory section (never counted right); {}/{n} right \
+                     and concise (the first line holds the answer in at most {} words)",
+                    a.echoes,
+                    a.concise,
+                    autodidact_memory::bench::CONCISE_WORDS
                 );
                 for (q, gold, reply) in a.examples.iter().take(6) {
                     println!("    {q:?} (answer {gold:?}) -> {reply:?}");

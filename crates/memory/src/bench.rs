@@ -564,6 +564,25 @@ pub struct AnswerReport {
     /// Replies with memories that copy the memory section itself (never counted right: the
     /// answer is in them only because the prompt is).
     pub echoes: usize,
+    /// Right replies with memories whose first line alone holds the answer in at most
+    /// [`CONCISE_WORDS`] words: the strict count, since "holds the answer" also credits a reply
+    /// that restates every recalled memory.
+    pub concise: usize,
+}
+
+/// The most words a concise answer's first line has.
+pub const CONCISE_WORDS: usize = 12;
+
+/// Whether `reply`'s first non-empty line holds `gold` (case aside) in at most
+/// [`CONCISE_WORDS`] words.
+fn concise_answer(reply: &str, gold: &str) -> bool {
+    let line = reply
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.split_whitespace().count() <= CONCISE_WORDS
+        && line.to_lowercase().contains(&gold.to_lowercase())
 }
 
 /// Whether `reply` copies the memory section a prompt carried (its heading or an entry's
@@ -589,6 +608,9 @@ impl AnswerReport {
             let e = r.by_type.entry(p.kind).or_default();
             e[0] += 1;
             e[1] += says(with.get(i)) as usize;
+            r.concise += (says(with.get(i))
+                && with.get(i).is_some_and(|t| concise_answer(t, &p.gold)))
+                as usize;
             e[2] += says(without.get(i)) as usize;
             if r.examples.len() < 6 {
                 r.examples.push((
@@ -610,6 +632,7 @@ impl AnswerReport {
         }
         self.examples.extend(other.examples);
         self.echoes += other.echoes;
+        self.concise += other.concise;
     }
 
     /// (asked, right with memories, right without) over every type.
@@ -782,6 +805,14 @@ mod tests {
         let without: Vec<String> = prompts.iter().map(|p| p.question.clone()).collect();
         let r = AnswerReport::score(&prompts, &with, &without);
         assert_eq!(r.total(), [prompts.len(), prompts.len(), 0]);
+        assert_eq!(r.concise, prompts.len());
+        // Right, but only after a long first line: not concise.
+        let long: Vec<String> = prompts
+            .iter()
+            .map(|p| format!("{} {}", "word ".repeat(CONCISE_WORDS), p.gold))
+            .collect();
+        let r = AnswerReport::score(&prompts, &long, &without);
+        assert_eq!((r.total()[1], r.concise), (prompts.len(), 0));
         // Copying the memory section back is no answer, though the answer is in it.
         let echo: Vec<String> = prompts
             .iter()
