@@ -12,7 +12,7 @@ use autodidact_improve::trainer::TrainSettings;
 use autodidact_improve::Registry;
 use autodidact_model::testing::real_model_path;
 use autodidact_model::{Message, Model};
-use autodidact_train::data::{template_tokens, OnBadLine, SftExample};
+use autodidact_train::data::{OnBadLine, SftExample};
 use autodidact_train::{Examples, Flow, Progress, Replay, TrainConfig, TrainJob};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -61,24 +61,16 @@ fn main() {
         ]));
     }
     eprintln!("{} examples", sft.len());
-    let s = TrainSettings::default();
     let mut job = TrainJob::new(&m, Examples::Sft(sft));
+    let config = TrainSettings::default().config(&m);
     job.config = TrainConfig {
-        rank: s.rank,
-        alpha: s.alpha,
-        lr: s.lr,
-        epochs: s.epochs,
-        batch: s.batch,
-        seq_len: s.seq_len,
-        seed: s.seed,
-        targets: s.targets.clone(),
         tokens: if rows == "rows" {
-            template_tokens(&m)
+            config.tokens.clone()
         } else {
             Vec::new()
         },
         max_steps: Some(steps),
-        ..TrainConfig::default()
+        ..config
     };
     job.on_bad = OnBadLine::Skip;
     job.replay = Some(Replay {

@@ -45,6 +45,29 @@ pub fn targets_text(t: &[Target]) -> String {
         .join(",")
 }
 
+impl TrainSettings {
+    /// The SFT training configuration of these settings for `model` (the sequence length capped
+    /// at its context; the chat markers' rows when `template_tokens`).
+    pub fn config(&self, model: &Model) -> TrainConfig {
+        TrainConfig {
+            rank: self.rank,
+            alpha: self.alpha,
+            lr: self.lr,
+            epochs: self.epochs,
+            batch: self.batch,
+            seq_len: self.seq_len.min(model.config.ctx_train),
+            seed: self.seed,
+            targets: self.targets.clone(),
+            tokens: if self.template_tokens {
+                template_tokens(model)
+            } else {
+                Vec::new()
+            },
+            ..TrainConfig::default()
+        }
+    }
+}
+
 impl Default for TrainSettings {
     /// Rank, rate and epochs of the calibration (chat-phrased 1-digit addition from 0 %
     /// to 99 %).
@@ -205,11 +228,8 @@ pub fn train(
             .collect::<String>()
             .as_bytes(),
     );
-    let tokens = if s.template_tokens {
-        template_tokens(model)
-    } else {
-        Vec::new()
-    };
+    let config = s.config(model);
+    let tokens = &config.tokens;
     let print = if tokens.is_empty() {
         serde_json::json!([s, c.replay_share, c.replay_top_k, c.replay.len(), data])
     } else {
@@ -241,18 +261,7 @@ pub fn train(
     ));
     remove_other_checkpoints(work, &[&ckpt, &dpo_ckpt]);
     let mut job = TrainJob::new(model, Examples::Sft(sft));
-    job.config = TrainConfig {
-        rank: s.rank,
-        alpha: s.alpha,
-        lr: s.lr,
-        epochs: s.epochs,
-        batch: s.batch,
-        seq_len: s.seq_len.min(model.config.ctx_train),
-        seed: s.seed,
-        targets: s.targets.clone(),
-        tokens,
-        ..TrainConfig::default()
-    };
+    job.config = config;
     job.on_bad = OnBadLine::Skip;
     if !c.replay.is_empty() {
         job.replay = Some(Replay {
@@ -324,15 +333,11 @@ pub fn train(
         let mut job = TrainJob::new(model, Examples::Dpo(prefs));
         job.config = TrainConfig {
             method: Method::Dpo { beta: c.dpo.beta },
-            rank: s.rank,
-            alpha: s.alpha,
             lr: c.dpo.lr,
             epochs: c.dpo.epochs,
-            batch: s.batch,
-            seq_len: s.seq_len.min(model.config.ctx_train),
-            seed: s.seed,
-            targets: s.targets.clone(),
-            ..TrainConfig::default()
+            // The token rows come with the SFT adapter DPO starts from.
+            tokens: Vec::new(),
+            ..s.config(model)
         };
         // The SFT stage is kept under its own name until the round has scored it, so a round's
         // record says what DPO added over SFT alone on the same data.

@@ -607,10 +607,10 @@ impl AnswerReport {
             r.echoes += with.get(i).is_some_and(|t| copies_memory_section(t)) as usize;
             let e = r.by_type.entry(p.kind).or_default();
             e[0] += 1;
-            e[1] += says(with.get(i)) as usize;
-            r.concise += (says(with.get(i))
-                && with.get(i).is_some_and(|t| concise_answer(t, &p.gold)))
-                as usize;
+            let right = says(with.get(i));
+            e[1] += right as usize;
+            r.concise +=
+                (right && with.get(i).is_some_and(|t| concise_answer(t, &p.gold))) as usize;
             e[2] += says(without.get(i)) as usize;
             if r.examples.len() < 6 {
                 r.examples.push((

@@ -240,8 +240,8 @@ impl Model {
             .zip(tokens.par_iter().zip(rows_of.par_iter()))
             .try_for_each(|(row, (&t, rows))| {
                 w.token_embd.dequantize_row(file, t as usize, row)?;
-                if let Some(delta) = rows.and_then(|r| r.row(t)) {
-                    row.iter_mut().zip(delta).for_each(|(v, x)| *v += x);
+                if let Some(r) = rows {
+                    r.add_to_embedding(t, row);
                 }
                 if c.embed_scale != 1.0 {
                     row.iter_mut().for_each(|v| *v *= c.embed_scale);
@@ -389,12 +389,8 @@ impl Model {
                         continue;
                     };
                     for r in rows.clone() {
-                        let h = &hs[r * d..(r + 1) * d];
-                        for (j, &id) in tr.ids.iter().enumerate() {
-                            let delta = &tr.delta[j * d..(j + 1) * d];
-                            let dot: f32 = h.iter().zip(delta).map(|(a, b)| a * b).sum();
-                            logits[r * c.n_vocab + id as usize] += dot;
-                        }
+                        let v = c.n_vocab;
+                        tr.add_logits(&hs[r * d..(r + 1) * d], &mut logits[r * v..(r + 1) * v]);
                     }
                 }
             }

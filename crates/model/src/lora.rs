@@ -9,6 +9,7 @@ use crate::gguf::{Array, GgufFile, GgufWriter, TensorData, Value, KEY_ARCHITECTU
 use crate::model::Model;
 use crate::ModelError;
 use autodidact_kernels::quant::dequantize_to_vec;
+use autodidact_kernels::vec::add_inplace;
 use autodidact_kernels::{sgemm, Accumulate, GgmlType, MatMut, MatRef};
 use std::path::Path;
 
@@ -198,11 +199,32 @@ impl TokenRows {
         self.delta.len() / self.ids.len().max(1)
     }
 
+    /// Where token `t`'s row is among `ids`, if it has one.
+    pub fn index(&self, t: u32) -> Option<usize> {
+        self.ids.iter().position(|&i| i == t)
+    }
+
     /// The change to token `t`'s row, if it has one.
     pub fn row(&self, t: u32) -> Option<&[f32]> {
         let d = self.n_embd();
-        let j = self.ids.iter().position(|&i| i == t)?;
+        let j = self.index(t)?;
         Some(&self.delta[j * d..(j + 1) * d])
+    }
+
+    /// `row += delta_t`: token `t`'s embedding row (unscaled), if it has a change.
+    pub fn add_to_embedding(&self, t: u32, row: &mut [f32]) {
+        if let Some(delta) = self.row(t) {
+            add_inplace(row, delta);
+        }
+    }
+
+    /// `logits[id] += h · delta_id` for each row's token: one position's logits `(n_vocab)` from
+    /// its final-normed hidden state `h`, where the output is tied to the embedding.
+    pub fn add_logits(&self, h: &[f32], logits: &mut [f32]) {
+        let d = self.n_embd();
+        for (&id, delta) in self.ids.iter().zip(self.delta.chunks(d)) {
+            logits[id as usize] += h.iter().zip(delta).map(|(a, b)| a * b).sum::<f32>();
+        }
     }
 
     fn check(&self, c: &Config) -> Result<(), ModelError> {
@@ -581,11 +603,8 @@ pub fn rewrite_gguf(
             }
             if let Some(r) = rows {
                 let d = r.n_embd();
-                for (j, &id) in r.ids.iter().enumerate() {
-                    let row = &mut vals[id as usize * d..(id as usize + 1) * d];
-                    row.iter_mut()
-                        .zip(&r.delta[j * d..(j + 1) * d])
-                        .for_each(|(w, x)| *w += x);
+                for &id in &r.ids {
+                    r.add_to_embedding(id, &mut vals[id as usize * d..(id as usize + 1) * d]);
                 }
             }
             autodidact_kernels::quant::quantize_to_vec(ty, &vals)?

@@ -289,12 +289,7 @@ impl Trainer<'_> {
         logits
             .par_chunks_mut(v)
             .zip(hs.par_chunks(d))
-            .for_each(|(row, h)| {
-                for (j, &id) in tr.ids.iter().enumerate() {
-                    let delta = &tr.delta[j * d..(j + 1) * d];
-                    row[id as usize] += h.iter().zip(delta).map(|(a, b)| a * b).sum::<f32>();
-                }
-            });
+            .for_each(|(row, h)| tr.add_logits(h, row));
     }
 
     /// The model's own distribution at each loss row of `pack`, as its `k` likeliest tokens
@@ -378,8 +373,8 @@ impl Trainer<'_> {
             .zip(pack.tokens.par_iter())
             .try_for_each(|(row, &t)| {
                 w.token_embd.dequantize_row(file, t as usize, row)?;
-                if let Some(delta) = rows.and_then(|r| r.row(t)) {
-                    row.iter_mut().zip(delta).for_each(|(v, x)| *v += x);
+                if let Some(r) = rows {
+                    r.add_to_embedding(t, row);
                 }
                 row.iter_mut().for_each(|v| *v *= c.embed_scale);
                 Ok::<(), TrainError>(())
@@ -737,9 +732,8 @@ impl Trainer<'_> {
         }
         // x0 = scale · (e_t + delta_t): each row's gradient reaches its token's delta.
         if let Some(g) = grads.tokens.as_mut() {
-            let ids = g.ids.clone();
             for (r, &t) in pack.tokens.iter().enumerate() {
-                if let Some(j) = ids.iter().position(|&i| i == t) {
+                if let Some(j) = g.index(t) {
                     g.delta[j * d..(j + 1) * d]
                         .iter_mut()
                         .zip(&dx[r * d..(r + 1) * d])
